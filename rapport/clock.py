@@ -1,0 +1,98 @@
+"""Time and randomness: the only module that reads the wall clock or the random source.
+
+Stage logic takes a ``Clock`` (and ids from it) as an argument, so tests pin time and ids.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from rapport.types import Millis
+
+
+class Clock(Protocol):
+    def now_ms(self) -> Millis: ...
+
+    def monotonic(self) -> float: ...
+
+    def new_id(self, prefix: str) -> str: ...
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _encode(n: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        out.append(_ALPHABET[r])
+    return "".join(reversed(out))
+
+
+class SystemClock:
+    """Wall clock; ids are time-ordered (ms prefix) with 64 random bits."""
+
+    def now_ms(self) -> Millis:
+        return time.time_ns() // 1_000_000
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{_encode(self.now_ms(), 9)}{_encode(int.from_bytes(os.urandom(8)), 13)}"
+
+
+class FrozenClock:
+    """A clock that moves only when told; ids come from a seeded generator."""
+
+    def __init__(self, now_ms: Millis, seed: int = 0) -> None:
+        self._now = now_ms
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> Millis:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._now / 1000.0
+
+    def advance(self, ms: Millis) -> None:
+        self._now += ms
+
+    def set(self, now_ms: Millis) -> None:
+        self._now = now_ms
+
+    def new_id(self, prefix: str) -> str:
+        with self._lock:
+            bits = self._rng.getrandbits(64)
+        return f"{prefix}_{_encode(self._now, 9)}{_encode(bits, 13)}"
+
+
+def to_datetime(ms: Millis) -> datetime:
+    """UTC datetime for epoch milliseconds."""
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
+
+
+def to_iso(ms: Millis) -> str:
+    """ISO-8601 UTC text with millisecond precision, e.g. ``2026-01-02T03:04:05.678Z``."""
+    return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso(text: str) -> Millis:
+    """Epoch milliseconds for an ISO-8601 timestamp; naive times are taken as UTC.
+
+    Raises ``ValueError`` for text that is not a timestamp.
+    """
+    t = text.strip()
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
