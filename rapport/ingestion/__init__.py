@@ -1,0 +1,1 @@
+"""Ingestion: validate, dedupe, tag consent and durably store incoming Segment-spec messages."""

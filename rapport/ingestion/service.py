@@ -1,0 +1,233 @@
+"""The ingestion shell: one writer job stores a batch of messages durably, in order.
+
+For each new message: resolve identity (creating, attaching, merging), record consent carried in
+its context, decide whether its purposes are consented (else keep it minimized), encrypt personal
+fields under the profile's data key, insert it (deduplicated on the workspace's dedupe key), fold
+identify traits (newest event time wins) and feed computed-trait buckets. All of it commits
+together or not at all, before the caller is told anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from rapport.clock import Clock
+from rapport.consent.decide import may_use
+from rapport.consent.model import LedgerEntry
+from rapport.ingestion.model import IngestResult, Message, Quarantined
+from rapport.privacy import pii
+from rapport.profiles.computed import Bucket, bucket_of, property_value
+from rapport.rules import evaluate_where
+from rapport.storage.base import Conn
+from rapport.storage.sql import consent as consent_sql
+from rapport.storage.sql import events as events_sql
+from rapport.storage.sql import profiles as profiles_sql
+from rapport.identity.service import IdentityWriter
+from rapport.workspaces.keys import Keyring
+from rapport.workspaces.runtime import WorkspaceRuntime
+
+_MINIMAL_CONTEXT = ("consent", "consentManagement", "library")
+
+
+@dataclass(slots=True)
+class _Pending:
+    traits: dict[tuple[str, str], tuple[object, ...]]
+    buckets: dict[tuple[str, str, int], Bucket]
+
+
+def ledger_entry(row: Sequence[object]) -> LedgerEntry:
+    (entry_id, seq, profile_id, purpose, state, basis, source, policy, proof, recorded, effective,
+     expires, _origin, _message) = row
+    return LedgerEntry(
+        id=str(entry_id), seq=int(seq), profile_id=str(profile_id), purpose=str(purpose),
+        state=state, legal_basis=basis, source=str(source),  # type: ignore[arg-type]
+        policy_version=policy, proof=proof, recorded_at=int(recorded),  # type: ignore[arg-type]
+        effective_at=int(effective), expires_at=None if expires is None else int(expires),  # type: ignore[arg-type]
+    )
+
+
+def proof_of(context: object) -> str | None:
+    """A one-way hash of the IP and user agent that made a consent choice (never the raw values)."""
+    if not isinstance(context, dict):
+        return None
+    ip, agent = context.get("ip"), context.get("userAgent")
+    if not ip and not agent:
+        return None
+    return hashlib.sha256(f"{ip}\x00{agent}".encode()).hexdigest()
+
+
+class BatchJob:
+    """Stores one batch inside the writer's transaction (``run`` is the job)."""
+
+    def __init__(
+        self, rt: WorkspaceRuntime, keyring: Keyring, clock: Clock,
+        messages: Sequence[Message], quarantined: Sequence[Quarantined] = (),
+    ) -> None:
+        self.rt = rt
+        self.keyring = keyring
+        self.clock = clock
+        self.messages = messages
+        self.quarantined = quarantined
+
+    def run(self, conn: Conn) -> IngestResult:
+        rt, ws = self.rt, self.rt.id
+        now = self.clock.now_ms()
+        self._store_quarantined(conn, now)
+        keys = [self._dedupe_key(m) for m in self.messages]
+        known = events_sql.existing_keys(conn, ws, keys)
+        live = {row[0] for row in conn.all(
+            "SELECT id FROM series WHERE workspace_id = ? AND state = 'live'", (ws,))}
+        identity = IdentityWriter(conn, rt, self.keyring, self.clock)
+        identity.prefetch(self.messages)
+        ledgers: dict[str, list[LedgerEntry]] = {}
+        pending = _Pending({}, {})
+        seen: set[str] = set()
+        accepted = duplicates = restricted = 0
+        for message, key in zip(self.messages, keys, strict=True):
+            if key in known or key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            profile_id, merged = identity.resolve(message)
+            if merged:
+                self._flush(conn, pending)
+                ledgers.clear()
+            ledger = ledgers.get(profile_id)
+            if ledger is None:
+                ledger = [ledger_entry(r) for r in consent_sql.entries(conn, ws, [profile_id])]
+                ledgers[profile_id] = ledger
+            self._record_context_consent(conn, message, profile_id, ledger, now)
+            allowed = self._allowed_purposes(ledger, message.ts)
+            is_restricted = not all(p in allowed for p in rt.settings.event_purposes)
+            body = message.body if not is_restricted else self._minimized(message.body)
+            cipher = identity.cipher(profile_id)
+            sealed = pii.encrypt_fields(body, rt.pii_fields, cipher.encrypt)
+            seq = events_sql.insert_event(conn, (
+                ws, key, message.message_id, profile_id, profile_id, message.type, message.name,
+                message.user_id, message.anonymous_id, message.ts, message.received_at,
+                int(is_restricted), int(message.flagged), orjson.dumps(sealed).decode(),
+            ))
+            if seq is None:
+                duplicates += 1
+                continue
+            accepted += 1
+            restricted += is_restricted
+            if message.type == "identify":
+                self._fold_traits(pending, message, profile_id, sealed)
+            self._feed_series(pending, message, profile_id, seq, live, allowed)
+        self._flush(conn, pending)
+        return IngestResult(accepted, duplicates, len(self.quarantined), restricted)
+
+    def _dedupe_key(self, message: Message) -> str:
+        if self.rt.settings.dedupe:
+            return message.message_id
+        return f"{message.message_id}#{self.clock.new_id('d')}"
+
+    def _allowed_purposes(self, ledger: list[LedgerEntry], at: int) -> set[str]:
+        return {p.name for p in self.rt.catalog if may_use(ledger, p, at).allowed}
+
+    @staticmethod
+    def _minimized(body: dict[str, object]) -> dict[str, object]:
+        """What ``necessary`` keeps of an event without consent: who, what, when, and the consent itself."""
+        kept = {k: v for k, v in body.items() if k not in ("properties", "context", "integrations")}
+        context = body.get("context")
+        if isinstance(context, dict):
+            kept["context"] = {k: context[k] for k in _MINIMAL_CONTEXT if k in context}
+        return kept
+
+    def _record_context_consent(
+        self, conn: Conn, message: Message, profile_id: str, ledger: list[LedgerEntry], now: int
+    ) -> None:
+        context = message.body.get("context")
+        if not isinstance(context, dict):
+            return
+        intents, _unknown = self.rt.mapping.extract(context)
+        for purpose_name, state in intents:
+            if purpose_name not in self.rt.catalog:
+                continue
+            latest = max((e for e in ledger if e.purpose == purpose_name and e.effective_at <= message.ts),
+                         key=lambda e: e.order_key, default=None)
+            if latest is not None and latest.state == state:
+                continue
+            purpose = self.rt.catalog.get(purpose_name)
+            expires = None
+            if state == "granted" and purpose.default_expiry_ms is not None:
+                expires = message.ts + purpose.default_expiry_ms
+            source = "sdk:rudderstack" if "consentManagement" in context else "sdk:segment"
+            entry_id = self.clock.new_id("cns")
+            proof = proof_of(context)
+            seq = consent_sql.append(conn, self.rt.id, (
+                entry_id, profile_id, profile_id, purpose_name, state, purpose.legal_basis, source, None,
+                proof, now, message.ts, expires, message.message_id,
+            ))
+            ledger.append(LedgerEntry(
+                id=entry_id, seq=seq, profile_id=profile_id, purpose=purpose_name, state=state,
+                legal_basis=purpose.legal_basis, source=source, policy_version=None, proof=proof,
+                recorded_at=now, effective_at=message.ts, expires_at=expires,
+            ))
+
+    def _fold_traits(self, pending: _Pending, message: Message, profile_id: str, sealed: dict[str, object]) -> None:
+        traits = sealed.get("traits")
+        if not isinstance(traits, dict):
+            return
+        for name, value in traits.items():
+            row = (self.rt.id, profile_id, name, orjson.dumps(value).decode(), profile_id, "identify",
+                   message.ts, message.message_id)
+            prior = pending.traits.get((profile_id, name))
+            if prior is None or int(prior[6]) <= message.ts:  # type: ignore[call-overload]
+                pending.traits[(profile_id, name)] = row
+
+    def _feed_series(
+        self, pending: _Pending, message: Message, profile_id: str, seq: int, live: set[str], allowed: set[str]
+    ) -> None:
+        props = message.body.get("properties")
+        properties = props if isinstance(props, dict) else {}
+        for series_id, series in self.rt.series.items():
+            key = series.key
+            if series_id not in live:
+                continue
+            if key.event != "*" and (message.type != "track" or key.event != message.name):
+                continue
+            if not series.purposes <= allowed and "necessary" not in series.purposes:
+                continue
+            if series.where is not None and not evaluate_where(series.where, properties, message.ts):
+                continue
+            found, value = property_value(properties, key.prop) if key.prop else (False, None)
+            slot = (profile_id, series_id, bucket_of(message.ts))
+            bucket = pending.buckets.get(slot)
+            if bucket is None:
+                bucket = pending.buckets[slot] = Bucket(slot[2])
+            bucket.add(message.ts, seq, value if found else None, key.prop is not None)
+
+    def _flush(self, conn: Conn, pending: _Pending) -> None:
+        ws = self.rt.id
+        if pending.traits:
+            profiles_sql.upsert_traits(conn, pending.traits.values())
+            pending.traits.clear()
+        if pending.buckets:
+            profiles_sql.upsert_buckets(conn, [bucket_row(ws, p, s, b) for (p, s, _), b in pending.buckets.items()])
+            profiles_sql.insert_bucket_values(conn, [
+                (ws, p, s, b.bucket, v) for (p, s, _), b in pending.buckets.items() for v in b.values])
+            pending.buckets.clear()
+
+    def _store_quarantined(self, conn: Conn, now: int) -> None:
+        if not self.quarantined:
+            return
+        cipher = self.keyring.workspace_cipher(self.rt.id, self.rt.wrapped_key)
+        for q in self.quarantined:
+            conn.execute(
+                "INSERT INTO quarantine (workspace_id, id, message_id, event_name, plan, violations, payload,"
+                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.rt.id, self.clock.new_id("qtn"), q.message.message_id, q.message.name, q.plan,
+                 orjson.dumps(list(q.violations)).decode(),
+                 cipher.encrypt(orjson.dumps(q.message.body), self.rt.id.encode()), now),
+            )
+
+
+def bucket_row(ws: str, profile_id: str, series_id: str, b: Bucket) -> tuple[object, ...]:
+    return (ws, profile_id, series_id, b.bucket, b.n, b.nn, b.total, b.vmin, b.vmax, b.first_ts, b.first_seq,
+            b.first_val, b.last_ts, b.last_seq, b.last_val)

@@ -1,0 +1,123 @@
+"""PostgreSQL database: pooled readers, a group-committing writer per process, same queries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from functools import lru_cache
+from typing import Any, Literal, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from rapport.storage import migrate
+from rapport.storage.base import Params, Row
+from rapport.storage.writer import GroupCommitWriter
+
+T = TypeVar("T")
+_MIGRATION_LOCK = 727_274_001
+
+
+class PostgresDialect:
+    name: Literal["sqlite", "postgres"] = "postgres"
+
+    def greatest(self, a: str, b: str) -> str:
+        return f"GREATEST({a}, {b})"
+
+    def least(self, a: str, b: str) -> str:
+        return f"LEAST({a}, {b})"
+
+    @property
+    def skip_locked(self) -> str:
+        return "FOR UPDATE SKIP LOCKED"
+
+
+DIALECT = PostgresDialect()
+_PLACEHOLDER = re.compile(r"\?")
+
+
+@lru_cache(maxsize=4096)
+def translate(sql: str) -> str:
+    """Portable SQL (``?`` placeholders) to psycopg's (``%s``; literal ``%`` doubled)."""
+    return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+
+
+class PostgresConn:
+    dialect = DIALECT
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        cur = self.raw.execute(translate(sql), params or None, prepare=False)
+        return cur.rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(translate(sql), list(rows))
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        return self.raw.execute(translate(sql), params or None).fetchall()
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self.raw.execute(translate(sql), params or None).fetchone()
+        return row
+
+    def value(self, sql: str, params: Params = ()) -> Any:
+        row = self.raw.execute(translate(sql), params or None).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _connect(url: str) -> PostgresConn:
+    return PostgresConn(psycopg.connect(url, autocommit=True))
+
+
+class PostgresDatabase:
+    dialect = DIALECT
+
+    def __init__(self, url: str, *, max_backlog: int = 20_000, readers: int = 4) -> None:
+        self.url = url
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url, min_size=1, max_size=readers, kwargs={"autocommit": True}, open=True
+        )
+        self._writer = GroupCommitWriter(
+            lambda: _connect(url),
+            begin="BEGIN",
+            max_backlog=max_backlog,
+            retryable=(psycopg.errors.UniqueViolation, psycopg.errors.SerializationFailure,
+                       psycopg.errors.DeadlockDetected),
+            name="rapport-postgres-writer",
+        )
+        self.write(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        for version, name, sql in migrate.pending(conn, "rapport.storage.postgres.migrations"):
+            migrate.apply_migration(conn, version, name, sql)
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        with self._pool.connection() as raw:
+            conn = PostgresConn(raw)
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+    def submit(self, fn: Callable[[Any], T], weight: int = 1) -> Future[T]:
+        return self._writer.submit(fn, weight)
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        return self.submit(fn).result()
+
+    def backlog(self) -> int:
+        return self._writer.backlog()
+
+    def close(self) -> None:
+        self._writer.close()
+        self._pool.close()

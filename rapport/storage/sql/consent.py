@@ -1,0 +1,32 @@
+"""The append-only consent ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rapport.storage.base import Conn, Row
+
+LEDGER_COLUMNS = ("id, seq, profile_id, purpose, state, legal_basis, source, policy_version, proof,"
+                  " recorded_at, effective_at, expires_at, origin_profile_id, message_id")
+
+
+def append(conn: Conn, ws: str, row: Sequence[object]) -> int:
+    """Append (id, profile_id, origin_profile_id, purpose, state, legal_basis, source, policy_version,
+    proof, recorded_at, effective_at, expires_at, message_id); returns its sequence number."""
+    return int(conn.value(
+        "INSERT INTO consent_ledger (workspace_id, id, profile_id, origin_profile_id, purpose, state, legal_basis,"
+        " source, policy_version, proof, recorded_at, effective_at, expires_at, message_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        (ws, *row),
+    ))
+
+
+def entries(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:
+    if not profile_ids:
+        return []
+    marks = ",".join("?" * len(profile_ids))
+    return conn.all(
+        f"SELECT {LEDGER_COLUMNS} FROM consent_ledger WHERE workspace_id = ? AND profile_id IN ({marks})"
+        " ORDER BY effective_at, seq",
+        (ws, *profile_ids),
+    )

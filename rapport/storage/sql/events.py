@@ -1,0 +1,77 @@
+"""Stored events: dedupe, insert, timeline pages, and scans for backfills and recomputation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rapport.storage.base import Conn, Row
+
+EVENT_COLUMNS = "seq, message_id, profile_id, origin_profile_id, type, name, user_id, anonymous_id, ts, received_at, restricted, flagged, body"
+
+
+def existing_keys(conn: Conn, ws: str, keys: Sequence[str]) -> set[str]:
+    """Which dedupe keys are already stored."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(row[0] for row in conn.all(
+            f"SELECT dedupe_key FROM events WHERE workspace_id = ? AND dedupe_key IN ({marks})", (ws, *chunk)))
+    return found
+
+
+def insert_event(conn: Conn, row: Sequence[object]) -> int | None:
+    """Insert one event; its sequence number, or None when the dedupe key is already stored."""
+    value = conn.value(
+        "INSERT INTO events (workspace_id, dedupe_key, message_id, profile_id, origin_profile_id, type, name,"
+        " user_id, anonymous_id, ts, received_at, restricted, flagged, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (workspace_id, dedupe_key) DO NOTHING RETURNING seq",
+        row,
+    )
+    return None if value is None else int(value)
+
+
+def timeline(conn: Conn, ws: str, profile_id: str, before: tuple[int, int] | None, limit: int) -> list[Row]:
+    """Newest first; ``before`` is the (ts, seq) cursor of the previous page's last event."""
+    if before is None:
+        return conn.all(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id = ?"
+            " ORDER BY ts DESC, seq DESC LIMIT ?",
+            (ws, profile_id, limit),
+        )
+    ts, seq = before
+    return conn.all(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id = ?"
+        " AND (ts < ? OR (ts = ? AND seq < ?)) ORDER BY ts DESC, seq DESC LIMIT ?",
+        (ws, profile_id, ts, ts, seq, limit),
+    )
+
+
+def of_profile(conn: Conn, ws: str, profile_id: str) -> list[Row]:
+    """Every event of a profile in time order (for recomputation after an unmerge)."""
+    return conn.all(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id = ? ORDER BY ts, seq",
+        (ws, profile_id),
+    )
+
+
+def scan(conn: Conn, ws: str, after_seq: int, upto_seq: int, limit: int) -> list[Row]:
+    """Events by sequence, for backfills: ``after_seq < seq <= upto_seq``."""
+    return conn.all(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+        (ws, after_seq, upto_seq, limit),
+    )
+
+
+def max_seq(conn: Conn, ws: str) -> int:
+    return int(conn.value("SELECT coalesce(max(seq), 0) FROM events WHERE workspace_id = ?", (ws,)) or 0)
+
+
+def count(conn: Conn, ws: str) -> int:
+    return int(conn.value("SELECT count(*) FROM events WHERE workspace_id = ?", (ws,)) or 0)
+
+
+def by_message_id(conn: Conn, ws: str, message_id: str) -> list[Row]:
+    return conn.all(f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND message_id = ?",
+                    (ws, message_id))

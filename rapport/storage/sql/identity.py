@@ -1,0 +1,207 @@
+"""The identity graph in SQL: identifiers, profiles, merges (logged, reversible), blocks, conflicts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from rapport.storage.base import Conn, Row
+from rapport.types import Millis
+
+
+def owners(conn: Conn, ws: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Current profile of each known (type, value_key)."""
+    out: dict[tuple[str, str], str] = {}
+    for start in range(0, len(keys), 400):
+        chunk = keys[start:start + 400]
+        cond = " OR ".join(["(type = ? AND value_key = ?)"] * len(chunk))
+        params: list[object] = [ws]
+        for kind, key in chunk:
+            params.extend((kind, key))
+        for kind, key, profile in conn.all(
+            f"SELECT type, value_key, profile_id FROM identifiers WHERE workspace_id = ? AND ({cond})", params
+        ):
+            out[(kind, key)] = profile
+    return out
+
+
+def profile_rows(conn: Conn, ws: str, ids: Sequence[str]) -> dict[str, Row]:
+    """(seq, id, merged_into, data_key, created_at, updated_at) by id."""
+    out: dict[str, Row] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.all(
+            "SELECT seq, id, merged_into, data_key, created_at, updated_at FROM profiles"
+            f" WHERE workspace_id = ? AND id IN ({marks})", (ws, *chunk)
+        ):
+            out[row[1]] = row
+    return out
+
+
+def identifiers_of(conn: Conn, ws: str, profile_id: str) -> list[Row]:
+    """(type, value_key, value_enc, origin_profile_id, first_seen) of a live profile."""
+    return conn.all(
+        "SELECT type, value_key, value_enc, origin_profile_id, first_seen FROM identifiers"
+        " WHERE workspace_id = ? AND profile_id = ? ORDER BY type, first_seen, value_key",
+        (ws, profile_id),
+    )
+
+
+def insert_profile(conn: Conn, ws: str, profile_id: str, data_key: bytes, now: Millis) -> int:
+    return int(conn.value(
+        "INSERT INTO profiles (workspace_id, id, data_key, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
+        " RETURNING seq",
+        (ws, profile_id, data_key, now, now),
+    ))
+
+
+def attach(conn: Conn, ws: str, rows: Iterable[tuple[str, str, bytes | None, str, Millis]]) -> None:
+    """Attach (type, value_key, value_enc, profile_id, first_seen); the profile is also the origin."""
+    conn.executemany(
+        "INSERT INTO identifiers (workspace_id, type, value_key, value_enc, profile_id, origin_profile_id,"
+        " first_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, type, value_key) DO NOTHING",
+        [(ws, t, k, enc, p, p, at) for t, k, enc, p, at in rows],
+    )
+
+
+def blocked_pairs(conn: Conn, ws: str, profiles: Sequence[str]) -> set[frozenset[str]]:
+    marks = ",".join("?" * len(profiles))
+    return {
+        frozenset((a, b)) for a, b in conn.all(
+            f"SELECT a, b FROM merge_blocks WHERE workspace_id = ? AND (a IN ({marks}) OR b IN ({marks}))",
+            (ws, *profiles, *profiles),
+        )
+    }
+
+
+def record_conflict(
+    conn: Conn, ws: str, kind: str, key: str, holder: str | None, target: str, reason: str,
+    message_id: str | None, now: Millis,
+) -> None:
+    conn.execute(
+        "INSERT INTO identity_conflicts (workspace_id, identifier_type, identifier_key, holder, target, reason,"
+        " message_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (ws, kind, key, holder, target, reason, message_id, now),
+    )
+
+
+def conflicts(conn: Conn, ws: str, profile_id: str | None, limit: int) -> list[Row]:
+    if profile_id is None:
+        return conn.all(
+            "SELECT seq, identifier_type, identifier_key, holder, target, reason, message_id, recorded_at"
+            " FROM identity_conflicts WHERE workspace_id = ? ORDER BY seq DESC LIMIT ?", (ws, limit))
+    return conn.all(
+        "SELECT seq, identifier_type, identifier_key, holder, target, reason, message_id, recorded_at"
+        " FROM identity_conflicts WHERE workspace_id = ? AND (holder = ? OR target = ?) ORDER BY seq DESC LIMIT ?",
+        (ws, profile_id, profile_id, limit))
+
+
+_MOVED = ("identifiers", "events", "consent_ledger")
+
+
+def merge(
+    conn: Conn, ws: str, merge_id: str, winner: str, loser: str,
+    identifiers: Sequence[tuple[str, str]], message_id: str | None, reason: str, now: Millis,
+) -> None:
+    """Fold ``loser`` into ``winner``: rows move, traits keep the newest value, buckets add up."""
+    for table in _MOVED:
+        conn.execute(f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND profile_id = ?",
+                     (winner, ws, loser))
+    conn.execute(
+        "INSERT INTO traits (workspace_id, profile_id, name, value, key_profile_id, source, ts, message_id)"
+        " SELECT workspace_id, ?, name, value, key_profile_id, source, ts, message_id FROM traits"
+        " WHERE workspace_id = ? AND profile_id = ?"
+        " ON CONFLICT (workspace_id, profile_id, name) DO UPDATE SET value = excluded.value,"
+        " key_profile_id = excluded.key_profile_id, source = excluded.source, ts = excluded.ts,"
+        " message_id = excluded.message_id WHERE excluded.ts > traits.ts",
+        (winner, ws, loser),
+    )
+    conn.execute("DELETE FROM traits WHERE workspace_id = ? AND profile_id = ?", (ws, loser))
+    from rapport.storage.sql.profiles import BUCKET_MERGE
+
+    conn.execute(
+        "INSERT INTO buckets (workspace_id, profile_id, series, bucket, n, nn, total, vmin, vmax, first_ts,"
+        " first_seq, first_val, last_ts, last_seq, last_val) SELECT workspace_id, ?, series, bucket, n, nn,"
+        " total, vmin, vmax, first_ts, first_seq, first_val, last_ts, last_seq, last_val FROM buckets"
+        " WHERE workspace_id = ? AND profile_id = ? " + BUCKET_MERGE(conn.dialect),
+        (winner, ws, loser),
+    )
+    conn.execute("DELETE FROM buckets WHERE workspace_id = ? AND profile_id = ?", (ws, loser))
+    conn.execute(
+        "INSERT INTO bucket_values (workspace_id, profile_id, series, bucket, value)"
+        " SELECT workspace_id, ?, series, bucket, value FROM bucket_values WHERE workspace_id = ? AND profile_id = ?"
+        " ON CONFLICT DO NOTHING",
+        (winner, ws, loser),
+    )
+    conn.execute("DELETE FROM bucket_values WHERE workspace_id = ? AND profile_id = ?", (ws, loser))
+    conn.execute("UPDATE profiles SET merged_into = ?, updated_at = ? WHERE workspace_id = ? AND id = ?",
+                 (winner, now, ws, loser))
+    conn.execute("UPDATE profiles SET updated_at = ? WHERE workspace_id = ? AND id = ?", (now, ws, winner))
+    for column in ("a", "b"):
+        conn.execute(f"UPDATE merge_blocks SET {column} = ? WHERE workspace_id = ? AND {column} = ?",
+                     (winner, ws, loser))
+    conn.execute(
+        "INSERT INTO merges (workspace_id, id, winner, loser, identifiers, message_id, reason, merged_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (ws, merge_id, winner, loser, orjson.dumps([list(i) for i in identifiers]).decode(), message_id,
+         reason, now),
+    )
+
+
+def merge_row(conn: Conn, ws: str, merge_id: str) -> Row | None:
+    return conn.one(
+        "SELECT id, winner, loser, identifiers, message_id, reason, merged_at, undone_at FROM merges"
+        " WHERE workspace_id = ? AND id = ?", (ws, merge_id))
+
+
+def merges_of(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:
+    marks = ",".join("?" * len(profile_ids))
+    return conn.all(
+        "SELECT id, winner, loser, identifiers, message_id, reason, merged_at, undone_at FROM merges"
+        f" WHERE workspace_id = ? AND (winner IN ({marks}) OR loser IN ({marks})) ORDER BY seq",
+        (ws, *profile_ids, *profile_ids))
+
+
+def live_root(conn: Conn, ws: str, profile_id: str) -> str | None:
+    """The live profile a (possibly merged) profile id now belongs to."""
+    seen = set()
+    current = profile_id
+    while current not in seen:
+        seen.add(current)
+        row = conn.one("SELECT merged_into FROM profiles WHERE workspace_id = ? AND id = ?", (ws, current))
+        if row is None:
+            return None
+        if row[0] is None:
+            return current
+        current = row[0]
+    return None
+
+
+def subtree(conn: Conn, ws: str, root: str) -> list[str]:
+    """``root`` and every profile merged into it, directly or through others."""
+    out, frontier = [root], [root]
+    while frontier:
+        marks = ",".join("?" * len(frontier))
+        frontier = [r[0] for r in conn.all(
+            f"SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IN ({marks})", (ws, *frontier))]
+        out.extend(frontier)
+    return out
+
+
+def split(conn: Conn, ws: str, merge_id: str, winner_root: str, loser: str, now: Millis) -> None:
+    """Undo a logged merge: the loser's subtree takes back its identifiers, events and consent."""
+    members = subtree(conn, ws, loser)
+    marks = ",".join("?" * len(members))
+    conn.execute("UPDATE profiles SET merged_into = NULL, updated_at = ? WHERE workspace_id = ? AND id = ?",
+                 (now, ws, loser))
+    for table in _MOVED:
+        conn.execute(
+            f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND origin_profile_id IN ({marks})",
+            (loser, ws, *members))
+    conn.execute("UPDATE merges SET undone_at = ? WHERE workspace_id = ? AND id = ?", (now, ws, merge_id))
+    a, b = sorted((winner_root, loser))
+    conn.execute(
+        "INSERT INTO merge_blocks (workspace_id, a, b, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (ws, a, b, now))

@@ -1,0 +1,117 @@
+"""Profile state: traits (newest event time wins) and computed-trait buckets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rapport.storage.base import Conn, Dialect, Row
+
+TRAIT_UPSERT = (
+    "INSERT INTO traits (workspace_id, profile_id, name, value, key_profile_id, source, ts, message_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (workspace_id, profile_id, name) DO UPDATE SET value = excluded.value,"
+    " key_profile_id = excluded.key_profile_id, source = excluded.source, ts = excluded.ts,"
+    " message_id = excluded.message_id WHERE excluded.ts >= traits.ts"
+)
+
+
+def upsert_traits(conn: Conn, rows: Iterable[Sequence[object]]) -> None:
+    """Rows of (ws, profile, name, value json, key_profile_id, source, ts, message_id)."""
+    conn.executemany(TRAIT_UPSERT, rows)
+
+
+def traits(conn: Conn, ws: str, profile_id: str) -> list[Row]:
+    """(name, value, key_profile_id, source, ts, message_id) of a profile."""
+    return conn.all(
+        "SELECT name, value, key_profile_id, source, ts, message_id FROM traits"
+        " WHERE workspace_id = ? AND profile_id = ? ORDER BY name",
+        (ws, profile_id),
+    )
+
+
+def delete_derived(conn: Conn, ws: str, profile_id: str) -> None:
+    """Forget a profile's traits and buckets (before recomputing them from its events)."""
+    for table in ("traits", "buckets", "bucket_values"):
+        conn.execute(f"DELETE FROM {table} WHERE workspace_id = ? AND profile_id = ?", (ws, profile_id))
+
+
+def BUCKET_MERGE(dialect: Dialect) -> str:  # noqa: N802 - reads as the SQL fragment it is
+    """``ON CONFLICT`` clause folding a new partial aggregate into a stored bucket."""
+    earlier = "(excluded.first_ts < buckets.first_ts OR (excluded.first_ts = buckets.first_ts AND excluded.first_seq < buckets.first_seq))"
+    later = "(excluded.last_ts > buckets.last_ts OR (excluded.last_ts = buckets.last_ts AND excluded.last_seq > buckets.last_seq))"
+    return (
+        "ON CONFLICT (workspace_id, profile_id, series, bucket) DO UPDATE SET"
+        " n = buckets.n + excluded.n, nn = buckets.nn + excluded.nn, total = buckets.total + excluded.total,"
+        f" vmin = {dialect.least('buckets.vmin', 'excluded.vmin')},"
+        f" vmax = {dialect.greatest('buckets.vmax', 'excluded.vmax')},"
+        f" first_ts = CASE WHEN {earlier} THEN excluded.first_ts ELSE buckets.first_ts END,"
+        f" first_seq = CASE WHEN {earlier} THEN excluded.first_seq ELSE buckets.first_seq END,"
+        f" first_val = CASE WHEN {earlier} THEN excluded.first_val ELSE buckets.first_val END,"
+        f" last_ts = CASE WHEN {later} THEN excluded.last_ts ELSE buckets.last_ts END,"
+        f" last_seq = CASE WHEN {later} THEN excluded.last_seq ELSE buckets.last_seq END,"
+        f" last_val = CASE WHEN {later} THEN excluded.last_val ELSE buckets.last_val END"
+    )
+
+
+def upsert_buckets(conn: Conn, rows: Sequence[Sequence[object]]) -> None:
+    """Rows of (ws, profile, series, bucket, n, nn, total, vmin, vmax, first_ts, first_seq, first_val,
+    last_ts, last_seq, last_val)."""
+    if rows:
+        conn.executemany(
+            "INSERT INTO buckets (workspace_id, profile_id, series, bucket, n, nn, total, vmin, vmax, first_ts,"
+            " first_seq, first_val, last_ts, last_seq, last_val) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            + BUCKET_MERGE(conn.dialect),
+            rows,
+        )
+
+
+def insert_bucket_values(conn: Conn, rows: Sequence[Sequence[object]]) -> None:
+    if rows:
+        conn.executemany(
+            "INSERT INTO bucket_values (workspace_id, profile_id, series, bucket, value) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            rows,
+        )
+
+
+def buckets(conn: Conn, ws: str, profile_id: str, series: Sequence[str]) -> list[Row]:
+    """(series, bucket, n, nn, total, vmin, vmax, first_ts, first_seq, first_val, last_ts, last_seq, last_val)."""
+    if not series:
+        return []
+    marks = ",".join("?" * len(series))
+    return conn.all(
+        "SELECT series, bucket, n, nn, total, vmin, vmax, first_ts, first_seq, first_val, last_ts, last_seq,"
+        f" last_val FROM buckets WHERE workspace_id = ? AND profile_id = ? AND series IN ({marks})",
+        (ws, profile_id, *series),
+    )
+
+
+def bucket_values(conn: Conn, ws: str, profile_id: str, series: Sequence[str]) -> list[Row]:
+    if not series:
+        return []
+    marks = ",".join("?" * len(series))
+    return conn.all(
+        f"SELECT series, bucket, value FROM bucket_values WHERE workspace_id = ? AND profile_id = ?"
+        f" AND series IN ({marks})",
+        (ws, profile_id, *series),
+    )
+
+
+def series_states(conn: Conn, ws: str) -> list[Row]:
+    """(id, definition, state, watermark, total, done) of every registered series."""
+    return conn.all(
+        "SELECT id, definition, state, watermark, total, done FROM series WHERE workspace_id = ? ORDER BY id", (ws,))
+
+
+def register_series(conn: Conn, ws: str, series_id: str, definition: str, watermark: int, total: int,
+                    now: int) -> None:
+    conn.execute(
+        "INSERT INTO series (workspace_id, id, definition, state, watermark, total, done, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'backfilling', ?, ?, 0, ?, ?) ON CONFLICT (workspace_id, id) DO NOTHING",
+        (ws, series_id, definition, watermark, total, now, now),
+    )
+
+
+def update_series(conn: Conn, ws: str, series_id: str, state: str, done: int, now: int) -> None:
+    conn.execute("UPDATE series SET state = ?, done = ?, updated_at = ? WHERE workspace_id = ? AND id = ?",
+                 (state, done, now, ws, series_id))

@@ -1,0 +1,138 @@
+"""SQLite database: WAL mode, one writer thread with group commit, pooled readers."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from rapport.storage import migrate
+from rapport.storage.base import Params, Row
+from rapport.storage.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+class SqliteDialect:
+    name: Literal["sqlite", "postgres"] = "sqlite"
+
+    def greatest(self, a: str, b: str) -> str:
+        return f"max(coalesce({a}, {b}), coalesce({b}, {a}))"
+
+    def least(self, a: str, b: str) -> str:
+        return f"min(coalesce({a}, {b}), coalesce({b}, {a}))"
+
+    @property
+    def skip_locked(self) -> str:
+        return ""
+
+
+DIALECT = SqliteDialect()
+
+
+class SqliteConn:
+    """A ``Conn`` over one sqlite3 connection (autocommit mode; transactions are explicit)."""
+
+    dialect = DIALECT
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return self.raw.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self.raw.executemany(sql, rows)
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        return self.raw.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self.raw.execute(sql, params).fetchone()
+        return row
+
+    def value(self, sql: str, params: Params = ()) -> Any:
+        row = self.raw.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _connect(path: str, *, readonly: bool) -> SqliteConn:
+    raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    raw.execute("PRAGMA busy_timeout = 30000")
+    raw.execute("PRAGMA foreign_keys = ON")
+    if path != ":memory:":
+        raw.execute("PRAGMA journal_mode = WAL")
+    # FULL: a commit is on disk before the writer answers (acknowledged means durable).
+    raw.execute("PRAGMA synchronous = FULL")
+    raw.execute("PRAGMA cache_size = -65536")
+    raw.execute("PRAGMA temp_store = MEMORY")
+    if readonly:
+        raw.execute("PRAGMA query_only = ON")
+    return SqliteConn(raw)
+
+
+class SqliteDatabase:
+    """The embedded backend. One process may hold it; other processes (the CLI) share the file."""
+
+    dialect = DIALECT
+
+    def __init__(self, path: str, *, max_backlog: int = 20_000, readers: int = 4) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._writer = GroupCommitWriter(
+            lambda: _connect(path, readonly=False),
+            begin="BEGIN IMMEDIATE",
+            max_backlog=max_backlog,
+            name="rapport-sqlite-writer",
+        )
+        self._readers: queue.SimpleQueue[SqliteConn] = queue.SimpleQueue()
+        self._all_readers: list[SqliteConn] = []
+        self._readers_lock = threading.Lock()
+        self._max_readers = readers
+        self.write(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: Any) -> None:
+        for version, name, sql in migrate.pending(conn, "rapport.storage.sqlite.migrations"):
+            migrate.apply_migration(conn, version, name, sql)
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = _connect(self.path, readonly=True)
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._readers.put(conn)
+
+    def submit(self, fn: Callable[[Any], T], weight: int = 1) -> Future[T]:
+        return self._writer.submit(fn, weight)
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        return self.submit(fn).result()
+
+    def backlog(self) -> int:
+        return self._writer.backlog()
+
+    def close(self) -> None:
+        self._writer.close()
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()

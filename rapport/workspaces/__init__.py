@@ -1,0 +1,1 @@
+"""Workspaces: tenants, their credentials (write keys, scoped admin tokens) and settings."""
