@@ -1,0 +1,1 @@
+"""HTTP API: the Segment-compatible tracking endpoints and the admin REST API."""

@@ -1,0 +1,72 @@
+"""The ASGI application: tracking API, admin API, health, metrics, and the background worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from rapport import __version__
+from rapport.api import admin, errors, metrics, tracking
+from rapport.api.json import json_response
+from rapport.core import Rapport
+from rapport.profiles import backfill
+from rapport.storage.sql import workspaces as ws_sql
+from rapport.types import WorkspaceId
+
+log = logging.getLogger("rapport.worker")
+
+
+def run_backfills(rapport: Rapport) -> None:
+    """One pass: register series new definitions need and advance every backfill by a chunk."""
+    for ws_id, _name, _created in rapport.db.read(ws_sql.list_workspaces):
+        rt = rapport.runtime(WorkspaceId(ws_id))
+        rapport.db.write(lambda c, rt=rt: backfill.register_missing(c, rt, rapport.clock))  # type: ignore[misc]
+        while not rapport.db.write(lambda c, rt=rt: backfill.backfill_chunk(  # type: ignore[misc]
+                c, rt, rapport.keyring, rapport.clock)):
+            pass
+
+
+def create_app(rapport: Rapport, *, worker: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_worker(rapport)) if worker else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="Rapport", version=__version__, lifespan=lifespan,
+                  description="Consent-first customer data platform: Segment-compatible tracking and admin API.")
+    errors.install(app)
+    app.include_router(tracking.router(rapport))
+    app.include_router(admin.router(rapport))
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> Response:
+        """Liveness and readiness: the database answers and the writer keeps up."""
+        rapport.db.read(lambda c: c.value("SELECT 1"))
+        return json_response({"status": "ok", "backlog": rapport.db.backlog(), "version": __version__})
+
+    @app.get("/metrics", tags=["operations"])
+    def prometheus() -> Response:
+        """Prometheus metrics."""
+        return Response(metrics.render(rapport.db.backlog()), media_type="text/plain; version=0.0.4")
+
+    app.state.rapport = rapport
+    return app
+
+
+async def _worker(rapport: Rapport) -> None:
+    while True:
+        try:
+            await run_in_threadpool(run_backfills, rapport)
+        except Exception:
+            log.exception("background pass failed")
+        await asyncio.sleep(0.5)

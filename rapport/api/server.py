@@ -1,0 +1,42 @@
+"""Running the server: uvicorn with graceful shutdown that finishes acknowledged work."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import uvicorn
+
+from rapport.api.app import create_app
+from rapport.core import Rapport
+
+
+class JsonFormatter(logging.Formatter):
+    """Structured logs: one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(out).decode()
+
+
+def configure_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def serve(rapport: Rapport, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM; then stop accepting, finish in-flight requests, drain the writer."""
+    configure_logging(rapport.settings.log_level, rapport.settings.log_json)
+    app = create_app(rapport)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=30, loop="asyncio")
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        rapport.close()

@@ -1,0 +1,7 @@
+"""The built-in resource kinds; importing this package registers each of them."""
+
+from __future__ import annotations
+
+from rapport.resources.builtin import computed_trait, consent_purpose, tracking_plan
+
+__all__ = ["computed_trait", "consent_purpose", "tracking_plan"]
