@@ -24,7 +24,7 @@ from rapport.storage.sql import workspaces as ws_sql
 from rapport.types import WorkspaceId
 from rapport.workspaces.credentials import kind_of, new_secret, secret_hash
 from rapport.workspaces.keys import Keyring
-from rapport.workspaces.model import Principal, Role, WorkspaceSettings
+from rapport.workspaces.model import CredentialKind, Principal, Role, WorkspaceSettings
 from rapport.workspaces.runtime import WorkspaceRuntime, build_runtime
 
 REFRESH_SECONDS = 0.5
@@ -83,7 +83,7 @@ class Rapport:
         return NewWorkspace(ws, write_key, admin_token)
 
     def create_token(self, ws: WorkspaceId, role: Role | None, label: str | None, actor: str) -> str:
-        kind = "write_key" if role is None else "admin_token"
+        kind: CredentialKind = "write_key" if role is None else "admin_token"
         secret = new_secret(kind)
         now = self.clock.now_ms()
 

@@ -135,7 +135,9 @@ def router(rapport: Rapport) -> APIRouter:
             conn, rt, rapport.keyring, rapport.clock, body, who.actor))
         return json_response(out, 201)
 
-    @api.post("/apply", openapi_extra={"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}}})
+    yaml_body = {"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}}}
+
+    @api.post("/apply", openapi_extra=yaml_body)
     async def apply(request: Request, dry_run: bool = False, prune: bool = False,
                     who: Principal = Depends(scoped("resources:write"))) -> Response:  # noqa: B008
         """Apply YAML resource documents (`Content-Type: application/yaml`); `?dry_run=true` only diffs."""

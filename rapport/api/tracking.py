@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -19,7 +20,7 @@ from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.core import Rapport
 from rapport.errors import AuthError, ForbiddenError, ValidationError
-from rapport.ingestion.model import MAX_BATCH_BYTES, MAX_EVENT_BYTES, ItemError, MessageType
+from rapport.ingestion.model import MAX_BATCH_BYTES, MAX_EVENT_BYTES, MESSAGE_TYPES, ItemError, MessageType
 from rapport.ingestion.parse import ItemInvalid, parse_batch, parse_message
 from rapport.ingestion.plans import check_plans
 from rapport.types import Json
@@ -98,15 +99,16 @@ def router(rapport: Rapport) -> APIRouter:
             metrics.record_rejection(endpoint, exc)
             raise
 
-    for kind in ("track", "identify", "page", "screen", "group", "alias"):
-        def make(implied: MessageType):  # type: ignore[no-untyped-def]
-            async def endpoint(request: Request) -> Response:
-                return await handle(request, implied)
-            endpoint.__name__ = f"ingest_{implied}"
-            endpoint.__doc__ = f"Ingest one `{implied}` message (Segment spec)."
-            return endpoint
+    def single(implied: MessageType) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await handle(request, implied)
 
-        api.add_api_route(f"/v1/{kind}", make(kind), methods=["POST"])  # type: ignore[arg-type]
+        endpoint.__name__ = f"ingest_{implied}"
+        endpoint.__doc__ = f"Ingest one `{implied}` message (Segment spec)."
+        return endpoint
+
+    for kind in MESSAGE_TYPES:
+        api.add_api_route(f"/v1/{kind}", single(kind), methods=["POST"])
 
     async def batch(request: Request) -> Response:
         """Ingest a batch of messages: `{"batch": [...], "sentAt": ..., "context": ...}`."""

@@ -84,6 +84,12 @@ def segment_key(category: str) -> str:
     return _NON_ALNUM.sub("", category.casefold())
 
 
+def _show(value: object) -> str:
+    """``repr`` of a caller's value, cut short so an error message stays readable."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _invalid_context(message: str, path: str) -> ValidationError:
     return ValidationError(message, code="invalid_consent_context", details=[{"path": path}])
 
@@ -106,9 +112,7 @@ class ConsentMapping:
     rudderstack: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: RUDDERSTACK_DEFAULTS)
 
     @classmethod
-    def from_settings(
-        cls, settings: Mapping[str, Any] | None, catalog: Catalog | None = None
-    ) -> ConsentMapping:
+    def from_settings(cls, settings: Mapping[str, Any] | None, catalog: Catalog | None = None) -> ConsentMapping:
         """The defaults overlaid by workspace settings ``{"segment": {...}, "rudderstack": {...}}``.
 
         Each table maps a category to a list of purpose names (a single name is accepted too).
@@ -139,9 +143,7 @@ class ConsentMapping:
         ``necessary`` never appears in the intents: it is always allowed.
         """
         if not isinstance(context, Mapping):
-            raise _invalid_context(
-                f"event context must be an object, got {type(context).__name__}", "context"
-            )
+            raise _invalid_context(f"event context must be an object, got {type(context).__name__}", "context")
         states: dict[str, ConsentState] = {}
         unknown: list[str] = []
         consent = context.get("consent")
@@ -158,7 +160,7 @@ class ConsentMapping:
                 for category, value in prefs.items():
                     if not isinstance(value, bool):
                         raise _invalid_context(
-                            f"{path}.{category} must be true or false, got {value!r}", f"{path}.{category}"
+                            f"{path}.{category} must be true or false, got {_show(value)}", f"{path}.{category}"
                         )
                     purposes = self.segment.get(segment_key(str(category)))
                     if purposes is None:
@@ -192,7 +194,7 @@ def _ids(value: object, path: str) -> list[str]:
         return []
     items = list(value) if isinstance(value, list | Mapping) else None
     if items is None or not all(isinstance(i, str) for i in items):
-        raise _invalid_context(f"{path} must be a list of strings, got {value!r}", path)
+        raise _invalid_context(f"{path} must be a list of strings, got {_show(value)}", path)
     return items
 
 
@@ -208,12 +210,12 @@ def _table(settings: Mapping[str, Any], source: str, catalog: Catalog | None) ->
         names = [purposes] if isinstance(purposes, str) else purposes
         if not isinstance(category, str) or not isinstance(names, list | tuple):
             raise _invalid_settings(
-                f"consent mapping {path}: expected a list of purposes, got {purposes!r}",
+                f"consent mapping {path}: expected a list of purposes, got {_show(purposes)}",
                 path,
             )
         if not all(isinstance(n, str) for n in names):
             raise _invalid_settings(
-                f"consent mapping {path}: purposes must be strings, got {purposes!r}",
+                f"consent mapping {path}: purposes must be strings, got {_show(purposes)}",
                 path,
             )
         if catalog is not None:

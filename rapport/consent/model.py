@@ -9,9 +9,7 @@ from rapport.errors import ValidationError
 from rapport.types import Millis
 
 ConsentState = Literal["granted", "denied", "withdrawn"]
-LegalBasis = Literal[
-    "consent", "legitimate_interest", "contract", "legal_obligation", "vital_interest", "public_task"
-]
+LegalBasis = Literal["consent", "legitimate_interest", "contract", "legal_obligation", "vital_interest", "public_task"]
 DecisionReason = Literal["necessary", "granted", "denied", "withdrawn", "expired", "no_record", "legal_basis"]
 
 CONSENT_STATES: tuple[ConsentState, ...] = get_args(ConsentState)

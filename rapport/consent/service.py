@@ -17,8 +17,18 @@ from rapport.types import JsonObject
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
 
-_FIELDS = ("identifiers", "profile_id", "purpose", "state", "source", "policy_version", "legal_basis",
-           "expires_at", "effective_at", "proof")
+_FIELDS = (
+    "identifiers",
+    "profile_id",
+    "purpose",
+    "state",
+    "source",
+    "policy_version",
+    "legal_basis",
+    "expires_at",
+    "effective_at",
+    "proof",
+)
 
 
 def _time(body: JsonObject, field: str) -> int | None:
@@ -41,8 +51,7 @@ def _profile(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, body: JsonObjec
         return root
     idents = body.get("identifiers")
     if not isinstance(idents, dict) or not idents:
-        raise ValidationError("give 'identifiers' (e.g. {\"user_id\": \"u1\"}) or 'profile_id'",
-                              code="invalid_consent")
+        raise ValidationError("give 'identifiers' (e.g. {\"user_id\": \"u1\"}) or 'profile_id'", code="invalid_consent")
     for id_type, raw in idents.items():
         ident = normalize(str(id_type), raw)
         if ident is None:
@@ -62,8 +71,9 @@ def record(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, clock: Clock, bod
         raise ValidationError("the body must be a JSON object", code="invalid_consent")
     unknown = sorted(set(body) - set(_FIELDS))
     if unknown:
-        raise ValidationError(f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(_FIELDS)}",
-                              code="invalid_consent")
+        raise ValidationError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(_FIELDS)}", code="invalid_consent"
+        )
     purpose = rt.catalog.get(body.get("purpose"))  # type: ignore[arg-type]
     state = parse_state(body.get("state"))
     basis = parse_legal_basis(body["legal_basis"]) if body.get("legal_basis") else purpose.legal_basis
@@ -83,7 +93,24 @@ def record(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, clock: Clock, bod
         expires = effective + purpose.default_expiry_ms
     profile_id = _profile(conn, rt, keyring, body)
     entry_id = clock.new_id("cns")
-    consent_sql.append(conn, rt.id, (entry_id, profile_id, profile_id, purpose.name, state, basis, source, policy,
-                                     proof, now, effective, expires, None))
+    consent_sql.append(
+        conn,
+        rt.id,
+        (
+            entry_id,
+            profile_id,
+            profile_id,
+            purpose.name,
+            state,
+            basis,
+            source,
+            policy,
+            proof,
+            now,
+            effective,
+            expires,
+            None,
+        ),
+    )
     ws_sql.audit(conn, rt.id, actor, f"consent.{state}", profile_id, {"purpose": purpose.name, "entry": entry_id}, now)
     return {"id": entry_id, "profile_id": profile_id, "purpose": purpose.name, "state": state, "legal_basis": basis}

@@ -94,7 +94,9 @@ class IdentityWriter:
         idents = [Identifier(t, k) for t, k in keys]
         owners = {i: self._ref(self.owners[(i.type, i.value)]) for i in idents if (i.type, i.value) in self.owners}
         distinct = sorted({r.id for r in owners.values()})
-        blocked = frozenset(identity_sql.blocked_pairs(self.conn, self.rt.id, distinct)) if len(distinct) > 1 else frozenset()
+        blocked: frozenset[frozenset[str]] = frozenset()
+        if len(distinct) > 1:
+            blocked = frozenset(identity_sql.blocked_pairs(self.conn, self.rt.id, distinct))
         new_id = self.clock.new_id("prf")
         res = resolve(idents, owners, self.rt.identity_rules, blocked, ProfileRef(new_id, _NEWEST, frozenset()))
         self._apply(res, message)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from rapport.clock import Clock
 from rapport.consent.decide import may_use
 from rapport.consent.model import LedgerEntry
+from rapport.identity.service import IdentityWriter
 from rapport.ingestion.model import IngestResult, Message, Quarantined
 from rapport.privacy import pii
 from rapport.profiles.computed import Bucket, bucket_of, property_value
@@ -26,7 +28,6 @@ from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import profiles as profiles_sql
-from rapport.identity.service import IdentityWriter
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
 
@@ -39,14 +40,14 @@ class _Pending:
     buckets: dict[tuple[str, str, int], Bucket]
 
 
-def ledger_entry(row: Sequence[object]) -> LedgerEntry:
+def ledger_entry(row: Sequence[Any]) -> LedgerEntry:
     (entry_id, seq, profile_id, purpose, state, basis, source, policy, proof, recorded, effective,
      expires, _origin, _message) = row
     return LedgerEntry(
         id=str(entry_id), seq=int(seq), profile_id=str(profile_id), purpose=str(purpose),
-        state=state, legal_basis=basis, source=str(source),  # type: ignore[arg-type]
-        policy_version=policy, proof=proof, recorded_at=int(recorded),  # type: ignore[arg-type]
-        effective_at=int(effective), expires_at=None if expires is None else int(expires),  # type: ignore[arg-type]
+        state=state, legal_basis=basis, source=str(source),
+        policy_version=policy, proof=proof, recorded_at=int(recorded),
+        effective_at=int(effective), expires_at=None if expires is None else int(expires),
     )
 
 

@@ -127,7 +127,7 @@ def evaluate(defn: TraitDef, series: Mapping[str, Sequence[Bucket]], at: Millis)
     if agg == "count":
         return sum(b.n for b in rows)
     if agg == "sum":
-        total = sum(b.total for b in rows)
+        total = float(sum(b.total for b in rows))
         return int(total) if total.is_integer() else total
     if agg == "avg":
         nn = sum(b.nn for b in rows)

@@ -69,7 +69,7 @@ def trait_rows(ws: str, profile_id: str, rows: Sequence[Row]) -> list[tuple[obje
     """Trait rows from identify events, newest event time winning (ties: later arrival)."""
     latest: dict[str, tuple[object, ...]] = {}
     for row in sorted(rows, key=lambda r: (r[8], r[0])):
-        seq, mid, _p, origin, kind, _n, _u, _a, ts, _r, _restricted, _f, body = row
+        _seq, mid, _p, origin, kind, _n, _u, _a, ts, _r, _restricted, _f, body = row
         if kind != "identify":
             continue
         traits = orjson.loads(body).get("traits")

@@ -17,7 +17,8 @@ Params = Sequence[Any]
 
 
 class Dialect(Protocol):
-    name: Literal["sqlite", "postgres"]
+    @property
+    def name(self) -> Literal["sqlite", "postgres"]: ...
 
     def greatest(self, a: str, b: str) -> str:
         """SQL for the larger of two expressions (NULLs ignored)."""
@@ -34,7 +35,8 @@ class Dialect(Protocol):
 class Conn(Protocol):
     """One database connection inside a transaction (write) or a snapshot (read)."""
 
-    dialect: Dialect
+    @property
+    def dialect(self) -> Dialect: ...
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run a statement; returns the number of rows changed."""
@@ -57,8 +59,11 @@ WriteFn = Callable[[Conn], T]
 class Database(Protocol):
     """A backend: reads on pooled connections, writes through one group-committing writer."""
 
-    dialect: Dialect
-    url: str
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def url(self) -> str: ...
 
     def read(self, fn: Callable[[Conn], T]) -> T:
         """Run ``fn`` on a read connection (a consistent snapshot for its duration)."""

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from rapport.resources.fields import (
-    FieldErrors,
-    check_document,
-    duration,
-    one_of,
-    optional,
-    reference,
-    required,
-    rule,
-    text,
-)
+from rapport.resources.checks import duration, one_of, reference, rule, text
+from rapport.resources.fields import FieldErrors, check_document, optional, required
 from rapport.resources.kinds import KindSpec, register
 from rapport.types import JsonObject
 
@@ -27,7 +18,9 @@ FIELDS: Final = {
     "aggregate": required(one_of(*AGGREGATES)),
     "property": optional(text("an event property name, e.g. 'revenue'")),
     "window": optional(duration()),
-    "where": optional(rule("a rule over the event's properties, e.g. event.revenue > 100", roots=("event",))),
+    "where": optional(
+        rule("a rule over the event's properties, e.g. event.revenue > 100", event_filter=True)
+    ),
     "purpose": optional(reference("a consent purpose name"), default="analytics"),
     "description": optional(text()),
 }

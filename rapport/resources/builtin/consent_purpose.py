@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from rapport.resources.fields import (
-    FieldErrors,
-    check_document,
-    duration,
-    one_of,
-    optional,
-    quoted,
-    required,
-    text,
-)
+from rapport.resources.checks import duration, one_of, text
+from rapport.resources.fields import FieldErrors, check_document, optional, quoted, required
 from rapport.resources.kinds import KindSpec, register
 from rapport.types import JsonObject
 

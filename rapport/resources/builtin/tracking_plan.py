@@ -11,22 +11,8 @@ from typing import Any, Final
 from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
-from rapport.resources.fields import (
-    Check,
-    FieldErrors,
-    Fields,
-    boolean,
-    did_you_mean,
-    list_of,
-    mapping,
-    nested,
-    one_of,
-    optional,
-    quoted,
-    reference,
-    required,
-    text,
-)
+from rapport.resources.checks import boolean, list_of, mapping, nested, one_of, reference, text
+from rapport.resources.fields import Check, FieldErrors, Fields, did_you_mean, optional, quoted, required
 from rapport.resources.kinds import KindSpec, register
 from rapport.resources.model import canonical_json
 from rapport.types import Json, JsonObject

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 
 from rapport.storage.base import Conn, Row
 
-EVENT_COLUMNS = "seq, message_id, profile_id, origin_profile_id, type, name, user_id, anonymous_id, ts, received_at, restricted, flagged, body"
+EVENT_COLUMNS = (
+    "seq, message_id, profile_id, origin_profile_id, type, name, user_id, anonymous_id, ts, received_at,"
+    " restricted, flagged, body"
+)
 
 
 def existing_keys(conn: Conn, ws: str, keys: Sequence[str]) -> set[str]:

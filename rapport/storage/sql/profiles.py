@@ -35,10 +35,12 @@ def delete_derived(conn: Conn, ws: str, profile_id: str) -> None:
         conn.execute(f"DELETE FROM {table} WHERE workspace_id = ? AND profile_id = ?", (ws, profile_id))
 
 
-def BUCKET_MERGE(dialect: Dialect) -> str:  # noqa: N802 - reads as the SQL fragment it is
+def BUCKET_MERGE(dialect: Dialect) -> str:
     """``ON CONFLICT`` clause folding a new partial aggregate into a stored bucket."""
-    earlier = "(excluded.first_ts < buckets.first_ts OR (excluded.first_ts = buckets.first_ts AND excluded.first_seq < buckets.first_seq))"
-    later = "(excluded.last_ts > buckets.last_ts OR (excluded.last_ts = buckets.last_ts AND excluded.last_seq > buckets.last_seq))"
+    earlier = ("(excluded.first_ts < buckets.first_ts OR"
+               " (excluded.first_ts = buckets.first_ts AND excluded.first_seq < buckets.first_seq))")
+    later = ("(excluded.last_ts > buckets.last_ts OR"
+             " (excluded.last_ts = buckets.last_ts AND excluded.last_seq > buckets.last_seq))")
     return (
         "ON CONFLICT (workspace_id, profile_id, series, bucket) DO UPDATE SET"
         " n = buckets.n + excluded.n, nn = buckets.nn + excluded.nn, total = buckets.total + excluded.total,"
