@@ -81,8 +81,7 @@ class IdentityRules:
         """
         if not isinstance(settings, Mapping):
             raise ValidationError(
-                f"identity rules must be an object with keys 'limits' and 'priority', "
-                f"got {type(settings).__name__}",
+                f"identity rules must be an object with keys 'limits' and 'priority', got {type(settings).__name__}",
                 code="invalid_identity_rules",
             )
         problems: list[dict[str, str]] = []

@@ -6,7 +6,7 @@ keyed hashes (blind indexes) for lookup, with the value encrypted under the prof
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rapport.clock import Clock
 from rapport.identity.model import Identifier, ProfileRef, Resolution
@@ -82,8 +82,12 @@ class IdentityWriter:
             hit = self.ciphers[profile_id]
         return hit
 
-    def resolve(self, message: Message) -> tuple[str, bool]:
-        """The profile ``message`` belongs to after applying its identity effects; and whether it merged."""
+    def resolve(self, message: Message, before_merge: Callable[[], None] | None = None) -> tuple[str, bool]:
+        """The profile ``message`` belongs to after applying its identity effects; and whether it merged.
+
+        ``before_merge`` runs before a merge is applied, so a caller can write state it still holds
+        for the profiles about to merge (the merge then moves it with the rest).
+        """
         keys = self.identifiers(message)
         self._fetch(keys)
         if message.previous_id is not None:
@@ -99,6 +103,8 @@ class IdentityWriter:
             blocked = frozenset(identity_sql.blocked_pairs(self.conn, self.rt.id, distinct))
         new_id = self.clock.new_id("prf")
         res = resolve(idents, owners, self.rt.identity_rules, blocked, ProfileRef(new_id, _NEWEST, frozenset()))
+        if res.merges and before_merge is not None:
+            before_merge()
         self._apply(res, message)
         return res.profile_id, bool(res.merges)
 
