@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import orjson
 import uvicorn
@@ -37,7 +38,17 @@ def serve(rapport: Rapport, host: str, port: int) -> None:
     app = create_app(rapport)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=30, loop="asyncio")
+    server = uvicorn.Server(config)
+
+    def after_shutdown(_sig: int, _frame: object) -> None:
+        # uvicorn handles SIGTERM itself, then re-raises it once shut down; by then the work is done,
+        # so the process goes on to close the writer and exits 0 instead of dying by the signal.
+        if not server.should_exit:
+            raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, after_shutdown)
     try:
-        uvicorn.Server(config).run()
+        server.run()
     finally:
         rapport.close()
+        signal.signal(signal.SIGTERM, previous)

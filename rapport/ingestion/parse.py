@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 
 from rapport.clock import parse_iso, to_iso
+from rapport.consent.mapping import ConsentMapping
 from rapport.errors import ValidationError
+from rapport.identity.normalize import identifiers_from_event
 from rapport.ingestion.model import (
     MAX_DEPTH,
     MAX_EVENT_BYTES,
@@ -21,6 +23,8 @@ from rapport.ingestion.model import (
 from rapport.types import JsonObject, Millis
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+_CONSENT_SHAPE = ConsentMapping()
+"""Checks the shape of SDK consent context (which does not depend on a workspace's mapping)."""
 
 
 class ItemInvalid(ValidationError):
@@ -31,6 +35,12 @@ def _fail(code: str, message: str) -> ItemInvalid:
     return ItemInvalid(message, code=code)
 
 
+def _no_nul(text: str, field: str) -> None:
+    """Stored columns cannot hold NUL (PostgreSQL refuses it), so a field holding one is invalid."""
+    if "\x00" in text:
+        raise _fail("invalid_field", f"'{field}' contains a NUL character")
+
+
 def _id(value: Any, field: str) -> str | None:
     if value is None:
         return None
@@ -39,6 +49,7 @@ def _id(value: Any, field: str) -> str | None:
     text = value.strip() if isinstance(value, str) else str(int(value) if float(value).is_integer() else value)
     if len(text) > MAX_ID_LENGTH:
         raise _fail("invalid_field", f"'{field}' is longer than {MAX_ID_LENGTH} characters")
+    _no_nul(text, field)
     return text or None
 
 
@@ -110,11 +121,14 @@ def parse_message(
             raise _fail("missing_event", "a track message needs a non-empty string 'event'")
         if len(name) > 200:
             raise _fail("invalid_field", "'event' is longer than 200 characters")
+        _no_nul(name, "event")
         name = name.strip()
     elif kind in ("page", "screen"):
         value = raw.get("name")
         if value is not None and not isinstance(value, str):
             raise _fail("invalid_field", f"'name' must be a string, got {type(value).__name__}")
+        if value is not None:
+            _no_nul(value, "name")
         name = value
     elif kind == "group":
         name = _id(raw.get("groupId"), "groupId")
@@ -125,6 +139,8 @@ def parse_message(
         message_id = new_id()
     elif not isinstance(message_id, str) or not message_id.strip() or len(message_id) > MAX_ID_LENGTH:
         raise _fail("invalid_field", f"'messageId' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    else:
+        _no_nul(message_id, "messageId")
     original = _time(raw.get("timestamp"), "timestamp")
     if original is None:
         original = _time(raw.get("originalTimestamp"), "originalTimestamp")
@@ -144,6 +160,21 @@ def parse_message(
         merged = dict(batch_context)
         merged.update(body.get("context") or {})
         body["context"] = merged
+    if kind == "identify":
+        # RudderStack's clients send identify traits only as context.traits; root traits win.
+        context_traits = (body.get("context") or {}).get("traits")
+        if isinstance(context_traits, dict) and context_traits:
+            body["traits"] = {**context_traits, **(body.get("traits") or {})}
+        for trait in body.get("traits") or {}:
+            _no_nul(trait, "traits")
+    try:
+        # Checked here, not in the writer, so one bad item of a batch cannot fail the others.
+        identifiers_from_event(body)
+        context = body.get("context")
+        if isinstance(context, dict):
+            _CONSENT_SHAPE.extract(context)
+    except ValidationError as exc:
+        raise _fail(exc.code, exc.message) from None
     return Message(
         type=kind,
         message_id=message_id,

@@ -93,9 +93,9 @@ class BatchJob:
                 duplicates += 1
                 continue
             seen.add(key)
-            profile_id, merged = identity.resolve(message)
+            # Pending traits and buckets are written before a merge, which then moves them to the winner.
+            profile_id, merged = identity.resolve(message, before_merge=lambda: self._flush(conn, pending))
             if merged:
-                self._flush(conn, pending)
                 ledgers.clear()
             ledger = ledgers.get(profile_id)
             if ledger is None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rapport.durations import parse_duration
 from rapport.errors import ValidationError
@@ -22,8 +21,12 @@ from rapport.resources.fields import (
 )
 from rapport.types import Json, JsonObject
 
+if TYPE_CHECKING:
+    from rapport.rules import Node
+
 
 def text(expected: str = "a non-empty string") -> Check:
+    """A string with at least one non-blank character, kept as written."""
     def run(value: Json, ctx: FieldErrors) -> Json:
         return value if isinstance(value, str) and value.strip() else ctx.reject(value, expected)
 
@@ -42,6 +45,7 @@ def reference(what: str = "a name") -> Check:
 
 
 def one_of(*options: str) -> Check:
+    """One of ``options``; a near miss gets a 'did you mean' hint."""
     expected = f"one of {quoted(options)}"
 
     def run(value: Json, ctx: FieldErrors) -> Json:
@@ -70,6 +74,7 @@ def duration() -> Check:
 
 
 def positive_number(integer: bool = False) -> Check:
+    """A finite number above zero (a whole one with ``integer``); booleans are not numbers."""
     expected = "a positive whole number" if integer else "a positive number"
 
     def run(value: Json, ctx: FieldErrors) -> Json:
@@ -81,6 +86,7 @@ def positive_number(integer: bool = False) -> Check:
 
 
 def boolean() -> Check:
+    """``true`` or ``false`` (``yes``/``no``/``on``/``off`` are strings in resource YAML)."""
     expected = "true or false"
 
     def run(value: Json, ctx: FieldErrors) -> Json:
@@ -110,6 +116,7 @@ def mapping(values: Check, keys: Check | None = None) -> Check:
 
 
 def list_of(item: Check, unique: bool = False, expected: str = "") -> Check:
+    """A list whose items pass ``item``; with ``unique`` a repeated item is an error."""
     expected = (expected or f"a list of {item.expected}") + (", each at most once" if unique else "")
 
     def run(value: Json, ctx: FieldErrors) -> Json:
@@ -139,7 +146,7 @@ def nested(fields: Fields) -> Check:
     return Check(expected, run)
 
 
-def rule(expected: str = "a rule, e.g. traits.plan == \"pro\"", event_filter: bool = False) -> Check:
+def rule(expected: str = 'a rule, e.g. traits.plan == "pro"', event_filter: bool = False) -> Check:
     """Rule text, kept as written and parsed to report syntax errors at their line and column.
 
     With ``event_filter`` the rule tests one event's properties: it may read only ``event.<name>``
@@ -149,29 +156,33 @@ def rule(expected: str = "a rule, e.g. traits.plan == \"pro\"", event_filter: bo
     def run(value: Json, ctx: FieldErrors) -> Json:
         if not (isinstance(value, str) and value.strip()):
             return ctx.reject(value, expected)
-        # Imported here so that resources load on their own; only rule fields need the parser.
-        rules = importlib.import_module("rapport.rules")
+        # Imported on use: only kinds with rule fields need the rule parser.
+        from rapport.rules import parse
+
         try:
-            node = rules.parse(value)
+            node = parse(value)
         except ValidationError as exc:
             ctx.add(f"invalid rule in {ctx.label}: {exc.message}", expected)
             return INVALID
-        if event_filter and not _is_event_filter(rules, node, ctx, expected):
+        if event_filter and not _is_event_filter(node, ctx, expected):
             return INVALID
         return value
 
     return Check(expected, run)
 
 
-def _is_event_filter(rules: Any, node: Any, ctx: FieldErrors, expected: str) -> bool:
+def _is_event_filter(node: Node, ctx: FieldErrors, expected: str) -> bool:
+    """Whether ``node`` reads only event properties; reports each path, function or segment it uses."""
+    from rapport.rules import event_functions, paths, segments
+
     problems: list[str] = []
-    for path in sorted(rules.paths(node), key=lambda path: (path.span.line, path.span.col)):
+    for path in sorted(paths(node), key=lambda path: (path.span.line, path.span.col)):
         if path.root != "event":
             where = f"line {path.span.line}, col {path.span.col}"
             problems.append(f"reads {'.'.join((path.root, *path.parts))!r} at {where}")
-    for fn in rules.event_functions(node):
+    for fn in event_functions(node):
         problems.append(f"uses {fn.fn}(...) at line {fn.span.line}, col {fn.span.col}")
-    for segment in sorted(rules.segments(node)):
+    for segment in sorted(segments(node)):
         problems.append(f"uses in_segment({segment!r})")
     for problem in problems:
         ctx.add(f"{ctx.label} filters one event and may only read event.<property>; it {problem}", expected)

@@ -27,6 +27,7 @@ def render_path(path: Path) -> str:
 
 
 def quoted(options: Iterable[str]) -> str:
+    """``'a', 'b', 'c'``: options as an error message lists them."""
     return ", ".join(repr(option) for option in options)
 
 
@@ -40,6 +41,7 @@ def nearest(word: str, options: Iterable[str]) -> str | None:
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest option, or nothing when none is near."""
     hint = nearest(word, options)
     return f" (did you mean {hint!r}?)" if hint is not None else ""
 
@@ -71,10 +73,12 @@ class FieldErrors:
     details: list[JsonObject] = field(default_factory=list)
 
     def at(self, *parts: PathPart) -> FieldErrors:
+        """The same errors, for a field below this one."""
         return replace(self, path=self.path + parts)
 
     @property
     def label(self) -> str:
+        """The dotted path of this field, as messages name it."""
         return render_path(self.path) or "document"
 
     def line_of(self, path: Path) -> int:
@@ -101,6 +105,7 @@ class FieldErrors:
         )
 
     def reject(self, value: Json, expected: str) -> Json:
+        """Report ``value`` as invalid here and return ``INVALID``."""
         self.add(f"invalid {self.label} {show(value)}; expected {expected}", expected)
         return INVALID
 
@@ -141,10 +146,12 @@ Fields: TypeAlias = Mapping[str, Field]
 
 
 def required(check: Check) -> Field:
+    """A field that must be present."""
     return Field(check, required=True)
 
 
 def optional(check: Check, default: Json = _NO_DEFAULT) -> Field:
+    """A field that may be absent; ``default``, when given, is filled in for an absent field."""
     return Field(check, default=default)
 
 

@@ -26,8 +26,8 @@ _DROPPED: Final = {_BOOL, "tag:yaml.org,2002:timestamp"}
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML where only ``true``/``false`` are booleans and dates stay strings: YAML 1.1 would
-    read ``mode: off`` as ``False`` and ``2026-01-01`` as a date, neither of which JSON can hold."""
+    """Safe YAML where only ``true``/``false`` are booleans and dates stay strings: YAML 1.1 reads
+    ``channel: no`` as ``False`` (a silent surprise) and ``2026-01-01`` as a date (not JSON)."""
 
     yaml_implicit_resolvers = {  # noqa: RUF012 (PyYAML reads it from the class)
         first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED]
@@ -156,34 +156,41 @@ def _check_json(value: Json, ctx: FieldErrors) -> bool:
 
 def _read(text: str) -> list[_Document]:
     """Every document of ``text``, empty ones included so that indexes count them."""
-    loader = _Loader(text)
     docs: list[_Document] = []
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                break
-            doc = _Document(index=len(docs), data=None, lines={})
-            _walk(node, doc)
-            doc.data = loader.construct_document(node)
-            docs.append(doc)
+        loader = _Loader(text)
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                if node is None:
+                    break
+                doc = _Document(index=len(docs), data=None, lines={})
+                _walk(node, doc)
+                doc.data = loader.construct_document(node)
+                docs.append(doc)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         _yaml_error(text, len(docs), line, col, str(exc.problem or exc.context))
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        _yaml_error(text, len(docs), line, col, f"unacceptable character #x{exc.character:04x}: {exc.reason}")
     except yaml.YAMLError as exc:
         _yaml_error(text, len(docs), 1, 1, str(exc))
     except RecursionError:
         _yaml_error(text, len(docs), 1, 1, "values are nested too deeply")
-    finally:
-        loader.dispose()
     return docs
 
 
 def _yaml_error(text: str, document: int, line: int, col: int, problem: str) -> None:
-    lines = text.splitlines()
+    lines = text.split("\n")
     source = lines[line - 1] if line <= len(lines) else ""
-    snippet = f"  {line} | {source}\n  {' ' * len(str(line))} | {' ' * (col - 1)}^"
+    start = max(0, col - 1 - 60)  # a long line is shown around the error only
+    source, caret = source[start : start + 100], col - 1 - start
+    snippet = f"  {line} | {source}\n  {' ' * len(str(line))} | {' ' * caret}^"
     raise ValidationError(
         f"invalid YAML at line {line}, col {col}: {problem}\n{snippet}",
         code="invalid_yaml",
@@ -230,10 +237,14 @@ def _walk(root: yaml.Node, doc: _Document) -> None:
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block style, multi-line strings as ``|`` literals, no anchors for repeated values."""
+    """Block style, list items indented under their key, multi-line strings as ``|`` literals, no
+    anchors for repeated values."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

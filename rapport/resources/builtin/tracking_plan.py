@@ -12,7 +12,16 @@ from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
 from rapport.resources.checks import boolean, list_of, mapping, nested, one_of, reference, text
-from rapport.resources.fields import Check, FieldErrors, Fields, did_you_mean, optional, quoted, required
+from rapport.resources.fields import (
+    Check,
+    FieldErrors,
+    Fields,
+    did_you_mean,
+    optional,
+    quoted,
+    render_path,
+    required,
+)
 from rapport.resources.kinds import KindSpec, register
 from rapport.resources.model import canonical_json
 from rapport.types import Json, JsonObject
@@ -100,8 +109,7 @@ def _errors(validator: Any, payload: Json, root: str) -> list[str]:
     instance = {} if payload is None else payload
     try:
         found = [
-            root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-            + f": {error.message}"
+            f"{render_path((root, *error.absolute_path))}: {error.message}"
             for error in validator.iter_errors(instance)
         ]
     except Unresolvable as exc:

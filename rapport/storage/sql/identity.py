@@ -13,16 +13,20 @@ from rapport.types import Millis
 def owners(conn: Conn, ws: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """Current profile of each known (type, value_key)."""
     out: dict[tuple[str, str], str] = {}
-    for start in range(0, len(keys), 400):
-        chunk = keys[start:start + 400]
-        cond = " OR ".join(["(type = ? AND value_key = ?)"] * len(chunk))
-        params: list[object] = [ws]
-        for kind, key in chunk:
-            params.extend((kind, key))
-        for kind, key, profile in conn.all(
-            f"SELECT type, value_key, profile_id FROM identifiers WHERE workspace_id = ? AND ({cond})", params
-        ):
-            out[(kind, key)] = profile
+    by_type: dict[str, list[str]] = {}
+    for kind, key in keys:
+        by_type.setdefault(kind, []).append(key)
+    # One ``type = ? AND value_key IN (...)`` per type: an OR of (type, value_key) pairs makes
+    # SQLite scan the whole workspace instead of seeking the primary key.
+    for kind, values in by_type.items():
+        for start in range(0, len(values), 500):
+            chunk = values[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for _, key, profile in conn.all(
+                "SELECT type, value_key, profile_id FROM identifiers"
+                f" WHERE workspace_id = ? AND type = ? AND value_key IN ({marks})", (ws, kind, *chunk)
+            ):
+                out[(kind, key)] = profile
     return out
 
 
@@ -42,11 +46,14 @@ def profile_rows(conn: Conn, ws: str, ids: Sequence[str]) -> dict[str, Row]:
 
 def identifiers_of(conn: Conn, ws: str, profile_id: str) -> list[Row]:
     """(type, value_key, value_enc, origin_profile_id, first_seen) of a live profile."""
-    return conn.all(
+    # Sorted here: an ORDER BY on ``type`` leads SQLite's planner to the primary key (a scan of
+    # the whole workspace) instead of the (workspace_id, profile_id) index.
+    rows = conn.all(
         "SELECT type, value_key, value_enc, origin_profile_id, first_seen FROM identifiers"
-        " WHERE workspace_id = ? AND profile_id = ? ORDER BY type, first_seen, value_key",
+        " WHERE workspace_id = ? AND profile_id = ?",
         (ws, profile_id),
     )
+    return sorted(rows, key=lambda r: (r[0], r[4], r[1]))
 
 
 def insert_profile(conn: Conn, ws: str, profile_id: str, data_key: bytes, now: Millis) -> int:
