@@ -1,0 +1,1 @@
+"""Tests of the HTTP API (tracking and admin) through the real ASGI app, on SQLite and PostgreSQL."""
