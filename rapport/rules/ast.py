@@ -58,9 +58,7 @@ class Const:
 
     def __post_init__(self) -> None:
         if isinstance(self.value, float) and not math.isfinite(self.value):
-            raise ValidationError(
-                f"invalid constant {self.value!r}; a rule number must be finite", code="invalid_rule"
-            )
+            raise ValidationError(f"invalid constant {self.value!r}; a rule number must be finite", code="invalid_rule")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Const):

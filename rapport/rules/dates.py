@@ -37,9 +37,7 @@ def match_to_ms(m: re.Match[str]) -> Millis | None:
             return None
         tz = timezone(sign * offset)
     try:
-        dt = datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), tzinfo=tz
-        )
+        dt = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), tzinfo=tz)
     except ValueError:
         return None
     return (dt - _EPOCH) // _ONE_MS + int((fraction or "0").ljust(3, "0")[:3])
@@ -54,9 +52,7 @@ def parse_iso(text: str) -> Millis | None:
 def format_iso(ms: Millis) -> str:
     """The canonical literal for an instant: a bare date at midnight UTC, else a ``Z`` timestamp."""
     if not MIN_MS <= ms <= MAX_MS:
-        raise ValidationError(
-            f"invalid date {ms}; expected an instant in the years 1 to 9999", code="invalid_rule"
-        )
+        raise ValidationError(f"invalid date {ms}; expected an instant in the years 1 to 9999", code="invalid_rule")
     dt = _EPOCH + timedelta(milliseconds=ms)
     text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
     if ms % DAY == 0:

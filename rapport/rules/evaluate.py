@@ -53,7 +53,11 @@ class EvalContext(Protocol):
         ...
 
     def event_function(self, fn: EventFn) -> object | None:
-        """The value of an event function, or ``None`` when it has none (an average of no events)."""
+        """The value of an event function, or ``None`` when it has none (an average of no events).
+
+        Counts and aggregates are numbers, ``last_seen``/``first_seen`` epoch milliseconds. It is
+        never asked for ``days_since``, which the evaluator derives from ``last_seen``.
+        """
         ...
 
     def in_segment(self, name: str) -> bool: ...

@@ -154,9 +154,7 @@ class _Lexer:
                 out.append(chr(code))
                 i += 6
             else:
-                raise self.fail(
-                    f"invalid escape {text[i : i + 2]} in string; expected one of {_ESCAPE_LIST}", i
-                )
+                raise self.fail(f"invalid escape {text[i : i + 2]} in string; expected one of {_ESCAPE_LIST}", i)
         self.add("string", start, i + 1, "".join(out))
 
 

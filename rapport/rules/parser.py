@@ -186,9 +186,7 @@ class _Parser:
                 self.advance()
             self.expect("null")
             return IsNull(left, negated, span=self.span(start))
-        if word in _FOLLOW and (
-            isinstance(left, Path) or (isinstance(left, Const) and isinstance(left.value, bool))
-        ):
+        if word in _FOLLOW and (isinstance(left, Path) or (isinstance(left, Const) and isinstance(left.value, bool))):
             return Compare("==", left, Const(True, span=left.span), span=self.span(start))
         hint = " (did you mean '=='?)" if word == "=" else ""
         if isinstance(left, EventFn) and word in _FOLLOW:
@@ -247,9 +245,7 @@ class _Parser:
             hint = _suggest(start.text, ROOTS) if start.kind == "name" else ""
             raise self.fail(f"a path starting with one of {_options(sorted(ROOTS))}", hint=hint)
         if self.in_where and start.text != "event":
-            raise self.fail(
-                "a path starting with 'event.' (inside where=, paths name the event's properties)"
-            )
+            raise self.fail("a path starting with 'event.' (inside where=, paths name the event's properties)")
         self.advance()
         parts: list[str] = []
         while self.word() == "." or not parts:
