@@ -394,7 +394,9 @@ def test_apply_is_idempotent_and_versioned(client: ApiClient, workspace: NewWork
                                                                   ("resource.update", "ComputedTrait/views")]
 
 
-def test_new_computed_trait_appears_after_backfill(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
+def test_new_computed_trait_appears_after_backfill(
+    client: ApiClient, rapport: Rapport, workspace: NewWorkspace
+) -> None:
     for n in range(3):
         track(client, workspace, "/v1/track", {"userId": "u1", "event": "Viewed", "context": ANALYTICS_OK,
                                                "properties": {"n": n}})
