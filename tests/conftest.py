@@ -22,12 +22,19 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from api.support import NOW, ApiClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
 from rapport.api.app import create_app
 from rapport.clock import FrozenClock
 from rapport.core import NewWorkspace, Rapport
 from rapport.settings import Secret, Settings
+
+# Shared 2-core machines: generation speed varies with load, so timing health checks and
+# deadlines would fail runs for reasons unrelated to behaviour.
+hypothesis_settings.register_profile("rapport", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+hypothesis_settings.load_profile("rapport")
 
 POSTGRES_URL_ENV = "RAPPORT_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "RAPPORT_REQUIRE_POSTGRES"
@@ -90,6 +97,16 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """The database of one test module, on each backend."""
     if request.param == "sqlite":
         yield Backend("sqlite", f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'rapport.db'}")
+        return
+    with fresh_postgres_database() as url:
+        yield Backend("postgres", url)
+
+
+@pytest.fixture
+def empty_backend(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
+    """Another database on the same backend that nothing has opened yet (for migration tests)."""
+    if backend.name == "sqlite":
+        yield Backend("sqlite", f"sqlite:///{tmp_path / 'empty.db'}")
         return
     with fresh_postgres_database() as url:
         yield Backend("postgres", url)
