@@ -95,6 +95,15 @@ def test_dedupe_is_per_workspace(client: ApiClient, rapport: Rapport, workspace:
     assert rapport.event_count(other.workspace_id) == 1
 
 
+def test_dedupe_can_be_turned_off_per_workspace(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
+    response = admin(client, workspace, "PATCH", "/api/v1/settings", json={"dedupe": False})
+    assert response.status_code == 200 and response.json()["dedupe"] is False
+    body = {"userId": "u1", "event": "Order Completed", "messageId": "m-1"}
+    for _ in range(2):
+        assert track(client, workspace, "/v1/track", body).json() == {"success": True}
+    assert [r[0] for r in event_rows(rapport, workspace)] == ["m-1", "m-1"]
+
+
 def test_generated_message_ids_are_distinct(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
     for _ in range(3):
         track(client, workspace, "/v1/track", {"userId": "u1", "event": "No Id"})
