@@ -1,0 +1,1 @@
+"""End-to-end tests: a real ``rapport serve`` process driven over HTTP."""
