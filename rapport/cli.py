@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 import typer
@@ -162,6 +162,114 @@ def unmerge(merge_id: str, workspace: WorkspaceOpt = None) -> None:
         _fail(exc)
     finally:
         rapport.close()
+
+
+@app.command("import")
+def import_file(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .csv, .jsonl or .parquet file.")],
+    workspace: WorkspaceOpt = None,
+    kind: Annotated[Literal["events", "profiles"], typer.Option(
+        help="Rows are Segment messages (events) or people with traits (profiles).")] = "events",
+    restart: Annotated[bool, typer.Option(help="Start from the first row instead of the saved position.")] = False,
+) -> None:
+    """Import events or profiles through the tracking path; an interrupted import continues when run again."""
+    from rich.progress import MofNCompleteColumn
+
+    from rapport.ingestion.importer import Importer, ImportReport
+
+    rapport = _rapport()
+    report: ImportReport | None = None
+    try:
+        ws = rapport.workspace_id(workspace)
+        importer = Importer(rapport, ws, path, kind)
+        with Progress(TextColumn(f"importing {path.name}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("rows · {task.fields[bad]} bad"), TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("import", total=None, bad=0)
+
+            def on_chunk(done: ImportReport) -> None:
+                nonlocal report
+                report = done
+                progress.update(task, total=done.total, completed=done.position, bad=done.rejected)
+
+            report = importer.run(restart=restart, on_chunk=on_chunk)
+    except RapportError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        at = f" after row {report.position}" if report is not None else ""
+        console.print(f"[yellow]interrupted[/yellow]{at}; run the same command again to continue")
+        raise typer.Exit(130) from None
+    finally:
+        rapport.close()
+    assert report is not None
+    if report.rows == 0 and report.finished and report.resumed_from > 0:
+        console.print(f"nothing new: all {report.total} rows were imported before (--restart imports them again)")
+    console.print(f"{report.rows} rows read (from row {report.resumed_from + 1}): {report.accepted} stored, "
+                  f"{report.duplicates} duplicates, {report.quarantined} quarantined, "
+                  f"{report.restricted} kept minimized without consent, {report.rejected} refused")
+    for error in report.errors[:20]:
+        console.print(f"  row {error.row} [{error.code}] {error.message}", markup=False, highlight=False)
+    if report.rejected > 20:
+        console.print(f"  ... and {report.rejected - 20} more refused rows")
+    if report.rejected:
+        raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=1, help="Customers to generate.")] = 5000,
+    months: Annotated[int, typer.Option(min=1, max=36, help="Months of history.")] = 6,
+    seed: Annotated[int, typer.Option(help="Same seed, same shop.")] = 42,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the demo afterwards.")] = True,
+) -> None:
+    """Create the demo workspace with a generated shop (customers, months of events, consents) and serve it."""
+    from rich.progress import MofNCompleteColumn
+
+    from rapport.demo.run import WORKSPACE, DemoOptions, DemoResult, Generation, run_demo, tour
+
+    rapport = _rapport()
+    options = DemoOptions(customers=customers, months=months, seed=seed)
+    result: DemoResult | None = None
+    try:
+        with Progress(TextColumn("generating the demo shop"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("customers · {task.fields[events]:,} events · {task.fields[rate]:,.0f}/s"),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("demo", total=customers, events=0, rate=0.0)
+            started = rapport.clock.monotonic()
+
+            def on_progress(stats: Generation, total: int) -> None:
+                elapsed = max(rapport.clock.monotonic() - started, 1e-6)
+                progress.update(task, completed=stats.customers, events=stats.messages,
+                                rate=stats.messages / elapsed)
+
+            result = run_demo(rapport, options, on_progress)
+    except RapportError as exc:
+        rapport.close()
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        rapport.close()
+        console.print("[yellow]interrupted[/yellow]; run the same command again to continue where it stopped")
+        raise typer.Exit(130) from None
+    gen = result.generation
+    if gen.skipped:
+        console.print(f"the demo workspace already holds this shop ({result.events:,} events); serving it")
+    else:
+        console.print(f"generated {gen.messages:,} events for {customers - gen.resumed_from:,} customers in "
+                      f"{gen.seconds:.1f} s ({gen.rate:,.0f} events/s): {gen.accepted:,} stored, "
+                      f"{gen.restricted:,} kept minimized without consent, {gen.withdrawals:,} unsubscribes")
+    sys.stdout.write(f"workspace: {WORKSPACE} ({result.workspace_id})\nwrite_key: {result.write_key}\n"
+                     f"admin_token: {result.admin_token}\n")
+    bind_host, bind_port = host or rapport.settings.host, port or rapport.settings.port
+    sys.stdout.write("\nTry it:\n" + "\n".join(tour(result, f"http://{bind_host}:{bind_port}")) + "\n")
+    sys.stdout.flush()
+    if not serve_after:
+        rapport.close()
+        return
+    from rapport.api.server import serve as run
+
+    run(rapport, bind_host, bind_port)
 
 
 def main() -> None:

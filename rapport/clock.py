@@ -74,6 +74,11 @@ class FrozenClock:
         return f"{prefix}_{_encode(self._now, 9)}{_encode(bits, 13)}"
 
 
+def seeded_rng(seed: int) -> random.Random:
+    """A deterministic generator for reproducible data (e.g. the demo shop): same seed, same sequence."""
+    return random.Random(seed)
+
+
 def to_datetime(ms: Millis) -> datetime:
     """UTC datetime for epoch milliseconds."""
     return datetime.fromtimestamp(ms / 1000.0, tz=UTC)

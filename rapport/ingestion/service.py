@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from rapport.clock import Clock
-from rapport.consent.decide import may_use
+from rapport.consent.decide import current_state
 from rapport.consent.model import LedgerEntry
 from rapport.identity.service import IdentityWriter
 from rapport.ingestion.model import IngestResult, Message, Quarantined
@@ -34,10 +34,28 @@ from rapport.workspaces.runtime import WorkspaceRuntime
 _MINIMAL_CONTEXT = ("consent", "consentManagement", "library")
 
 
+_PROVISIONAL = 2**62
+"""Provisional ``seq`` of consent entries recorded in the batch (above every stored one)."""
+
+
 @dataclass(slots=True)
 class _Pending:
     traits: dict[tuple[str, str], tuple[object, ...]]
     buckets: dict[tuple[str, str, int], Bucket]
+
+
+@dataclass(slots=True)
+class _Writes:
+    """What the job buffers until it flushes (before a merge, and at its end)."""
+
+    consent: list[tuple[object, ...]]
+    events: list[tuple[object, ...]]
+    derive: list[tuple[Message, str, str, dict[str, object], set[str], bool]]
+    """Per buffered event: what traits and buckets need once it is stored (and has its ``seq``)."""
+    pending: _Pending
+    accepted: int
+    duplicates: int
+    restricted: int
 
 
 def ledger_entry(row: Sequence[Any]) -> LedgerEntry:
@@ -82,46 +100,75 @@ class BatchJob:
         known = events_sql.existing_keys(conn, ws, keys)
         live = {row[0] for row in conn.all(
             "SELECT id FROM series WHERE workspace_id = ? AND state = 'live'", (ws,))}
-        identity = IdentityWriter(conn, rt, self.keyring, self.clock)
-        identity.prefetch(self.messages)
-        ledgers: dict[str, list[LedgerEntry]] = {}
-        pending = _Pending({}, {})
+        fresh: list[tuple[Message, str]] = []
         seen: set[str] = set()
-        accepted = duplicates = restricted = 0
+        duplicates = 0
         for message, key in zip(self.messages, keys, strict=True):
             if key in known or key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
-            # Pending traits and buckets are written before a merge, which then moves them to the winner.
-            profile_id, merged = identity.resolve(message, before_merge=lambda: self._flush(conn, pending))
+            fresh.append((message, key))
+        identity = IdentityWriter(conn, rt, self.keyring, self.clock)
+        identity.prefetch([m for m, _ in fresh])
+        ledgers: dict[str, list[LedgerEntry]] = {p: [] for p in identity.holders}
+        for row in consent_sql.entries(conn, ws, identity.holders):
+            ledgers[str(row[2])].append(ledger_entry(row))
+        writes = _Writes([], [], [], _Pending({}, {}), 0, 0, 0)
+
+        def flush() -> None:
+            identity.flush()
+            self._flush_writes(conn, writes, live)
+
+        merged_any = False
+        for message, key in fresh:
+            # Everything buffered is written before a merge, which then moves it to the winner.
+            profile_id, merged = identity.resolve(message, before_merge=flush)
             if merged:
+                # The merge moved stored entries (everything buffered was written first): re-read.
                 ledgers.clear()
+                merged_any = True
             ledger = ledgers.get(profile_id)
             if ledger is None:
-                ledger = [ledger_entry(r) for r in consent_sql.entries(conn, ws, [profile_id])]
+                # A profile created in this batch has no stored entries until something is flushed.
+                ledger = [] if profile_id in identity.created and not merged_any else [
+                    ledger_entry(r) for r in consent_sql.entries(conn, ws, [profile_id])]
                 ledgers[profile_id] = ledger
-            self._record_context_consent(conn, message, profile_id, ledger, now)
+            self._record_context_consent(writes, message, profile_id, ledger, now)
             allowed = self._allowed_purposes(ledger, message.ts)
             is_restricted = not all(p in allowed for p in rt.settings.event_purposes)
             body = message.body if not is_restricted else self._minimized(message.body)
             cipher = identity.cipher(profile_id)
             sealed = pii.encrypt_fields(body, rt.pii_fields, cipher.encrypt)
-            seq = events_sql.insert_event(conn, (
+            writes.events.append((
                 ws, key, message.message_id, profile_id, profile_id, message.type, message.name,
                 message.user_id, message.anonymous_id, message.ts, message.received_at,
                 int(is_restricted), int(message.flagged), orjson.dumps(sealed).decode(),
             ))
-            if seq is None:
-                duplicates += 1
-                continue
-            accepted += 1
-            restricted += is_restricted
-            if message.type == "identify":
-                self._fold_traits(pending, message, profile_id, sealed)
-            self._feed_series(pending, message, profile_id, seq, live, allowed)
-        self._flush(conn, pending)
-        return IngestResult(accepted, duplicates, len(self.quarantined), restricted)
+            writes.derive.append((message, key, profile_id, sealed, allowed, is_restricted))
+        flush()
+        return IngestResult(writes.accepted, duplicates + writes.duplicates, len(self.quarantined), writes.restricted)
+
+    def _flush_writes(self, conn: Conn, writes: _Writes, live: set[str]) -> None:
+        """Write buffered consent entries and events, then the traits and buckets the stored events feed."""
+        if writes.consent:
+            consent_sql.append_many(conn, self.rt.id, writes.consent)
+            writes.consent.clear()
+        if writes.events:
+            seqs = events_sql.insert_events(conn, writes.events)
+            for message, key, profile_id, sealed, allowed, is_restricted in writes.derive:
+                seq = seqs.get(key)
+                if seq is None:
+                    writes.duplicates += 1
+                    continue
+                writes.accepted += 1
+                writes.restricted += is_restricted
+                if message.type == "identify":
+                    self._fold_traits(writes.pending, message, profile_id, sealed)
+                self._feed_series(writes.pending, message, profile_id, seq, live, allowed)
+            writes.events.clear()
+            writes.derive.clear()
+        self._flush(conn, writes.pending)
 
     def _dedupe_key(self, message: Message) -> str:
         if self.rt.settings.dedupe:
@@ -129,7 +176,8 @@ class BatchJob:
         return f"{message.message_id}#{self.clock.new_id('d')}"
 
     def _allowed_purposes(self, ledger: list[LedgerEntry], at: int) -> set[str]:
-        return {p.name for p in self.rt.catalog if may_use(ledger, p, at).allowed}
+        # One pass over the ledger for every purpose (the same decisions as ``may_use`` per purpose).
+        return {name for name, d in current_state(ledger, self.rt.catalog, at).items() if d.allowed}
 
     @staticmethod
     def _minimized(body: dict[str, object]) -> dict[str, object]:
@@ -141,7 +189,7 @@ class BatchJob:
         return kept
 
     def _record_context_consent(
-        self, conn: Conn, message: Message, profile_id: str, ledger: list[LedgerEntry], now: int
+        self, writes: _Writes, message: Message, profile_id: str, ledger: list[LedgerEntry], now: int
     ) -> None:
         context = message.body.get("context")
         if not isinstance(context, dict):
@@ -161,13 +209,15 @@ class BatchJob:
             source = "sdk:rudderstack" if "consentManagement" in context else "sdk:segment"
             entry_id = self.clock.new_id("cns")
             proof = proof_of(context)
-            seq = consent_sql.append(conn, self.rt.id, (
+            writes.consent.append((
                 entry_id, profile_id, profile_id, purpose_name, state, purpose.legal_basis, source, None,
                 proof, now, message.ts, expires, message.message_id,
             ))
+            # Written in this order when the job flushes, after every stored entry: a provisional
+            # sequence number above all of them orders the entry as its stored one will.
             ledger.append(LedgerEntry(
-                id=entry_id, seq=seq, profile_id=profile_id, purpose=purpose_name, state=state,
-                legal_basis=purpose.legal_basis, source=source, policy_version=None, proof=proof,
+                id=entry_id, seq=_PROVISIONAL + len(writes.consent), profile_id=profile_id, purpose=purpose_name,
+                state=state, legal_basis=purpose.legal_basis, source=source, policy_version=None, proof=proof,
                 recorded_at=now, effective_at=message.ts, expires_at=expires,
             ))
 

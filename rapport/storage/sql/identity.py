@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import orjson
 
@@ -12,19 +12,18 @@ from rapport.types import Millis
 
 def owners(conn: Conn, ws: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """Current profile of each known (type, value_key)."""
-    out: dict[tuple[str, str], str] = {}
     by_type: dict[str, list[str]] = {}
     for kind, key in keys:
         by_type.setdefault(kind, []).append(key)
-    # One ``type = ? AND value_key IN (...)`` per type: an OR of (type, value_key) pairs makes
-    # SQLite scan the whole workspace instead of seeking the primary key.
+    out: dict[tuple[str, str], str] = {}
     for kind, values in by_type.items():
+        # One primary-key range per type (an OR of (type, value_key) pairs defeats the index).
         for start in range(0, len(values), 500):
             chunk = values[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for _, key, profile in conn.all(
-                "SELECT type, value_key, profile_id FROM identifiers"
-                f" WHERE workspace_id = ? AND type = ? AND value_key IN ({marks})", (ws, kind, *chunk)
+            for key, profile in conn.all(
+                "SELECT value_key, profile_id FROM identifiers WHERE workspace_id = ? AND type = ?"
+                f" AND value_key IN ({marks})", (ws, kind, *chunk)
             ):
                 out[(kind, key)] = profile
     return out
@@ -64,13 +63,39 @@ def insert_profile(conn: Conn, ws: str, profile_id: str, data_key: bytes, now: M
     ))
 
 
-def attach(conn: Conn, ws: str, rows: Iterable[tuple[str, str, bytes | None, str, Millis]]) -> None:
+def insert_profiles(conn: Conn, ws: str, rows: Sequence[tuple[str, bytes, Millis]]) -> None:
+    """Insert new profiles (id, data_key, now), in order (so their ``seq`` follows that order)."""
+    for start in range(0, len(rows), 200):
+        chunk = rows[start:start + 200]
+        conn.execute(
+            "INSERT INTO profiles (workspace_id, id, data_key, created_at, updated_at) VALUES "
+            + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+            [v for pid, key, now in chunk for v in (ws, pid, key, now, now)],
+        )
+
+
+def identifiers_of_many(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:
+    """(profile_id, type, value_key) of every identifier of the given live profiles."""
+    out: list[Row] = []
+    for start in range(0, len(profile_ids), 500):
+        chunk = profile_ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        out.extend(conn.all(
+            "SELECT profile_id, type, value_key FROM identifiers"
+            f" WHERE workspace_id = ? AND profile_id IN ({marks})", (ws, *chunk)))
+    return out
+
+
+def attach(conn: Conn, ws: str, rows: Sequence[tuple[str, str, bytes | None, str, Millis]]) -> None:
     """Attach (type, value_key, value_enc, profile_id, first_seen); the profile is also the origin."""
-    conn.executemany(
-        "INSERT INTO identifiers (workspace_id, type, value_key, value_enc, profile_id, origin_profile_id,"
-        " first_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, type, value_key) DO NOTHING",
-        [(ws, t, k, enc, p, p, at) for t, k, enc, p, at in rows],
-    )
+    for start in range(0, len(rows), 200):
+        chunk = rows[start:start + 200]
+        conn.execute(
+            "INSERT INTO identifiers (workspace_id, type, value_key, value_enc, profile_id, origin_profile_id,"
+            " first_seen) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT (workspace_id, type, value_key) DO NOTHING",
+            [v for t, k, enc, p, at in chunk for v in (ws, t, k, enc, p, p, at)],
+        )
 
 
 def blocked_pairs(conn: Conn, ws: str, profiles: Sequence[str]) -> set[frozenset[str]]:

@@ -1,0 +1,317 @@
+"""``rapport demo``: a workspace with the demo resources and a generated shop, loaded the way real data arrives.
+
+Messages go through the tracking API's path (``parse_message``, tracking plans, ``Rapport.ingest``)
+in batches of about 500, several in flight so reading overlaps committing; unsubscribe-link
+withdrawals go through the consent service once the person's messages are stored. The
+generation's progress is saved in the ``imports`` table after each batch, so an interrupted demo
+continues where it stopped (same seed: same people, same message ids).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from importlib import resources as package_files
+from urllib.parse import quote
+
+from rapport.api.app import run_backfills
+from rapport.clock import seeded_rng
+from rapport.consent import service as consent_service
+from rapport.core import Rapport
+from rapport.demo.shop import Shop, Withdrawal
+from rapport.ingestion.importer import load_progress, save_progress
+from rapport.ingestion.model import IngestResult, Message
+from rapport.ingestion.parse import ItemInvalid, parse_message
+from rapport.ingestion.plans import check_plans
+from rapport.profiles import backfill
+from rapport.profiles.service import ProfileReader
+from rapport.resources import service as resources_service
+from rapport.resources.model import Change
+from rapport.storage.base import Conn
+from rapport.storage.sql import workspaces as ws_sql
+from rapport.types import JsonObject, WorkspaceId
+
+WORKSPACE = "demo"
+ACTOR = "demo"
+BATCH = 500
+IN_FLIGHT = 4
+"""Batches handed to the writer before the oldest is awaited: enough to share commits, bounded memory."""
+VISITOR_EVERY = 2
+"""One anonymous-only visitor per this many customers."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    customers: int = 5000
+    months: int = 6
+    seed: int = 42
+    workspace: str = WORKSPACE
+    batch_size: int = BATCH
+
+    @property
+    def source(self) -> str:
+        """The name the generation's progress is saved under."""
+        return f"demo:seed={self.seed},customers={self.customers},months={self.months}"
+
+
+@dataclass(slots=True)
+class Generation:
+    """Counts of one generation run (``customers`` is how far it got, resumed runs included)."""
+
+    customers: int = 0
+    resumed_from: int = 0
+    messages: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    restricted: int = 0
+    rejected: int = 0
+    withdrawals: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+    """True when an earlier run already generated this demo completely."""
+
+    @property
+    def rate(self) -> float:
+        """Messages stored (or deduplicated) per second."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A real demo customer to show in the tour."""
+
+    profile_id: str
+    email: str
+    user_id: str | None
+
+
+@dataclass(slots=True)
+class DemoResult:
+    workspace_id: WorkspaceId
+    write_key: str
+    admin_token: str
+    created: bool
+    changes: list[Change]
+    generation: Generation
+    sample: Sample | None = None
+    events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+OnProgress = Callable[[Generation, int], None]
+"""Told after each committed batch: the counts so far and the number of customers in total."""
+
+
+def resource_text() -> str:
+    """The demo resources shipped with the package (the same files as ``examples/demo``)."""
+    folder = package_files.files("rapport.demo") / "resources"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+    return "\n---\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def open_workspace(rapport: Rapport, name: str = WORKSPACE) -> tuple[WorkspaceId, str, str, bool]:
+    """(id, write key, admin token, created): the workspace, made if missing, with new keys if it existed."""
+    row = rapport.db.read(lambda c: ws_sql.workspace_by_name(c, name))
+    if row is None:
+        made = rapport.create_workspace(name)
+        return made.workspace_id, made.write_key, made.admin_token, True
+    ws = WorkspaceId(row[0])
+    # Secrets are stored hashed, so a reused workspace gets a fresh pair to print.
+    return ws, rapport.create_token(ws, None, "demo", ACTOR), rapport.create_token(ws, "admin", "demo", ACTOR), False
+
+
+def apply_resources(rapport: Rapport, ws: WorkspaceId) -> list[Change]:
+    """Apply the demo resources and make new computed-trait series ready for events."""
+    text = resource_text()
+    now = rapport.clock.now_ms()
+    changes = rapport.db.write(lambda c: resources_service.apply(c, ws, text, ACTOR, now))
+    rapport.invalidate(ws)
+    settle_series(rapport, ws)
+    return changes
+
+
+def settle_series(rapport: Rapport, ws: WorkspaceId) -> None:
+    """Register the series the definitions read and backfill them from stored events."""
+    rt = rapport.runtime(ws, fresh=True)
+    rapport.db.write(lambda c: backfill.register_missing(c, rt, rapport.clock))
+    while not rapport.db.write(lambda c: backfill.backfill_chunk(c, rt, rapport.keyring, rapport.clock)):
+        pass
+
+
+@dataclass(slots=True)
+class _Batch:
+    customers_done: int
+    messages: int
+    future: Future[IngestResult] | None
+    withdrawals: list[Withdrawal]
+    rejected: int
+
+
+class _Loader:
+    """Turns stories into committed batches, in order, and keeps the saved progress in step."""
+
+    def __init__(self, rapport: Rapport, ws: WorkspaceId, options: DemoOptions, stats: Generation,
+                 on_progress: OnProgress | None) -> None:
+        self.rapport, self.ws, self.options, self.stats = rapport, ws, options, stats
+        self.on_progress = on_progress
+        self.raw: list[JsonObject] = []
+        self.withdrawals: list[Withdrawal] = []
+        self.in_flight: deque[_Batch] = deque()
+        self.saves: deque[Future[None]] = deque()
+
+    def add(self, messages: tuple[JsonObject, ...], withdrawals: tuple[Withdrawal, ...]) -> None:
+        self.raw.extend(messages)
+        self.withdrawals.extend(withdrawals)
+
+    def flush(self, customers_done: int, *, force: bool = False) -> None:
+        """Send what is buffered once it makes a batch (between people, so a batch holds whole stories)."""
+        if len(self.raw) < self.options.batch_size and not force:
+            return
+        received = self.rapport.clock.now_ms()
+        indexed: list[tuple[int, Message]] = []
+        rejected = 0
+        for index, raw in enumerate(self.raw):
+            try:
+                indexed.append((index, parse_message(raw, implied_type=None, received_at=received,
+                                                     batch_sent_at=None, batch_context=None,
+                                                     new_id=lambda: self.rapport.clock.new_id("msg"))))
+            except ItemInvalid:
+                rejected += 1
+        accepted, quarantined, refused = check_plans(self.rapport.runtime(self.ws).plans, indexed)
+        future = self.rapport.ingest(self.ws, accepted, quarantined) if accepted or quarantined else None
+        self.in_flight.append(_Batch(customers_done, len(self.raw), future, self.withdrawals,
+                                     rejected + len(refused)))
+        self.raw, self.withdrawals = [], []
+        while len(self.in_flight) >= IN_FLIGHT:
+            self._finish(self.in_flight.popleft())
+
+    def close(self, customers_done: int) -> None:
+        self.flush(customers_done, force=True)
+        while self.in_flight:
+            self._finish(self.in_flight.popleft())
+        while self.saves:
+            self.saves.popleft().result()
+
+    def _finish(self, batch: _Batch) -> None:
+        stats = self.stats
+        if batch.future is not None:
+            result = batch.future.result()
+            stats.accepted += result.accepted
+            stats.duplicates += result.duplicates
+            stats.quarantined += result.quarantined
+            stats.restricted += result.restricted
+        stats.messages += batch.messages
+        stats.rejected += batch.rejected
+        stats.customers = batch.customers_done
+        stats.withdrawals += len(batch.withdrawals)
+        # Queued behind the batch: the withdrawals find the stored profiles, and the saved position
+        # counts only committed customers. Not awaited here, so the next batch can share its commit.
+        self.saves.append(self.rapport.db.submit(self._save_job(batch)))
+        while len(self.saves) > IN_FLIGHT:
+            self.saves.popleft().result()
+        if self.on_progress is not None:
+            self.on_progress(stats, self.options.customers)
+
+    def _save_job(self, batch: _Batch) -> Callable[[Conn], None]:
+        rapport, ws, options = self.rapport, self.ws, self.options
+        rt = rapport.runtime(ws)
+        finished = batch.customers_done >= options.customers
+
+        def job(conn: Conn) -> None:
+            for withdrawal in batch.withdrawals:
+                consent_service.record(conn, rt, rapport.keyring, rapport.clock, withdrawal.to_body(), ACTOR)
+            save_progress(conn, ws, options.source, batch.customers_done, options.customers,
+                          rapport.clock.now_ms(), finished)
+
+        return job
+
+
+def generate(rapport: Rapport, ws: WorkspaceId, options: DemoOptions,
+             on_progress: OnProgress | None = None) -> Generation:
+    """Generate the shop into ``ws`` (continuing an interrupted run; nothing to do when one finished)."""
+    saved = rapport.db.read(lambda c: load_progress(c, ws, options.source))
+    if saved is not None and saved[2] is not None:
+        return Generation(customers=saved[0], resumed_from=saved[0], skipped=True)
+    start = saved[0] if saved is not None else 0
+    stats = Generation(customers=start, resumed_from=start)
+    began = rapport.clock.monotonic()
+    shop = Shop(seeded_rng(options.seed), rapport.clock.now_ms(), options.months)
+    loader = _Loader(rapport, ws, options, stats, on_progress)
+    for n in range(options.customers):
+        # Earlier people are generated again (the generator is sequential) but not sent.
+        story = shop.customer(n)
+        visitor = shop.visitor(n) if n % VISITOR_EVERY == 0 else None
+        if n < start:
+            continue
+        loader.add(story.messages, story.withdrawals)
+        if visitor is not None:
+            loader.add(visitor.messages, ())
+        loader.flush(n + 1)
+    loader.close(options.customers)
+    stats.seconds = rapport.clock.monotonic() - began
+    return stats
+
+
+def find_sample(rapport: Rapport, ws: WorkspaceId) -> Sample | None:
+    """The customer with the most orders kept with consent, to show in the tour."""
+    rt = rapport.runtime(ws)
+
+    def read(conn: Conn) -> Sample | None:
+        row = conn.one(
+            "SELECT profile_id, count(*) AS n FROM events WHERE workspace_id = ? AND name = 'Order Completed'"
+            " AND restricted = 0 AND user_id IS NOT NULL GROUP BY profile_id ORDER BY n DESC, profile_id LIMIT 1",
+            (ws,))
+        if row is None:
+            return None
+        reader = ProfileReader(conn, rt, rapport.keyring)
+        profile_id = reader.live_id(str(row[0]))
+        identifiers = reader.identifiers(profile_id)
+        emails = identifiers.get("email") or []
+        if not emails:
+            return None
+        user_ids = identifiers.get("user_id") or []
+        return Sample(profile_id, emails[0], user_ids[0] if user_ids else None)
+
+    return rapport.db.read(read)
+
+
+def run_demo(rapport: Rapport, options: DemoOptions, on_progress: OnProgress | None = None) -> DemoResult:
+    """Everything ``rapport demo`` does before serving: workspace, resources, shop, backfills."""
+    ws, write_key, admin_token, created = open_workspace(rapport, options.workspace)
+    changes = apply_resources(rapport, ws)
+    generation = generate(rapport, ws, options, on_progress)
+    run_backfills(rapport)
+    result = DemoResult(ws, write_key, admin_token, created, changes, generation)
+    result.sample = find_sample(rapport, ws)
+    result.events = rapport.event_count(ws)
+    return result
+
+
+def tour(result: DemoResult, base_url: str) -> list[str]:
+    """Commands to try against the running demo, with its keys filled in."""
+    token, key = result.admin_token, result.write_key
+    auth = f'-H "Authorization: Bearer {token}"'
+    lines = [f"export RAPPORT_URL={base_url}"]
+    sample = result.sample
+    if sample is not None:
+        lines += [
+            "# the unified profile of a real demo customer, looked up by email",
+            f'curl -s {auth} "$RAPPORT_URL/api/v1/profiles/lookup?email={quote(sample.email)}"',
+            "# their latest events",
+            f'curl -s {auth} "$RAPPORT_URL/api/v1/profiles/{sample.profile_id}/events?limit=10"',
+            "# their consent history (every ledger entry, with legal basis and source)",
+            f'curl -s {auth} "$RAPPORT_URL/api/v1/profiles/{sample.profile_id}/consent"',
+        ]
+    user = sample.user_id if sample is not None and sample.user_id else "usr_tour"
+    lines += [
+        "# send an event the way a Segment SDK does (write key as the Basic user name)",
+        f"curl -s -u '{key}:' -H 'Content-Type: application/json' -d "
+        f"""'{{"userId": "{user}", "event": "Product Viewed", "properties": {{"product_id": "prd_001"}}}}' """
+        '"$RAPPORT_URL/v1/track"',
+        "# the computed traits and whether each one is live",
+        f'curl -s {auth} "$RAPPORT_URL/api/v1/computed-traits"',
+    ]
+    return lines
