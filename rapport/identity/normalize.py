@@ -19,6 +19,7 @@ Rules, per type:
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -66,6 +67,20 @@ def identifiers_from_event(
     of ``custom_types``, ``traits.<type>``/``context.traits.<type>``. An alias message's
     ``previousId`` is not among them: see ``alias_previous``.
     """
+    found: dict[Identifier, None] = {}
+    for id_type, path, field in _sources(tuple(custom_types)):
+        raw = _lookup(event, path)
+        if raw is None:
+            continue
+        identifier = _at_field(field, id_type, raw, default_region)
+        if identifier is not None:
+            found.setdefault(identifier, None)
+    return list(found)
+
+
+@lru_cache(maxsize=64)
+def _sources(custom_types: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """(type, path, dotted field name) to read, in extraction order (built once per set of custom types)."""
     sources: list[tuple[str, tuple[str, ...]]] = [
         ("user_id", ("userId",)),
         ("anonymous_id", ("anonymousId",)),
@@ -74,15 +89,7 @@ def identifiers_from_event(
         sources.append((name, ("traits", name)))
         sources.append((name, ("context", "traits", name)))
     sources.append(("device_id", ("context", "device", "id")))
-    found: dict[Identifier, None] = {}
-    for id_type, path in sources:
-        raw = _lookup(event, path)
-        if raw is None:
-            continue
-        identifier = _at_field(".".join(path), id_type, raw, default_region)
-        if identifier is not None:
-            found.setdefault(identifier, None)
-    return list(found)
+    return tuple((id_type, path, ".".join(path)) for id_type, path in sources)
 
 
 def alias_previous(event: Mapping[str, Any]) -> str | None:
@@ -108,7 +115,7 @@ def _at_field(field: str, id_type: str, raw: object, default_region: str | None)
 def _lookup(event: Mapping[str, Any], path: tuple[str, ...]) -> object:
     node: object = event
     for key in path:
-        if not isinstance(node, Mapping):
+        if type(node) is not dict and not isinstance(node, Mapping):  # the exact type first: cheaper
             return None
         node = node.get(key)
     return node

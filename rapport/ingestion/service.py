@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from rapport.clock import Clock
-from rapport.consent.decide import current_state
-from rapport.consent.model import LedgerEntry
+from rapport.consent.decide import may_use
+from rapport.consent.model import ConsentState, LedgerEntry
 from rapport.identity.service import IdentityWriter
 from rapport.ingestion.model import IngestResult, Message, Quarantined
 from rapport.privacy import pii
@@ -91,6 +91,9 @@ class BatchJob:
         self.clock = clock
         self.messages = messages
         self.quarantined = quarantined
+        asked = set(rt.settings.event_purposes).union(*(series.purposes for series in rt.series.values()))
+        self._asked = [p for p in rt.catalog if p.name in asked]
+        self._intents: dict[bytes, list[tuple[str, ConsentState]]] = {}
 
     def run(self, conn: Conn) -> IngestResult:
         rt, ws = self.rt, self.rt.id
@@ -176,8 +179,9 @@ class BatchJob:
         return f"{message.message_id}#{self.clock.new_id('d')}"
 
     def _allowed_purposes(self, ledger: list[LedgerEntry], at: int) -> set[str]:
-        # One pass over the ledger for every purpose (the same decisions as ``may_use`` per purpose).
-        return {name for name, d in current_state(ledger, self.rt.catalog, at).items() if d.allowed}
+        """The purposes the job asks about (the workspace's event purposes and the series' purposes)
+        that ``ledger`` allows at ``at``: the only members of the set anything tests."""
+        return {p.name for p in self._asked if may_use(ledger, p, at).allowed}
 
     @staticmethod
     def _minimized(body: dict[str, object]) -> dict[str, object]:
@@ -194,8 +198,7 @@ class BatchJob:
         context = message.body.get("context")
         if not isinstance(context, dict):
             return
-        intents, _unknown = self.rt.mapping.extract(context)
-        for purpose_name, state in intents:
+        for purpose_name, state in self._consent_intents(context):
             if purpose_name not in self.rt.catalog:
                 continue
             latest = max((e for e in ledger if e.purpose == purpose_name and e.effective_at <= message.ts),
@@ -220,6 +223,17 @@ class BatchJob:
                 state=state, legal_basis=purpose.legal_basis, source=source, policy_version=None, proof=proof,
                 recorded_at=now, effective_at=message.ts, expires_at=expires,
             ))
+
+    def _consent_intents(self, context: dict[str, object]) -> list[tuple[str, ConsentState]]:
+        """``mapping.extract(context).intents``, remembered for the job: batches repeat a few consent choices."""
+        try:
+            key = orjson.dumps([context.get("consent"), context.get("consentManagement")])
+        except TypeError:
+            return self.rt.mapping.extract(context).intents
+        hit = self._intents.get(key)
+        if hit is None:
+            hit = self._intents[key] = self.rt.mapping.extract(context).intents
+        return hit
 
     def _fold_traits(self, pending: _Pending, message: Message, profile_id: str, sealed: dict[str, object]) -> None:
         traits = sealed.get("traits")

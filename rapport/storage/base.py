@@ -44,6 +44,16 @@ class Conn(Protocol):
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
 
+    def insert_rows(self, head: str, width: int, tail: str, rows: Sequence[Params]) -> list[Row]:
+        """``head VALUES (?, ...) tail`` (``width`` placeholders) for every row, in order, the way the
+        backend does it fastest; returns the rows a ``RETURNING`` clause in ``tail`` gives.
+
+        SQLite runs multi-row statements (one statement, and one statement journal, per chunk);
+        PostgreSQL one prepared statement per row, pipelined. Rows must not repeat a conflict key
+        (PostgreSQL refuses to update one row twice in one statement).
+        """
+        ...
+
     def all(self, sql: str, params: Params = ()) -> list[Row]: ...
 
     def one(self, sql: str, params: Params = ()) -> Row | None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
@@ -56,6 +56,20 @@ class PostgresConn:
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         with self.raw.cursor() as cur:
             cur.executemany(translate(sql), list(rows))
+
+    def insert_rows(self, head: str, width: int, tail: str, rows: Sequence[Params]) -> list[Row]:
+        if not rows:
+            return []
+        sql = translate(head + " VALUES (" + ", ".join("?" * width) + ") " + tail)
+        returning = " RETURNING " in f" {tail.upper()} "
+        out: list[Row] = []
+        with self.raw.cursor() as cur:
+            cur.executemany(sql, list(rows), returning=returning)
+            while returning:
+                out.extend(cur.fetchall())
+                if not cur.nextset():
+                    break
+        return out
 
     def all(self, sql: str, params: Params = ()) -> list[Row]:
         return self.raw.execute(translate(sql), params or None).fetchall()

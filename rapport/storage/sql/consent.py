@@ -23,14 +23,11 @@ def append(conn: Conn, ws: str, row: Sequence[object]) -> int:
 
 def append_many(conn: Conn, ws: str, rows: Sequence[Sequence[object]]) -> None:
     """Append entries (rows as for ``append``) in order, so their ``seq`` follows that order."""
-    for start in range(0, len(rows), 200):
-        chunk = rows[start:start + 200]
-        conn.execute(
-            "INSERT INTO consent_ledger (workspace_id, id, profile_id, origin_profile_id, purpose, state,"
-            " legal_basis, source, policy_version, proof, recorded_at, effective_at, expires_at, message_id) VALUES "
-            + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
-            [v for row in chunk for v in (ws, *row)],
-        )
+    conn.insert_rows(
+        "INSERT INTO consent_ledger (workspace_id, id, profile_id, origin_profile_id, purpose, state,"
+        " legal_basis, source, policy_version, proof, recorded_at, effective_at, expires_at, message_id)", 14, "",
+        [(ws, *row) for row in rows],
+    )
 
 
 def entries(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:

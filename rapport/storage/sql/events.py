@@ -37,27 +37,18 @@ def insert_event(conn: Conn, row: Sequence[object]) -> int | None:
 
 _EVENT_INSERT = (
     "INSERT INTO events (workspace_id, dedupe_key, message_id, profile_id, origin_profile_id, type, name,"
-    " user_id, anonymous_id, ts, received_at, restricted, flagged, body) VALUES "
+    " user_id, anonymous_id, ts, received_at, restricted, flagged, body)"
 )
-_EVENT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def insert_events(conn: Conn, rows: Sequence[Sequence[object]]) -> dict[str, int]:
     """Insert events in order (rows as for ``insert_event``); the sequence number of each stored dedupe key.
 
-    A dedupe key already stored is skipped and absent from the result. Multi-row statements: one
-    round trip (and one statement journal) per 100 events instead of one per event.
+    A dedupe key already stored is skipped and absent from the result. One batched insert
+    (``Conn.insert_rows``) instead of one statement per event.
     """
-    out: dict[str, int] = {}
-    for start in range(0, len(rows), 100):
-        chunk = rows[start:start + 100]
-        for seq, key in conn.all(
-            _EVENT_INSERT + ",".join([_EVENT_ROW] * len(chunk))
-            + " ON CONFLICT (workspace_id, dedupe_key) DO NOTHING RETURNING seq, dedupe_key",
-            [v for row in chunk for v in row],
-        ):
-            out[key] = int(seq)
-    return out
+    return {key: int(seq) for seq, key in conn.insert_rows(
+        _EVENT_INSERT, 14, "ON CONFLICT (workspace_id, dedupe_key) DO NOTHING RETURNING seq, dedupe_key", rows)}
 
 
 def timeline(conn: Conn, ws: str, profile_id: str, before: tuple[int, int] | None, limit: int) -> list[Row]:

@@ -65,13 +65,8 @@ def insert_profile(conn: Conn, ws: str, profile_id: str, data_key: bytes, now: M
 
 def insert_profiles(conn: Conn, ws: str, rows: Sequence[tuple[str, bytes, Millis]]) -> None:
     """Insert new profiles (id, data_key, now), in order (so their ``seq`` follows that order)."""
-    for start in range(0, len(rows), 200):
-        chunk = rows[start:start + 200]
-        conn.execute(
-            "INSERT INTO profiles (workspace_id, id, data_key, created_at, updated_at) VALUES "
-            + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
-            [v for pid, key, now in chunk for v in (ws, pid, key, now, now)],
-        )
+    conn.insert_rows("INSERT INTO profiles (workspace_id, id, data_key, created_at, updated_at)", 5, "",
+                     [(ws, pid, key, now, now) for pid, key, now in rows])
 
 
 def identifiers_of_many(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:
@@ -88,14 +83,11 @@ def identifiers_of_many(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list
 
 def attach(conn: Conn, ws: str, rows: Sequence[tuple[str, str, bytes | None, str, Millis]]) -> None:
     """Attach (type, value_key, value_enc, profile_id, first_seen); the profile is also the origin."""
-    for start in range(0, len(rows), 200):
-        chunk = rows[start:start + 200]
-        conn.execute(
-            "INSERT INTO identifiers (workspace_id, type, value_key, value_enc, profile_id, origin_profile_id,"
-            " first_seen) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            + " ON CONFLICT (workspace_id, type, value_key) DO NOTHING",
-            [v for t, k, enc, p, at in chunk for v in (ws, t, k, enc, p, p, at)],
-        )
+    conn.insert_rows(
+        "INSERT INTO identifiers (workspace_id, type, value_key, value_enc, profile_id, origin_profile_id,"
+        " first_seen)", 7, "ON CONFLICT (workspace_id, type, value_key) DO NOTHING",
+        [(ws, t, k, enc, p, p, at) for t, k, enc, p, at in rows],
+    )
 
 
 def blocked_pairs(conn: Conn, ws: str, profiles: Sequence[str]) -> set[frozenset[str]]:

@@ -15,9 +15,18 @@ TRAIT_UPSERT = (
 )
 
 
+def _many(conn: Conn, head: str, width: int, tail: str, rows: Sequence[Sequence[object]]) -> None:
+    """``head VALUES (...) tail`` for every row, batched (``Conn.insert_rows``).
+
+    The rows' conflict keys must be distinct; every caller builds them from a dict keyed by it.
+    """
+    conn.insert_rows(head, width, tail, rows)
+
+
 def upsert_traits(conn: Conn, rows: Iterable[Sequence[object]]) -> None:
-    """Rows of (ws, profile, name, value json, key_profile_id, source, ts, message_id)."""
-    conn.executemany(TRAIT_UPSERT, rows)
+    """Rows of (ws, profile, name, value json, key_profile_id, source, ts, message_id), one per (profile, name)."""
+    head, _, tail = TRAIT_UPSERT.partition(" VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    _many(conn, head, 8, tail, list(rows))
 
 
 def traits(conn: Conn, ws: str, profile_id: str) -> list[Row]:
@@ -57,23 +66,14 @@ def BUCKET_MERGE(dialect: Dialect) -> str:
 
 def upsert_buckets(conn: Conn, rows: Sequence[Sequence[object]]) -> None:
     """Rows of (ws, profile, series, bucket, n, nn, total, vmin, vmax, first_ts, first_seq, first_val,
-    last_ts, last_seq, last_val)."""
-    if rows:
-        conn.executemany(
-            "INSERT INTO buckets (workspace_id, profile_id, series, bucket, n, nn, total, vmin, vmax, first_ts,"
-            " first_seq, first_val, last_ts, last_seq, last_val) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            + BUCKET_MERGE(conn.dialect),
-            rows,
-        )
+    last_ts, last_seq, last_val), one per (profile, series, bucket)."""
+    _many(conn, "INSERT INTO buckets (workspace_id, profile_id, series, bucket, n, nn, total, vmin, vmax, first_ts,"
+          " first_seq, first_val, last_ts, last_seq, last_val)", 15, BUCKET_MERGE(conn.dialect), rows)
 
 
 def insert_bucket_values(conn: Conn, rows: Sequence[Sequence[object]]) -> None:
-    if rows:
-        conn.executemany(
-            "INSERT INTO bucket_values (workspace_id, profile_id, series, bucket, value) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            rows,
-        )
+    _many(conn, "INSERT INTO bucket_values (workspace_id, profile_id, series, bucket, value)", 5,
+          "ON CONFLICT DO NOTHING", rows)
 
 
 def buckets(conn: Conn, ws: str, profile_id: str, series: Sequence[str]) -> list[Row]:

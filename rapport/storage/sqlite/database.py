@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -47,6 +47,16 @@ class SqliteConn:
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         self.raw.executemany(sql, rows)
+
+    def insert_rows(self, head: str, width: int, tail: str, rows: Sequence[Params]) -> list[Row]:
+        row_marks = "(" + ", ".join("?" * width) + ")"
+        step = max(1, min(200, 30_000 // width))  # under SQLite's 32766 bound parameters
+        out: list[Row] = []
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            sql = head + " VALUES " + ", ".join([row_marks] * len(chunk)) + " " + tail
+            out.extend(self.raw.execute(sql, [v for row in chunk for v in row]).fetchall())
+        return out
 
     def all(self, sql: str, params: Params = ()) -> list[Row]:
         return self.raw.execute(sql, params).fetchall()
