@@ -155,3 +155,18 @@ class GroupCommitWriter:
             conn.execute(f"RELEASE SAVEPOINT {savepoint}")
             return True, result
         raise AssertionError("unreachable")
+
+
+class WriterBacked:
+    """The write side every backend shares: jobs go to its ``GroupCommitWriter``."""
+
+    _writer: GroupCommitWriter
+
+    def submit(self, fn: Callable[[Conn], T], weight: int = 1) -> Future[T]:
+        return self._writer.submit(fn, weight)
+
+    def write(self, fn: Callable[[Conn], T]) -> T:
+        return self.submit(fn).result()
+
+    def backlog(self) -> int:
+        return self._writer.backlog()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
@@ -13,7 +12,7 @@ from psycopg_pool import ConnectionPool
 
 from rapport.storage import migrate
 from rapport.storage.base import Params, Row
-from rapport.storage.writer import GroupCommitWriter
+from rapport.storage.writer import GroupCommitWriter, WriterBacked
 
 T = TypeVar("T")
 _MIGRATION_LOCK = 727_274_001
@@ -90,7 +89,7 @@ def _connect(url: str) -> PostgresConn:
     return PostgresConn(psycopg.connect(url, autocommit=True))
 
 
-class PostgresDatabase:
+class PostgresDatabase(WriterBacked):
     dialect = DIALECT
 
     def __init__(self, url: str, *, max_backlog: int = 20_000, readers: int = 4) -> None:
@@ -122,15 +121,6 @@ class PostgresDatabase:
                 return fn(conn)
             finally:
                 conn.execute("COMMIT")
-
-    def submit(self, fn: Callable[[Any], T], weight: int = 1) -> Future[T]:
-        return self._writer.submit(fn, weight)
-
-    def write(self, fn: Callable[[Any], T]) -> T:
-        return self.submit(fn).result()
-
-    def backlog(self) -> int:
-        return self._writer.backlog()
 
     def close(self) -> None:
         self._writer.close()

@@ -6,13 +6,12 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from rapport.storage import migrate
 from rapport.storage.base import Params, Row
-from rapport.storage.writer import GroupCommitWriter
+from rapport.storage.writer import GroupCommitWriter, WriterBacked
 
 T = TypeVar("T")
 
@@ -88,7 +87,7 @@ def _connect(path: str, *, readonly: bool) -> SqliteConn:
     return SqliteConn(raw)
 
 
-class SqliteDatabase:
+class SqliteDatabase(WriterBacked):
     """The embedded backend. One process may hold it; other processes (the CLI) share the file."""
 
     dialect = DIALECT
@@ -130,15 +129,6 @@ class SqliteDatabase:
                 conn.execute("COMMIT")
         finally:
             self._readers.put(conn)
-
-    def submit(self, fn: Callable[[Any], T], weight: int = 1) -> Future[T]:
-        return self._writer.submit(fn, weight)
-
-    def write(self, fn: Callable[[Any], T]) -> T:
-        return self.submit(fn).result()
-
-    def backlog(self) -> int:
-        return self._writer.backlog()
 
     def close(self) -> None:
         self._writer.close()
