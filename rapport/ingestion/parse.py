@@ -20,6 +20,7 @@ from rapport.ingestion.model import (
     Message,
     MessageType,
 )
+from rapport.privacy.pii import MARKER
 from rapport.types import JsonObject, Millis
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
@@ -64,18 +65,22 @@ def _time(value: Any, field: str) -> Millis | None:
         raise _fail("invalid_timestamp", f"'{field}' is not an ISO-8601 timestamp: {value[:40]!r}") from None
 
 
-def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether ``value`` nests dicts/lists deeper than ``limit``."""
+def structure_problem(value: Any, limit: int = MAX_DEPTH) -> ItemInvalid | None:
+    """Why ``value`` cannot be stored as sent, or None: it nests dicts/lists deeper than ``limit``,
+    or an object in it uses the key ``$pii``, which is reserved for values encrypted at rest (a
+    client sending one could pass off its own bytes as an encrypted field)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
-            return True
+            return _fail("too_deep", f"message nests deeper than {limit} levels")
         if isinstance(node, dict):
+            if MARKER in node:
+                return _fail("reserved_key", f"the key {MARKER!r} is reserved for encrypted values")
             stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
-    return False
+    return None
 
 
 def parse_message(
@@ -103,8 +108,9 @@ def parse_message(
     for field in _OBJECT_FIELDS:
         if field in raw and raw[field] is not None and not isinstance(raw[field], dict):
             raise _fail("invalid_field", f"'{field}' must be an object, got {type(raw[field]).__name__}")
-    if depth_exceeds(raw):
-        raise _fail("too_deep", f"message nests deeper than {MAX_DEPTH} levels")
+    problem = structure_problem(raw)
+    if problem is not None:
+        raise problem
     user_id = _id(raw.get("userId"), "userId")
     anonymous_id = _id(raw.get("anonymousId"), "anonymousId")
     previous_id = None
@@ -217,6 +223,9 @@ def parse_batch(
     context = payload.get("context")
     if context is not None and not isinstance(context, dict):
         raise ValidationError("'context' must be an object", code="invalid_body")
+    problem = structure_problem(context) if context is not None else None
+    if problem is not None:
+        raise ValidationError(f"batch 'context': {problem.message}", code=problem.code)
     good: list[tuple[int, Message]] = []
     bad: list[ItemError] = []
     for index, item in enumerate(items):

@@ -94,6 +94,9 @@ class BatchJob:
         asked = set(rt.settings.event_purposes).union(*(series.purposes for series in rt.series.values()))
         self._asked = [p for p in rt.catalog if p.name in asked]
         self._intents: dict[bytes, list[tuple[str, ConsentState]]] = {}
+        self._settled: dict[str, tuple[list[tuple[str, ConsentState]], int]] = {}
+        """Profile -> (id of its consent intents, horizon): the ledger already says what those intents
+        say for any instant from the horizon (its latest ``effective_at``) on, so nothing to record."""
 
     def run(self, conn: Conn) -> IngestResult:
         rt, ws = self.rt, self.rt.id
@@ -130,6 +133,7 @@ class BatchJob:
             if merged:
                 # The merge moved stored entries (everything buffered was written first): re-read.
                 ledgers.clear()
+                self._settled.clear()
                 merged_any = True
             ledger = ledgers.get(profile_id)
             if ledger is None:
@@ -142,7 +146,7 @@ class BatchJob:
             is_restricted = not all(p in allowed for p in rt.settings.event_purposes)
             body = message.body if not is_restricted else self._minimized(message.body)
             cipher = identity.cipher(profile_id)
-            sealed = pii.encrypt_fields(body, rt.pii_fields, cipher.encrypt)
+            sealed = pii.encrypt_event(body, rt.pii_fields, cipher.encrypt)
             writes.events.append((
                 ws, key, message.message_id, profile_id, profile_id, message.type, message.name,
                 message.user_id, message.anonymous_id, message.ts, message.received_at,
@@ -198,7 +202,13 @@ class BatchJob:
         context = message.body.get("context")
         if not isinstance(context, dict):
             return
-        for purpose_name, state in self._consent_intents(context):
+        intents = self._consent_intents(context)
+        if not intents:
+            return
+        settled = self._settled.get(profile_id)
+        if settled is not None and settled[0] is intents and message.ts >= settled[1]:
+            return
+        for purpose_name, state in intents:
             if purpose_name not in self.rt.catalog:
                 continue
             latest = max((e for e in ledger if e.purpose == purpose_name and e.effective_at <= message.ts),
@@ -223,6 +233,11 @@ class BatchJob:
                 state=state, legal_basis=purpose.legal_basis, source=source, policy_version=None, proof=proof,
                 recorded_at=now, effective_at=message.ts, expires_at=expires,
             ))
+        horizon = max((e.effective_at for e in ledger), default=message.ts)
+        if message.ts >= horizon:
+            # From ``horizon`` on, the latest entry of each purpose is its latest overall: the one just
+            # checked or written. The same intents later than that need no look at the ledger.
+            self._settled[profile_id] = (intents, horizon)
 
     def _consent_intents(self, context: dict[str, object]) -> list[tuple[str, ConsentState]]:
         """``mapping.extract(context).intents``, remembered for the job: batches repeat a few consent choices."""

@@ -1,10 +1,15 @@
 """Field-level encryption of personal data inside JSON documents (events, traits).
 
-A value under a PII key (matched ignoring case, at any depth) is replaced by a marker object
+A value under a PII key (matched ignoring case) is replaced by a marker object
 ``{"$pii": "<base64 ciphertext>"}``; the ciphertext seals the value's JSON encoding, so any JSON
 value (string, number, object, list) is hidden whole. The walks copy only the containers on the
 path to a change and share every untouched subtree with the input, so treat input and output as
 immutable. They run on the ingestion hot path.
+
+``encrypt_fields`` matches keys at any depth of any document. ``encrypt_event`` applies the scope
+of a Segment-spec message: ``name`` is a person's name only at the top of ``traits`` (and
+``context.traits``); in ``properties`` and ``context`` it names products, pages, screens, apps and
+SDKs, so there only the unambiguous fields (email, phone, ip, ...) match, at any depth.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ MAX_DEPTH = 200
 DEFAULT_PII_FIELDS: frozenset[str] = frozenset(
     {"email", "phone", "name", "first_name", "last_name", "address", "ip", "firstName", "lastName"}
 )
+
+TRAIT_ONLY_FIELDS: frozenset[str] = frozenset({"name"})
+"""PII fields that are personal only at the top of ``traits``; elsewhere they name things."""
 
 Encrypt = Callable[[bytes], bytes]
 Decrypt = Callable[[bytes], bytes]
@@ -96,6 +104,62 @@ def encrypt_fields(obj: JsonObject, fields: frozenset[str], enc: Encrypt) -> Jso
     """
     out = _encrypt_dict(obj, _prepared(fields), enc, 0)
     return dict(out) if out is obj else out
+
+
+def encrypt_event(body: JsonObject, fields: frozenset[str], enc: Encrypt) -> JsonObject:
+    """A new message in which the PII of ``traits``, ``context.traits``, ``properties`` and
+    ``context`` is encrypted (see the module's docstring for the scope of ``name``).
+
+    Top-level keys (``userId``, ``event``, the page ``name`` ...) are not looked at.
+    """
+    deep = _prepared(fields - TRAIT_ONLY_FIELDS)
+    full = _prepared(fields)
+    out: dict[str, Any] | None = None
+    for key in ("traits", "properties", "context"):
+        value = body.get(key)
+        if not isinstance(value, dict):
+            continue
+        if key == "traits":
+            new = _encrypt_traits(value, full, deep, enc)
+        elif key == "context":
+            new = _encrypt_dict(value, deep, enc, 1)
+            traits = new.get("traits")
+            if isinstance(traits, dict):
+                sealed = _encrypt_traits(traits, full, deep, enc)
+                if sealed is not traits:
+                    new = dict(new) if new is value else new
+                    new["traits"] = sealed
+        else:
+            new = _encrypt_dict(value, deep, enc, 1)
+        if new is not value:
+            if out is None:
+                out = dict(body)
+            out[key] = new
+    return dict(body) if out is None else out
+
+
+def _encrypt_traits(traits: dict[str, Any], full: _Fields, deep: _Fields, enc: Encrypt) -> dict[str, Any]:
+    """Top-level trait keys match every PII field; nested values only the unambiguous ones."""
+    out: dict[str, Any] | None = None
+    for key, value in traits.items():
+        hit = full.memo.get(key)
+        if hit is None:
+            hit = full.classify(key)
+        if hit:
+            if is_marker(value):
+                continue
+            new: Any = encrypt_value(value, enc)
+        elif isinstance(value, dict):
+            new = _encrypt_dict(value, deep, enc, 2)
+        elif isinstance(value, list):
+            new = _encrypt_list(value, deep, enc, 2)
+        else:
+            continue
+        if new is not value:
+            if out is None:
+                out = dict(traits)
+            out[key] = new
+    return traits if out is None else out
 
 
 def decrypt_fields(obj: JsonObject, dec: Decrypt) -> JsonObject:

@@ -72,6 +72,11 @@ CASES = [
     Case("minus_infinity_literal", b'{"userId": "u1", "event": "A", "properties": {"x": -Infinity}}', 400,
          "invalid_json"),
     Case("nesting_deeper_than_32", with_(properties=nested(40)), 400, "too_deep"),
+    Case("client_sent_encrypted_marker", with_(properties={"note": {"$pii": "AAAA"}}), 400, "reserved_key"),
+    Case("reserved_key_in_traits", j({"userId": "u1", "traits": {"email": {"$pii": "QUJD", "x": 1}}}), 400,
+         "reserved_key", "/v1/identify"),
+    Case("reserved_key_in_batch_context", j({"batch": [GOOD], "context": {"traits": {"$pii": "QUJD"}}}), 400,
+         "reserved_key", "/v1/batch"),
     # --- wrong types, field by field ------------------------------------------------------------
     Case("userId_object", with_(userId={"id": "u1"}), 400, "invalid_field"),
     Case("userId_list", with_(userId=["u1"]), 400, "invalid_field"),

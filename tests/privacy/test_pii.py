@@ -22,6 +22,7 @@ from rapport.privacy import (
     contains_marker,
     decrypt_fields,
     decrypt_value,
+    encrypt_event,
     encrypt_fields,
     encrypt_value,
     generate_key,
@@ -218,3 +219,32 @@ def test_marker_holding_non_json_is_rejected() -> None:
     marker = {MARKER: binascii.b2a_base64(ENC(b"\xffnot json"), newline=False).decode()}
     with pytest.raises(CryptoError):
         decrypt_value(marker, DEC)
+
+
+def test_event_scope_name_is_personal_only_at_the_top_of_traits() -> None:
+    event = {
+        "type": "identify", "userId": "u_1", "name": "Checkout",
+        "traits": {"name": "Ada Lovelace", "email": "ada@example.com", "company": {"name": "Acme", "phone": "+1 555"}},
+        "properties": {"name": "Blue Shoe", "products": [{"name": "Sock", "email": "gift@example.com"}]},
+        "context": {"ip": "203.0.113.9", "library": {"name": "analytics.js"}, "app": {"name": "Shop"},
+                    "traits": {"name": "Ada", "plan": "pro"}},
+    }
+    before = copy.deepcopy(event)
+    out = encrypt_event(event, DEFAULT_PII_FIELDS, ENC)
+    assert event == before, "the input is not modified"
+    assert is_marker(out["traits"]["name"]) and is_marker(out["traits"]["email"])
+    assert out["traits"]["company"]["name"] == "Acme" and is_marker(out["traits"]["company"]["phone"])
+    assert out["properties"]["name"] == "Blue Shoe"
+    assert out["properties"]["products"][0]["name"] == "Sock"
+    assert is_marker(out["properties"]["products"][0]["email"])
+    assert is_marker(out["context"]["ip"]) and is_marker(out["context"]["traits"]["name"])
+    assert out["context"]["library"] is event["context"]["library"] and out["context"]["app"]["name"] == "Shop"
+    assert out["context"]["traits"]["plan"] == "pro" and out["name"] == "Checkout"
+    assert decrypt_fields(out, DEC) == event
+    assert encrypt_event(out, DEFAULT_PII_FIELDS, ENC) == out, "encrypting twice changes nothing"
+
+
+def test_event_scope_extends_with_workspace_fields() -> None:
+    out = encrypt_event({"properties": {"loyalty": {"SSN": "123"}}, "traits": {"ssn": "9"}},
+                        DEFAULT_PII_FIELDS | {"ssn"}, ENC)
+    assert is_marker(out["properties"]["loyalty"]["SSN"]) and is_marker(out["traits"]["ssn"])

@@ -1,7 +1,14 @@
-"""SQLite database: WAL mode, one writer thread with group commit, pooled readers."""
+"""SQLite database: WAL mode, one writer thread with group commit, pooled readers.
+
+The writer never checkpoints: copying WAL pages back into the database file (and its fsync) would
+otherwise land on whichever commit crosses SQLite's auto-checkpoint threshold, stalling every
+request in that group. A checkpointer thread does it beside the writer on its own connection
+(WAL lets it run while the writer appends), so commits pay only for their own WAL fsync.
+"""
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
 import threading
@@ -14,6 +21,7 @@ from rapport.storage.base import Params, Row
 from rapport.storage.writer import GroupCommitWriter, WriterBacked
 
 T = TypeVar("T")
+log = logging.getLogger("rapport.storage")
 
 
 class SqliteDialect:
@@ -72,7 +80,11 @@ class SqliteConn:
         self.raw.close()
 
 
-def _connect(path: str, *, readonly: bool) -> SqliteConn:
+CHECKPOINT_EVERY_S = 0.25
+"""How often the checkpointer copies committed WAL pages into the database file."""
+
+
+def _connect(path: str, *, readonly: bool, autocheckpoint: bool = True) -> SqliteConn:
     raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     raw.execute("PRAGMA busy_timeout = 30000")
     raw.execute("PRAGMA foreign_keys = ON")
@@ -82,6 +94,8 @@ def _connect(path: str, *, readonly: bool) -> SqliteConn:
     raw.execute("PRAGMA synchronous = FULL")
     raw.execute("PRAGMA cache_size = -65536")
     raw.execute("PRAGMA temp_store = MEMORY")
+    if not autocheckpoint:
+        raw.execute("PRAGMA wal_autocheckpoint = 0")
     if readonly:
         raw.execute("PRAGMA query_only = ON")
     return SqliteConn(raw)
@@ -97,8 +111,9 @@ class SqliteDatabase(WriterBacked):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.url = f"sqlite:///{path}"
+        background = path != ":memory:"
         self._writer = GroupCommitWriter(
-            lambda: _connect(path, readonly=False),
+            lambda: _connect(path, readonly=False, autocheckpoint=not background),
             begin="BEGIN IMMEDIATE",
             max_backlog=max_backlog,
             name="rapport-sqlite-writer",
@@ -108,6 +123,28 @@ class SqliteDatabase(WriterBacked):
         self._readers_lock = threading.Lock()
         self._max_readers = readers
         self.write(self._migrate)
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if background:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="rapport-sqlite-checkpointer", daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        conn = _connect(self.path, readonly=False)
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_S):
+                self._checkpoint(conn, "PASSIVE")  # never blocks the writer or readers
+            self._checkpoint(conn, "TRUNCATE")
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _checkpoint(conn: SqliteConn, mode: str) -> None:
+        try:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.Error:
+            log.exception("WAL checkpoint failed; the next one retries")
 
     @staticmethod
     def _migrate(conn: Any) -> None:
@@ -132,6 +169,9 @@ class SqliteDatabase(WriterBacked):
 
     def close(self) -> None:
         self._writer.close()
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._readers_lock:
             for conn in self._all_readers:
                 conn.close()
