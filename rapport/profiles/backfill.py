@@ -1,9 +1,11 @@
 """Backfills: a new or changed computed-trait series is filled from stored events, in chunks.
 
 Each chunk is one writer job that reads the series' progress inside its own transaction, so two
-processes backfilling the same series never count an event twice. The chunk that finds no more
-events marks the series live in the same transaction; from the next ingestion transaction on,
-new events feed it directly.
+processes backfilling the same series never count an event twice; on PostgreSQL it first waits
+for the ingestion transactions of other processes that read the series' states
+(``profiles_sql.lock_series``), so no event falls between the backfill and the live path. The
+chunk that finds no more events marks the series live in the same transaction; from the next
+ingestion transaction on, new events feed it directly.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import orjson
 from rapport.clock import Clock
 from rapport.ingestion.service import ledger_entry
 from rapport.profiles.recompute import allowed_purposes, fold_events, write_buckets
-from rapport.storage.base import Conn
+from rapport.storage.base import Conn, Row
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import identity as identity_sql
@@ -44,7 +46,13 @@ def register_missing(conn: Conn, rt: WorkspaceRuntime, clock: Clock) -> list[str
 
 def backfill_chunk(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, clock: Clock) -> bool:
     """Advance every backfilling series by one chunk of events; True when all are live."""
-    states = [r for r in profiles_sql.series_states(conn, rt.id) if r[2] == "backfilling" and r[0] in rt.series]
+    def backfilling() -> list[Row]:
+        return [r for r in profiles_sql.series_states(conn, rt.id) if r[2] == "backfilling" and r[0] in rt.series]
+
+    if not backfilling():
+        return True
+    profiles_sql.lock_series(conn, rt.id, exclusive=True)
+    states = backfilling()  # read again under the lock
     if not states:
         return True
     done_seq = min(int(r[5]) for r in states)

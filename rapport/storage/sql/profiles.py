@@ -117,3 +117,30 @@ def register_series(conn: Conn, ws: str, series_id: str, definition: str, waterm
 def update_series(conn: Conn, ws: str, series_id: str, state: str, done: int, now: int) -> None:
     conn.execute("UPDATE series SET state = ?, done = ?, updated_at = ? WHERE workspace_id = ? AND id = ?",
                  (state, done, now, ws, series_id))
+
+
+SERIES_LOCK_CLASS = 7301
+"""First key of the advisory lock (PostgreSQL) that orders ingestion against backfill chunks."""
+
+
+def lock_series(conn: Conn, ws: str, *, exclusive: bool) -> None:
+    """Order this transaction against the other processes' series hand-offs (PostgreSQL only).
+
+    Ingestion jobs hold the workspace's lock shared from the moment they read which series are
+    live until they commit; a backfill chunk holds it exclusive. So a chunk starts only once every
+    ingestion transaction that read the older states has committed (its events are visible to the
+    chunk's scan, and their sequence numbers cannot appear behind its progress later), and an
+    ingestion job that starts after a series went live feeds it. SQLite's single writer orders
+    transactions already.
+    """
+    if conn.dialect.name != "postgres":
+        return
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    conn.execute(f"SELECT {fn}({SERIES_LOCK_CLASS}, hashtext(?))", (ws,))
+
+
+def live_series(conn: Conn, ws: str) -> set[str]:
+    """The series ingestion feeds directly (the others are being backfilled); see ``lock_series``."""
+    lock_series(conn, ws, exclusive=False)
+    return {str(row[0]) for row in conn.all(
+        "SELECT id FROM series WHERE workspace_id = ? AND state = 'live'", (ws,))}
