@@ -6,6 +6,7 @@ from rapport.clock import Clock
 from rapport.errors import ConflictError, NotFoundError
 from rapport.ingestion.service import ledger_entry
 from rapport.profiles.recompute import allowed_purposes, fold_events, trait_rows, write_buckets
+from rapport.profiles.sealing import SeriesSealer
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
@@ -28,9 +29,18 @@ def recompute_profile(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, profil
     def decrypt(origin: str):  # type: ignore[no-untyped-def]
         return keyring.profile_cipher(ws, rt.wrapped_key, origin, bytes(wrapped[origin][3])).decrypt
 
-    live = {row[0] for row in profiles_sql.series_states(conn, ws) if row[2] == "live"}
-    series = {k: v for k, v in rt.series.items() if k in live}
-    write_buckets(conn, ws, fold_events(rows, series, decrypt, lambda _p, ts: allowed_purposes(rt, ledger, ts)))
+    def allowed(_p: str, ts: int) -> set[str]:
+        return allowed_purposes(rt, ledger, ts)
+
+    # A live series holds every event; one being backfilled holds those up to its progress.
+    sealer = SeriesSealer(keyring, rt)
+    states = [r for r in profiles_sql.series_states(conn, ws) if r[0] in rt.series]
+    live = {r[0]: rt.series[r[0]] for r in states if r[2] == "live"}
+    write_buckets(conn, ws, fold_events(rows, live, decrypt, allowed, sealer))
+    for sid, _d, state, _w, _t, done in states:
+        if state != "live":
+            upto = [r for r in rows if int(r[0]) <= int(done)]
+            write_buckets(conn, ws, fold_events(upto, {sid: rt.series[sid]}, decrypt, allowed, sealer))
 
 
 def unmerge(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, clock: Clock, merge_id: str, actor: str

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from rapport.identity.service import IdentityWriter
 from rapport.ingestion.model import IngestResult, Message, Quarantined
 from rapport.privacy import pii
 from rapport.profiles.computed import Bucket, bucket_of, property_value
+from rapport.profiles.sealing import SeriesSealer
 from rapport.rules import evaluate_where
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
@@ -104,8 +106,7 @@ class BatchJob:
         self._store_quarantined(conn, now)
         keys = [self._dedupe_key(m) for m in self.messages]
         known = events_sql.existing_keys(conn, ws, keys)
-        live = {row[0] for row in conn.all(
-            "SELECT id FROM series WHERE workspace_id = ? AND state = 'live'", (ws,))}
+        live = profiles_sql.live_series(conn, ws)
         fresh: list[tuple[Message, str]] = []
         seen: set[str] = set()
         duplicates = 0
@@ -176,6 +177,10 @@ class BatchJob:
             writes.events.clear()
             writes.derive.clear()
         self._flush(conn, writes.pending)
+
+    @cached_property
+    def sealer(self) -> SeriesSealer:
+        return SeriesSealer(self.keyring, self.rt)
 
     def _dedupe_key(self, message: Message) -> str:
         if self.rt.settings.dedupe:
@@ -281,7 +286,8 @@ class BatchJob:
             bucket = pending.buckets.get(slot)
             if bucket is None:
                 bucket = pending.buckets[slot] = Bucket(slot[2])
-            bucket.add(message.ts, seq, value if found else None, key.prop is not None)
+            sealed = self.sealer.seal(series, value) if found and series.personal else None
+            bucket.add(message.ts, seq, value if found else None, key.prop is not None, sealed)
 
     def _flush(self, conn: Conn, pending: _Pending) -> None:
         ws = self.rt.id

@@ -15,6 +15,7 @@ import orjson
 from rapport.clock import Clock
 from rapport.ingestion.service import ledger_entry
 from rapport.profiles.recompute import allowed_purposes, fold_events, write_buckets
+from rapport.profiles.sealing import SeriesSealer
 from rapport.storage.base import Conn, Row
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
@@ -68,11 +69,12 @@ def backfill_chunk(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
         return keyring.profile_cipher(rt.id, rt.wrapped_key, origin, bytes(keys[origin][3])).decrypt
 
     by_progress = {r[0]: int(r[5]) for r in states}
+    sealer = SeriesSealer(keyring, rt)
     pending = [r for r in rows]
     for sid in ids:
         todo = [r for r in pending if int(r[0]) > by_progress[sid]]
         buckets = fold_events(todo, {sid: rt.series[sid]}, decrypt,
-                              lambda p, ts: allowed_purposes(rt, ledgers.get(p, []), ts))
+                              lambda p, ts: allowed_purposes(rt, ledgers.get(p, []), ts), sealer)
         write_buckets(conn, rt.id, buckets)
     now = clock.now_ms()
     last = int(rows[-1][0]) if rows else head

@@ -76,17 +76,29 @@ class Bucket:
     last_val: str | None = None
     values: set[str] = field(default_factory=set)
 
-    def add(self, ts: Millis, seq: int, value: Json, has_property: bool) -> None:
-        """Fold one event into the bucket (``value`` is the property value, if the series has one)."""
-        encoded = orjson.dumps(value).decode() if has_property and value is not None else None
+    def add(self, ts: Millis, seq: int, value: Json, has_property: bool,
+            sealed: tuple[str, str] | None = None) -> None:
+        """Fold one event into the bucket (``value`` is the property value, if the series has one).
+
+        A personal value comes ``sealed``: (its encrypted marker as JSON, its keyed hash). The marker
+        is kept as first/last value, the hash stands for it among distinct values, and no numeric
+        summary (sum, min, max) of it is kept.
+        """
+        present = has_property and value is not None
+        if sealed is not None and present:
+            encoded: str | None = sealed[0]
+            distinct = sealed[1]
+        else:
+            encoded = orjson.dumps(value).decode() if present else None
+            distinct = encoded or "null"
         if self.n == 0 or (ts, seq) < (self.first_ts, self.first_seq):
             self.first_ts, self.first_seq, self.first_val = ts, seq, encoded
         if self.n == 0 or (ts, seq) > (self.last_ts, self.last_seq):
             self.last_ts, self.last_seq, self.last_val = ts, seq, encoded
         self.n += 1
-        if has_property and value is not None:
-            self.values.add(encoded or "null")
-            number = numeric(value)
+        if present:
+            self.values.add(distinct)
+            number = numeric(value) if sealed is None else None
             if number is not None:
                 self.nn += 1
                 self.total += number

@@ -15,6 +15,7 @@ from rapport.consent.model import LedgerEntry
 from rapport.ingestion.service import bucket_row
 from rapport.privacy import pii
 from rapport.profiles.computed import Bucket, bucket_of, property_value
+from rapport.profiles.sealing import SeriesSealer
 from rapport.rules import evaluate_where
 from rapport.storage.base import Conn, Row
 from rapport.storage.sql import profiles as profiles_sql
@@ -33,7 +34,8 @@ def feeds(series: CompiledSeries, kind: str, name: str | None, properties: Mappi
 
 
 def fold_events(
-    rows: Sequence[Row], series: Mapping[str, CompiledSeries], decrypt: object, allowed_at: object
+    rows: Sequence[Row], series: Mapping[str, CompiledSeries], decrypt: object, allowed_at: object,
+    sealer: SeriesSealer,
 ) -> dict[tuple[str, str, int], Bucket]:
     """Buckets of ``series`` from event rows (as ``events.EVENT_COLUMNS``), keyed (profile, series, bucket).
 
@@ -55,7 +57,8 @@ def fold_events(
             bucket = out.get(slot)
             if bucket is None:
                 bucket = out[slot] = Bucket(slot[2])
-            bucket.add(ts, int(seq), value if found else None, s.key.prop is not None)
+            sealed = sealer.seal(s, value) if found and s.personal else None
+            bucket.add(ts, int(seq), value if found else None, s.key.prop is not None, sealed)
     return out
 
 

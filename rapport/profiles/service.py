@@ -18,6 +18,7 @@ from rapport.ingestion.service import ledger_entry
 from rapport.privacy import pii
 from rapport.privacy.crypto import Cipher
 from rapport.profiles.computed import Bucket, evaluate_all
+from rapport.profiles.sealing import SeriesSealer
 from rapport.storage.base import Conn, Row
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
@@ -98,7 +99,10 @@ class ProfileReader:
             hit = index.get((series_id, int(bucket)))
             if hit is not None:
                 hit.values.add(value)
-        return evaluate_all(self.rt.traits.values(), buckets, at)
+        values = evaluate_all(self.rt.traits.values(), buckets, at)
+        if any(s.personal for s in self.rt.series.values()):
+            values = SeriesSealer(self.keyring, self.rt).open(self.rt.traits, values)
+        return values
 
     def consent(self, profile_id: str, at: Millis) -> JsonObject:
         entries = [ledger_entry(r) for r in consent_sql.entries(self.conn, self.rt.id, [profile_id])]

@@ -16,6 +16,7 @@ from rapport.consent.mapping import ConsentMapping
 from rapport.consent.purposes import Catalog
 from rapport.durations import parse_duration
 from rapport.identity.model import IdentityRules
+from rapport.privacy.pii import TRAIT_ONLY_FIELDS
 from rapport.profiles.builtins import BUILTIN_TRAITS
 from rapport.profiles.computed import SeriesKey, TraitDef
 from rapport.rules import Node, parse, to_text
@@ -29,6 +30,8 @@ class CompiledSeries:
     where: Node | None
     purposes: frozenset[str]
     """Purposes of the traits reading this series; an event feeds it only with consent for them."""
+    personal: bool = False
+    """Its property is personal data (a PII field on its path): the values it keeps are sealed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +79,15 @@ def build_runtime(
     traits: dict[str, TraitDef] = {t.name: t for t in BUILTIN_TRAITS}
     for spec in by_kind.get("ComputedTrait", []):
         traits[spec["name"]] = trait_from_spec(spec)
+    pii_fields = frozenset(f.lower() for f in settings.pii_fields)
+    personal = pii_fields - TRAIT_ONLY_FIELDS
     series: dict[str, CompiledSeries] = {}
     for trait in traits.values():
         for key in trait.all_series():
             prior = series.get(key.id)
             purposes = frozenset({trait.purpose}) | (prior.purposes if prior else frozenset())
-            series[key.id] = CompiledSeries(key, parse(key.where) if key.where else None, purposes)
+            on_pii = key.prop is not None and any(part.lower() in personal for part in key.prop.split("."))
+            series[key.id] = CompiledSeries(key, parse(key.where) if key.where else None, purposes, on_pii)
     return WorkspaceRuntime(
         id=WorkspaceId(ws_id),
         name=name,
@@ -94,5 +100,5 @@ def build_runtime(
         traits=traits,
         series=series,
         plans=tuple(by_kind.get("TrackingPlan", [])),
-        pii_fields=frozenset(f.lower() for f in settings.pii_fields),
+        pii_fields=pii_fields,
     )
