@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rapport.clock import to_iso
 from rapport.core import Rapport
 from rapport.errors import RapportError
 from rapport.settings import load_settings
@@ -20,6 +21,9 @@ app = typer.Typer(help="Rapport: consent-first customer data and personalization
                   pretty_exceptions_enable=False)
 workspace_app = typer.Typer(help="Workspaces and their credentials.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
+quarantine_app = typer.Typer(help="Messages a tracking plan quarantined: list them, replay them.",
+                             no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
 console = Console(stderr=True)
 
 WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace name or id.")]
@@ -211,6 +215,83 @@ def import_file(
     if report.rejected > 20:
         console.print(f"  ... and {report.rejected - 20} more refused rows")
     if report.rejected:
+        raise typer.Exit(2)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    workspace: WorkspaceOpt = None,
+    event: Annotated[str | None, typer.Option(help="Only messages of this event.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Messages per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Continue from a previous page.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object per line, with the payload.")] = False,
+) -> None:
+    """List quarantined messages, newest first, with the plan and violations that kept each out."""
+    from rapport.ingestion import quarantine
+
+    rapport = _rapport()
+    try:
+        ws = rapport.workspace_id(workspace)
+        items, nxt = quarantine.page(rapport, ws, event=event, cursor=cursor, limit=limit)
+        total = quarantine.count(rapport, ws, event)
+    except RapportError as exc:
+        _fail(exc)
+        return
+    finally:
+        rapport.close()
+    if json:
+        sys.stdout.write("".join(orjson.dumps(m.to_json()).decode() + "\n" for m in items))
+    else:
+        for m in items:
+            sys.stdout.write(f"{m.id}  {to_iso(m.received_at)}  {m.event or '-'}  plan {m.plan}  "
+                             f"message {m.message_id}\n")
+            for violation in m.violations:
+                sys.stdout.write(f"    {violation}\n")
+    console.print(f"{total} quarantined" + (f" {event!r} message(s)" if event else " message(s)"))
+    if nxt is not None:
+        console.print(f"more: --cursor {nxt}")
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids of quarantined messages (see 'quarantine list').")]
+    = None,
+    workspace: WorkspaceOpt = None,
+    event: Annotated[str | None, typer.Option(help="Every quarantined message of this event.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every quarantined message.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run quarantined messages through the current tracking plans; store those that now pass."""
+    from rapport.ingestion import quarantine
+
+    body: dict[str, object] = {}
+    if ids:
+        body["ids"] = ids
+    if event is not None:
+        body["event"] = event
+    if all_:
+        body["all"] = True
+    rapport = _rapport()
+    try:
+        ws = rapport.workspace_id(workspace)
+        report = quarantine.replay(rapport, ws, quarantine.Selection.from_json(body), "cli")
+    except RapportError as exc:
+        _fail(exc)
+        return
+    finally:
+        rapport.close()
+    if json:
+        sys.stdout.write(orjson.dumps(report.to_json()).decode() + "\n")
+    else:
+        console.print(f"{report.matched} matched: {report.replayed} replayed ({report.accepted} stored, "
+                      f"{report.duplicates} already stored, {report.restricted} kept minimized without consent), "
+                      f"{report.quarantined} still quarantined, {report.invalid} invalid, "
+                      f"{report.not_found} not found")
+        for error in report.errors[:20]:
+            console.print(f"  {error.id} [{error.code}] {error.message}", markup=False, highlight=False)
+        if len(report.errors) > 20:
+            console.print(f"  ... and {len(report.errors) - 20} more")
+    if report.errors:
         raise typer.Exit(2)
 
 

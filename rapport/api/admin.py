@@ -17,6 +17,7 @@ from rapport.consent import service as consent_service
 from rapport.core import Rapport
 from rapport.errors import AuthError, ForbiddenError, NotFoundError, ValidationError
 from rapport.identity.unmerge import unmerge
+from rapport.ingestion import quarantine
 from rapport.profiles import backfill
 from rapport.profiles.service import ProfileReader
 from rapport.resources import service as resources_service
@@ -134,6 +135,21 @@ def router(rapport: Rapport) -> APIRouter:
         out = await run_in_threadpool(rapport.db.write, lambda conn: consent_service.record(
             conn, rt, rapport.keyring, rapport.clock, body, who.actor))
         return json_response(out, 201)
+
+    @api.get("/quarantine")
+    def quarantined(event: str | None = None, cursor: str | None = None, limit: int = Query(50, ge=1, le=500),
+                    who: Principal = Depends(scoped("quarantine:read"))) -> Response:  # noqa: B008
+        """Messages a tracking plan quarantined, newest first, with their payloads; paginated with `next`."""
+        items, nxt = quarantine.page(rapport, who.workspace_id, event=event, cursor=cursor, limit=limit)
+        return json_response({"messages": [m.to_json() for m in items], "next": nxt})
+
+    @api.post("/quarantine/replay")
+    async def replay(request: Request, who: Principal = Depends(scoped("quarantine:write"))) -> Response:  # noqa: B008
+        """Run quarantined messages through the current tracking plans and store those that now pass:
+        `{"ids": [...]}`, `{"event": NAME}` or `{"all": true}`."""
+        selection = quarantine.Selection.from_json(parse_json(await read_limited(request, 1024 * 1024)))
+        report = await run_in_threadpool(quarantine.replay, rapport, who.workspace_id, selection, who.actor)
+        return json_response(report.to_json())
 
     yaml_body = {"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}}}
 

@@ -21,8 +21,7 @@ from rapport.clock import seeded_rng
 from rapport.consent import service as consent_service
 from rapport.core import Rapport
 from rapport.demo.shop import Shop, Withdrawal
-from rapport.ingestion.importer import load_progress, save_progress
-from rapport.ingestion.model import IngestResult, Message
+from rapport.ingestion.model import IngestResult, IngestTally, Message
 from rapport.ingestion.parse import ItemInvalid, parse_message
 from rapport.ingestion.plans import check_plans
 from rapport.profiles import backfill
@@ -30,6 +29,7 @@ from rapport.profiles.service import ProfileReader
 from rapport.resources import service as resources_service
 from rapport.resources.model import Change
 from rapport.storage.base import Conn
+from rapport.storage.sql import imports as imports_sql
 from rapport.storage.sql import workspaces as ws_sql
 from rapport.types import JsonObject, WorkspaceId
 
@@ -57,16 +57,12 @@ class DemoOptions:
 
 
 @dataclass(slots=True)
-class Generation:
+class Generation(IngestTally):
     """Counts of one generation run (``customers`` is how far it got, resumed runs included)."""
 
     customers: int = 0
     resumed_from: int = 0
     messages: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    restricted: int = 0
     rejected: int = 0
     withdrawals: int = 0
     seconds: float = 0.0
@@ -198,11 +194,7 @@ class _Loader:
     def _finish(self, batch: _Batch) -> None:
         stats = self.stats
         if batch.future is not None:
-            result = batch.future.result()
-            stats.accepted += result.accepted
-            stats.duplicates += result.duplicates
-            stats.quarantined += result.quarantined
-            stats.restricted += result.restricted
+            stats.add(batch.future.result())
         stats.messages += batch.messages
         stats.rejected += batch.rejected
         stats.customers = batch.customers_done
@@ -223,8 +215,8 @@ class _Loader:
         def job(conn: Conn) -> None:
             for withdrawal in batch.withdrawals:
                 consent_service.record(conn, rt, rapport.keyring, rapport.clock, withdrawal.to_body(), ACTOR)
-            save_progress(conn, ws, options.source, batch.customers_done, options.customers,
-                          rapport.clock.now_ms(), finished)
+            imports_sql.save_progress(conn, ws, options.source, batch.customers_done, options.customers,
+                                      rapport.clock.now_ms(), finished)
 
         return job
 
@@ -232,7 +224,7 @@ class _Loader:
 def generate(rapport: Rapport, ws: WorkspaceId, options: DemoOptions,
              on_progress: OnProgress | None = None) -> Generation:
     """Generate the shop into ``ws`` (continuing an interrupted run; nothing to do when one finished)."""
-    saved = rapport.db.read(lambda c: load_progress(c, ws, options.source))
+    saved = rapport.db.read(lambda c: imports_sql.load_progress(c, ws, options.source))
     if saved is not None and saved[2] is not None:
         return Generation(customers=saved[0], resumed_from=saved[0], skipped=True)
     start = saved[0] if saved is not None else 0

@@ -41,11 +41,11 @@ import orjson
 
 from rapport.clock import to_iso
 from rapport.errors import ValidationError
-from rapport.ingestion.model import IngestResult, Message
+from rapport.ingestion.model import IngestResult, IngestTally, Message
 from rapport.ingestion.parse import parse_message
 from rapport.ingestion.plans import check_plans
-from rapport.storage.base import Conn
-from rapport.types import Json, JsonObject, Millis, WorkspaceId
+from rapport.storage.sql import imports as imports_sql
+from rapport.types import Json, JsonObject, WorkspaceId
 
 if TYPE_CHECKING:
     from rapport.core import Rapport
@@ -90,7 +90,7 @@ class RowError:
 
 
 @dataclass(slots=True)
-class ImportReport:
+class ImportReport(IngestTally):
     """What an import run did; ``position`` is the number of rows of the file handled so far."""
 
     source: str
@@ -98,10 +98,6 @@ class ImportReport:
     total: int
     resumed_from: int
     position: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    restricted: int = 0
     rejected: int = 0
     errors: list[RowError] = field(default_factory=list)
     finished: bool = False
@@ -128,28 +124,6 @@ def detect_format(path: Path) -> Format:
             f"cannot tell the format of {path.name!r}; expected a name ending in .csv, .jsonl, .ndjson or"
             " .parquet (.csv.gz and .jsonl.gz too)", code="unknown_format")
     return fmt
-
-
-# --- progress in the ``imports`` table ------------------------------------------------------------
-
-def load_progress(conn: Conn, ws: WorkspaceId, source: str) -> tuple[int, int | None, Millis | None] | None:
-    """(position, total, finished_at) saved for an import, or None when it never ran."""
-    row = conn.one("SELECT position, total, finished_at FROM imports WHERE workspace_id = ? AND source = ?",
-                   (ws, source))
-    if row is None:
-        return None
-    return int(row[0]), None if row[1] is None else int(row[1]), None if row[2] is None else int(row[2])
-
-
-def save_progress(conn: Conn, ws: WorkspaceId, source: str, position: int, total: int | None, now: Millis,
-                  finished: bool) -> None:
-    """Record how far an import got (and whether it reached the end)."""
-    conn.execute(
-        "INSERT INTO imports (workspace_id, source, position, total, updated_at, finished_at)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, source) DO UPDATE SET position = excluded.position,"
-        " total = excluded.total, updated_at = excluded.updated_at, finished_at = excluded.finished_at",
-        (ws, source, position, total, now, now if finished else None),
-    )
 
 
 # --- reading rows -----------------------------------------------------------------------------------
@@ -385,7 +359,7 @@ class Importer:
     def run(self, *, restart: bool = False, on_chunk: Callable[[ImportReport], None] | None = None) -> ImportReport:
         """Import from the saved position (or the start); ``on_chunk`` hears of each committed chunk."""
         db = self.rapport.db
-        saved = None if restart else db.read(lambda c: load_progress(c, self.ws, self.source))
+        saved = None if restart else db.read(lambda c: imports_sql.load_progress(c, self.ws, self.source))
         start = saved[0] if saved is not None else 0
         total = count_rows(self.path, self.fmt)
         if start > total:
@@ -437,18 +411,14 @@ class Importer:
     def _finish(self, chunk: _Chunk, report: ImportReport,
                 on_chunk: Callable[[ImportReport], None] | None) -> None:
         if chunk.future is not None:
-            result = chunk.future.result()
-            report.accepted += result.accepted
-            report.duplicates += result.duplicates
-            report.quarantined += result.quarantined
-            report.restricted += result.restricted
+            report.add(chunk.future.result())
         report.rejected += len(chunk.errors)
         report.errors.extend(chunk.errors[: max(0, MAX_REPORTED - len(report.errors))])
         report.position = chunk.end
         report.finished = chunk.end >= report.total
         now = self.rapport.clock.now_ms()
-        self.rapport.db.write(lambda c: save_progress(c, self.ws, self.source, chunk.end, report.total, now,
-                                                      report.finished))
+        self.rapport.db.write(lambda c: imports_sql.save_progress(
+            c, self.ws, self.source, chunk.end, report.total, now, report.finished))
         if on_chunk is not None:
             on_chunk(report)
 

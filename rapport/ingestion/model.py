@@ -59,3 +59,22 @@ class IngestResult:
     duplicates: int
     quarantined: int
     restricted: int
+
+
+@dataclass(slots=True, kw_only=True)
+class IngestTally:
+    """Running totals of the ``IngestResult``s of a longer run (an import, the demo, a replay).
+
+    Keyword-only, so reports that extend it keep their own fields first.
+    """
+
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    restricted: int = 0
+
+    def add(self, result: IngestResult) -> None:
+        self.accepted += result.accepted
+        self.duplicates += result.duplicates
+        self.quarantined += result.quarantined
+        self.restricted += result.restricted

@@ -30,6 +30,7 @@ from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import profiles as profiles_sql
+from rapport.storage.sql import quarantine as quarantine_sql
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
 
@@ -304,14 +305,11 @@ class BatchJob:
         if not self.quarantined:
             return
         cipher = self.keyring.workspace_cipher(self.rt.id, self.rt.wrapped_key)
-        for q in self.quarantined:
-            conn.execute(
-                "INSERT INTO quarantine (workspace_id, id, message_id, event_name, plan, violations, payload,"
-                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.rt.id, self.clock.new_id("qtn"), q.message.message_id, q.message.name, q.plan,
-                 orjson.dumps(list(q.violations)).decode(),
-                 cipher.encrypt(orjson.dumps(q.message.body), self.rt.id.encode()), now),
-            )
+        quarantine_sql.insert_many(conn, self.rt.id, [
+            (self.clock.new_id("qtn"), q.message.message_id, q.message.name, q.plan,
+             orjson.dumps(list(q.violations)).decode(),
+             cipher.encrypt(orjson.dumps(q.message.body), self.rt.id.encode()), now)
+            for q in self.quarantined])
 
 
 def bucket_row(ws: str, profile_id: str, series_id: str, b: Bucket) -> tuple[object, ...]:

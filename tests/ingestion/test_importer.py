@@ -16,10 +16,11 @@ from rapport.cli import app as cli
 from rapport.clock import parse_iso
 from rapport.core import NewWorkspace, Rapport
 from rapport.errors import ValidationError
-from rapport.ingestion.importer import Importer, ImportReport, import_file, load_progress, source_of
+from rapport.ingestion.importer import Importer, ImportReport, import_file, source_of
 from rapport.profiles.service import ProfileReader
 from rapport.resources import service as resources
 from rapport.storage.base import Conn
+from rapport.storage.sql.imports import load_progress
 from rapport.types import JsonObject
 
 

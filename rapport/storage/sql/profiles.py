@@ -135,8 +135,10 @@ def lock_series(conn: Conn, ws: str, *, exclusive: bool) -> None:
     """
     if conn.dialect.name != "postgres":
         return
-    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    conn.execute(f"SELECT {fn}({SERIES_LOCK_CLASS}, hashtext(?))", (ws,))
+    if exclusive:
+        conn.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (SERIES_LOCK_CLASS, ws))
+    else:
+        conn.execute("SELECT pg_advisory_xact_lock_shared(?, hashtext(?))", (SERIES_LOCK_CLASS, ws))
 
 
 def live_series(conn: Conn, ws: str) -> set[str]:
