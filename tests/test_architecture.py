@@ -132,7 +132,8 @@ def test_the_sql_rule_catches(snippet: str) -> None:
 
 TENANT_TABLE = re.compile(
     r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(credentials|profiles|identifiers|merges|merge_blocks|identity_conflicts|"
-    r"events|traits|buckets|bucket_values|series|consent_ledger|resources|quarantine|audit_log|imports)\b",
+    r"events|traits|trait_values|buckets|bucket_values|series|consent_ledger|resources|quarantine|audit_log|imports|"
+    r"segment_history)\b",
     re.IGNORECASE)
 UNGUARDED_BY_DESIGN = {("storage/sql/workspaces.py", "credential_by_hash")}
 """A secret is what tells us the workspace, so its lookup cannot be keyed by one."""

@@ -23,6 +23,7 @@ def recompute_profile(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, profil
     profiles_sql.delete_derived(conn, ws, profile_id)
     rows = events_sql.of_profile(conn, ws, profile_id)
     profiles_sql.upsert_traits(conn, trait_rows(ws, profile_id, rows))
+    profiles_sql.refresh_trait_values(conn, ws, [profile_id])
     ledger = [ledger_entry(r) for r in consent_sql.entries(conn, ws, [profile_id])]
     wrapped = identity_sql.profile_rows(conn, ws, sorted({str(r[3]) for r in rows}))
 

@@ -294,6 +294,7 @@ class BatchJob:
         ws = self.rt.id
         if pending.traits:
             profiles_sql.upsert_traits(conn, pending.traits.values())
+            profiles_sql.refresh_trait_values(conn, ws, {p for p, _ in pending.traits})
             pending.traits.clear()
         if pending.buckets:
             profiles_sql.upsert_buckets(conn, [bucket_row(ws, p, s, b) for (p, s, _), b in pending.buckets.items()])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import orjson
+
+from rapport.profiles.values import flatten
 from rapport.storage.base import Conn, Dialect, Row
 
 TRAIT_UPSERT = (
@@ -40,7 +43,7 @@ def traits(conn: Conn, ws: str, profile_id: str) -> list[Row]:
 
 def delete_derived(conn: Conn, ws: str, profile_id: str) -> None:
     """Forget a profile's traits and buckets (before recomputing them from its events)."""
-    for table in ("traits", "buckets", "bucket_values"):
+    for table in ("traits", "trait_values", "buckets", "bucket_values"):
         conn.execute(f"DELETE FROM {table} WHERE workspace_id = ? AND profile_id = ?", (ws, profile_id))
 
 
@@ -146,3 +149,19 @@ def live_series(conn: Conn, ws: str) -> set[str]:
     lock_series(conn, ws, exclusive=False)
     return {str(row[0]) for row in conn.all(
         "SELECT id FROM series WHERE workspace_id = ? AND state = 'live'", (ws,))}
+
+
+def refresh_trait_values(conn: Conn, ws: str, profile_ids: Iterable[str]) -> None:
+    """Rebuild the flattened trait values (``trait_values``) of ``profile_ids`` from their traits."""
+    ids = sorted(set(profile_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM trait_values WHERE workspace_id = ? AND profile_id IN ({marks})", (ws, *chunk))
+        rows = conn.all(f"SELECT profile_id, name, value FROM traits WHERE workspace_id = ? AND profile_id IN ({marks})",
+                        (ws, *chunk))
+        values = [(ws, str(pid), *row) for pid, name, value in rows for row in flatten(str(name), orjson.loads(value))]
+        if values:
+            conn.insert_rows(
+                "INSERT INTO trait_values (workspace_id, profile_id, path, elem, kind, num, txt, instant)", 8, "",
+                values)
