@@ -15,8 +15,8 @@ from rapport.core import NewWorkspace, Rapport
 NOW = parse_iso("2026-03-02T10:00:00Z")
 """The frozen 'now' of every test clock."""
 ERROR_KEYS = {"code", "message", "details"}
-TENANT_TABLES = ("events", "profiles", "identifiers", "traits", "trait_values", "buckets", "consent_ledger", "quarantine",
-                 "merges", "identity_conflicts")
+TENANT_TABLES = ("events", "profiles", "identifiers", "traits", "trait_values", "buckets", "consent_ledger",
+                 "quarantine", "merges", "identity_conflicts")
 """Tables an ingested message can leave rows in."""
 
 

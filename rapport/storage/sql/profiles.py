@@ -158,8 +158,9 @@ def refresh_trait_values(conn: Conn, ws: str, profile_ids: Iterable[str]) -> Non
         chunk = ids[start:start + 500]
         marks = ",".join("?" * len(chunk))
         conn.execute(f"DELETE FROM trait_values WHERE workspace_id = ? AND profile_id IN ({marks})", (ws, *chunk))
-        rows = conn.all(f"SELECT profile_id, name, value FROM traits WHERE workspace_id = ? AND profile_id IN ({marks})",
-                        (ws, *chunk))
+        rows = conn.all(
+            f"SELECT profile_id, name, value FROM traits WHERE workspace_id = ? AND profile_id IN ({marks})",
+            (ws, *chunk))
         values = [(ws, str(pid), *row) for pid, name, value in rows for row in flatten(str(name), orjson.loads(value))]
         if values:
             conn.insert_rows(
