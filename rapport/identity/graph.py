@@ -11,11 +11,30 @@ State and its meaning:
   move identifiers and events together and can never lose either.
 - ``unmerge`` removes one logged link: the loser becomes a root again and takes back everything
   whose origin lies in its subtree (itself and whatever merged into it before it lost); the
-  winner's side keeps the rest. The pair is blocked: ``resolve`` is given every blocked pair
-  lifted to the live roots of its two sides, so a later event carrying both sides records a
-  conflict instead of re-merging them, whatever merges happened to either side since.
+  winner's side keeps the rest.
 - Identifiers new in an event are attached to the event's final profile, so unmerging a merge of
   that event leaves them there.
+
+Blocks. An unmerge splits one live profile into two sides: the loser's subtree and what stays in
+the winner's tree. It blocks every pair (w, l) of a profile w of the winner's side and a profile l
+of the loser's side, as the sides stand at that moment. A profile id stands for the identifiers
+and events that originated there, so this says: *what the unmerge split apart never shares a
+profile again*. ``resolve`` gets the blocked pairs lifted to the live roots of their two members,
+and an event that would join two live profiles holding the two members of a blocked pair
+records a ``"blocked"`` conflict instead of merging them — whichever identifiers it carries,
+including ones first seen after the unmerge: joining them would rejoin everything the unmerge
+split, so rejoining is left to a person (the conflicts are there to review), not to the next
+event that happens to carry both sides, such as another shared device. Blocks stay on the
+original profiles rather than on whichever live profiles hold them, so:
+
+- genuinely new evidence still merges: a third profile may join either side (it then keeps away
+  from the other side only while it shares a profile with it), and if that merge is undone, the
+  third profile is free of the block again, since it took no part in the split;
+- a block outlives later merges and unmerges of either side: splitting one side again leaves
+  each of its pieces blocked from the other side.
+
+The SQL service (``rapport/identity/service.py``, ``rapport/storage/sql/identity.py``) stores and
+lifts the same pairs, and a property test drives both with the same events and unmerges.
 """
 
 from __future__ import annotations
@@ -90,8 +109,10 @@ class IdentityGraph:
         del self._parent[record.loser]
         self._children[record.winner].discard(record.loser)
         self._merges[position] = replace(record, undone=True)
-        self._blocked.add(frozenset((record.winner, record.loser)))
-        return self.live_profile(record.winner), record.loser
+        root = self.live_profile(record.winner)
+        loser_side = list(self._subtree(record.loser))
+        self._blocked.update(frozenset((w, lo)) for w in self._subtree(root) for lo in loser_side)
+        return root, record.loser
 
     def live_profile(self, profile_id: str) -> str:
         """The live profile that now holds ``profile_id`` (itself when it was never merged away)."""
@@ -135,7 +156,7 @@ class IdentityGraph:
         return list(self._conflicts)
 
     def blocked(self) -> frozenset[frozenset[str]]:
-        """The pairs of profiles separated by an unmerge, as logged (not lifted to live profiles)."""
+        """The pairs of profiles separated by an unmerge, as recorded (not lifted to live profiles)."""
         return frozenset(self._blocked)
 
     def _add_profile(self, profile_id: str, seq: int) -> None:

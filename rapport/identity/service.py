@@ -49,6 +49,7 @@ class IdentityWriter:
         self._blind: dict[tuple[str, str], str] = {}
         self._new_profiles: list[tuple[str, bytes, int]] = []
         self._attach: list[tuple[str, str, bytes | None, str, int]] = []
+        self._has_blocks: bool | None = None
 
     def key_of(self, ident: Identifier) -> tuple[str, str]:
         """The stored (type, value_key) of a normalized identifier."""
@@ -64,6 +65,7 @@ class IdentityWriter:
         return (ident.type, ident.value)
 
     def identifiers(self, message: Message) -> list[tuple[str, str]]:
+        """The stored keys of what ``message`` carries; an alias ends with both readings of its previousId."""
         hit = self._keys.get(id(message))
         if hit is not None:
             return hit
@@ -150,9 +152,9 @@ class IdentityWriter:
         self._fetch(keys)
         if message.previous_id is not None:
             # Alias: previousId is whichever of user id / anonymous id is known, else an anonymous id.
-            as_user = ("user_id", message.previous_id)
-            drop = ("anonymous_id", message.previous_id) if as_user in self.owners else as_user
-            keys = [k for k in keys if k != drop]
+            # Only the last two keys are its readings (the message may carry the same key itself).
+            *keys, as_user, as_anonymous = keys
+            keys.append(as_user if as_user in self.owners else as_anonymous)
         # Every identifier already held by one profile: ``resolve`` would decide exactly that profile
         # with nothing to attach, merge or refuse, so skip building its inputs.
         single = None
@@ -167,10 +169,10 @@ class IdentityWriter:
         idents = [Identifier(t, k) for t, k in keys]
         owners = {i: self._ref(self.owners[(i.type, i.value)]) for i in idents if (i.type, i.value) in self.owners}
         distinct = sorted({r.id for r in owners.values()})
-        blocked = (frozenset(identity_sql.blocked_pairs(self.conn, self.rt.id, distinct)) if len(distinct) > 1
-                   else frozenset())
-        # A new profile is the target only when no identifier is known.
-        new_id = "" if owners else self.clock.new_id("prf")
+        blocked = (frozenset(identity_sql.blocked_pairs(self.conn, self.rt.id, distinct))
+                   if len(distinct) > 1 and self._any_blocks() else frozenset())
+        # The event starts a profile only when its leading identifier is new (or it carries none).
+        new_id = "" if owners and len(owners) == len(set(idents)) else self.clock.new_id("prf")
         res = resolve(idents, owners, self.rt.identity_rules, blocked, ProfileRef(new_id, _NEWEST, frozenset()))
         if res.merges:
             self.flush()
@@ -178,6 +180,12 @@ class IdentityWriter:
                 before_merge()
         self._apply(res, message)
         return res.profile_id, bool(res.merges)
+
+    def _any_blocks(self) -> bool:
+        # Asked once per batch: blocks come only from unmerges, which never run inside a batch job.
+        if self._has_blocks is None:
+            self._has_blocks = identity_sql.has_blocks(self.conn, self.rt.id)
+        return self._has_blocks
 
     def flush(self) -> None:
         """Write the buffered new profiles and attached identifiers."""

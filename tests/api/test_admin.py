@@ -511,20 +511,24 @@ def test_merge_then_unmerge_restores_both_profiles(client: ApiClient, workspace:
     assert "identity.unmerge" in audit
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rapport/identity/resolve.py picks the holder of the first *known* identifier as the target, so an event "
-    "whose new userId cannot join (limit 1) lands on the other user's profile and the new userId is dropped"))
 def test_second_user_id_is_a_conflict_not_a_merge(client: ApiClient, workspace: NewWorkspace) -> None:
     identify(client, workspace, userId="u1", traits={"email": "shared@example.com"}, messageId="first")
     identify(client, workspace, userId="u2", traits={"email": "shared@example.com"}, messageId="clash")
-    conflicts = admin(client, workspace, "GET", "/api/v1/identity/conflicts").json()["conflicts"]
-    assert [c["message_id"] for c in conflicts] == ["clash"]
     u1 = profile_of(client, workspace, user_id="u1")
-    assert {e["message_id"] for e in timeline(client, workspace, u1["id"])} == {"first"}, \
-        "an event of user u2 must not land on the profile of user u1"
     u2 = profile_of(client, workspace, user_id="u2")
     assert u2["id"] != u1["id"]
+    [conflict] = admin(client, workspace, "GET", "/api/v1/identity/conflicts").json()["conflicts"]
+    assert {k: conflict[k] for k in ("message_id", "identifier_type", "holder", "target", "reason")} == {
+        "message_id": "clash", "identifier_type": "email", "holder": u1["id"], "target": u2["id"], "reason": "limit"}
+    assert {e["message_id"] for e in timeline(client, workspace, u1["id"])} == {"first"}, \
+        "an event of user u2 must not land on the profile of user u1"
     assert {e["message_id"] for e in timeline(client, workspace, u2["id"])} == {"clash"}
+    # The shared email stays where it was; the new user id is kept, on its own profile.
+    assert profile_of(client, workspace, email="shared@example.com")["id"] == u1["id"]
+    assert u1["identifiers"] == {"email": ["shared@example.com"], "user_id": ["u1"]}
+    assert u2["identifiers"] == {"user_id": ["u2"]}
+    for profile in (u1, u2):
+        assert admin(client, workspace, "GET", f"/api/v1/profiles/{profile['id']}/merges").json() == {"merges": []}
 
 
 def test_alias_joins_anonymous_history_to_the_user(client: ApiClient, workspace: NewWorkspace) -> None:

@@ -71,6 +71,36 @@ def test_block_follows_both_sides_through_later_merges() -> None:
     assert graph.partition() == {frozenset({A1, A2}), frozenset({A3})}
 
 
+def test_block_outlives_a_later_unmerge_of_one_side() -> None:
+    graph = IdentityGraph()
+    for n, identifier in enumerate([A1, A2, A3], start=1):
+        graph.observe([identifier], f"e{n}")
+    graph.observe([A1, A3], "e4")  # m1: p1 <- p3
+    graph.observe([A3, A2], "e5")  # m2: p1 <- p2, through p3's identifier
+    graph.unmerge("m2")
+    assert graph.blocked() == {frozenset({"p1", "p2"}), frozenset({"p3", "p2"})}
+    graph.unmerge("m1")
+    # p3 was on the winner's side when p2 was split off: the same evidence does not rejoin them.
+    result = graph.observe([A3, A2], "e6")
+    assert result.conflicts == (Conflict(A3, "p3", "p2", "blocked"),)
+    assert graph.partition() == {frozenset({A1}), frozenset({A2}), frozenset({A3})}
+
+
+def test_third_profile_that_joined_one_side_is_free_again_once_unmerged() -> None:
+    graph = IdentityGraph()
+    for n, identifier in enumerate([A3, A1, A2], start=1):
+        graph.observe([identifier], f"e{n}")  # p1 holds A3, p2 A1, p3 A2
+    graph.observe([A1, A2], "e4")  # m1: p2 <- p3
+    graph.unmerge("m1")
+    graph.observe([A2, A3], "e5")  # m2: p1 <- p3, new evidence joining the older p1 to one side
+    assert graph.observe([A1, A3], "e6").conflicts == (Conflict(A3, "p1", "p2", "blocked"),)
+    graph.unmerge("m2")
+    result = graph.observe([A1, A3], "e7")  # p1 took no part in the split
+    assert result.conflicts == ()
+    assert [(m.winner, m.loser) for m in result.merges] == [("p1", "p2")]
+    assert graph.partition() == {frozenset({A1, A3}), frozenset({A2})}
+
+
 def test_unmerge_of_an_earlier_merge_takes_the_loser_subtree_out_of_a_later_winner() -> None:
     graph = IdentityGraph()
     for n, identifier in enumerate([A1, A2, A3, D1], start=1):

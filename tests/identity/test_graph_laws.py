@@ -174,7 +174,8 @@ def test_unmerging_a_merge_of_the_last_event_restores_the_partition_before_it(
     2. the revived loser holds exactly ``m.identifiers``; ``unmerge`` returns (T, m.loser);
     3. every event observed before E belongs to the profile its pre-E profile joined along
        M minus m (itself when not involved), and E belongs to T;
-    4. only m is newly undone, and the only new blocked pair is {m.winner, m.loser};
+    4. only m is newly undone, and the new blocked pairs are every pair of a profile of T's tree and
+       one of the revived loser's tree (so {m.winner, m.loser} among them);
     5. observing E's identifiers again records a "blocked" conflict and leaves m's two sides apart
        (it may still join profiles that E could not, e.g. one refused for a limit).
 
@@ -212,7 +213,10 @@ def test_unmerging_a_merge_of_the_last_event_restores_the_partition_before_it(
         assert graph.profile_of_event(history.events[-1]) == target
 
         assert [m.id for m in graph.merges() if m.undone] == [m.id for m in log if m.undone] + [undone.id]
-        assert graph.blocked() == blocked_before | {frozenset({undone.winner, undone.loser})}
+        sides = {root: {p for p in history.created if graph.live_profile(p) == root} for root in (target, undone.loser)}
+        assert {undone.winner, undone.loser} <= sides[target] | sides[undone.loser]
+        split_pairs = {frozenset({w, lo}) for w in sides[target] for lo in sides[undone.loser]}
+        assert graph.blocked() == blocked_before | split_pairs
 
         again = graph.observe(last, "again")
         assert any(c.reason == "blocked" for c in again.conflicts)

@@ -71,9 +71,27 @@ def test_merge_keeps_the_older_profile(email_seq: int, anon_seq: int) -> None:
         assert result == Resolution("a", False, (), (Merge("a", "e", frozenset({E1})),), ())
 
 
-def test_second_user_id_is_refused_on_attach() -> None:
+def test_new_user_id_with_another_users_identifier_starts_its_own_profile() -> None:
     result = run([U2, A1], ref("p", 1, U1, A1))
-    assert result == Resolution("p", False, (), (), (Conflict(U2, None, "p", "limit"),))
+    assert result == Resolution("new", True, (U2,), (), (Conflict(A1, "p", "new", "limit"),))
+
+
+def test_known_user_id_keeps_its_profile_and_refuses_the_other_users_identifier() -> None:
+    result = run([U2, E1], ref("p", 1, U1, E1), ref("q", 2, U2))
+    assert result == Resolution("q", False, (), (), (Conflict(E1, "p", "q", "limit"),))
+
+
+def test_new_user_id_joins_a_profile_it_may_join_after_refusing_another() -> None:
+    # The email's profile has another user id; the anonymous profile has none, so the event's
+    # user id goes there, and the refusal made before that join names the anonymous profile.
+    result = run([U2, E1, A1], ref("p", 1, U1, E1), ref("anon", 2, A1))
+    assert result == Resolution("anon", False, (U2,), (), (Conflict(E1, "p", "anon", "limit"),))
+
+
+def test_refused_new_identifier_before_the_first_join_names_the_joined_profile() -> None:
+    rules = IdentityRules(limits={"user_id": 1, "email": 1}, priority=DEFAULT_RULES.priority)
+    result = run([E1, E2, A1], ref("anon", 1, A1), rules=rules)
+    assert result == Resolution("anon", False, (E1,), (), (Conflict(E2, None, "anon", "limit"),))
 
 
 def test_two_new_user_ids_on_a_new_profile_keep_the_first_in_order() -> None:
@@ -105,14 +123,22 @@ def test_profile_already_over_a_tightened_limit_can_absorb_profiles_without_that
     assert result == Resolution("old", False, (), (Merge("old", "anon", frozenset({A1})),), ())
     result = run([E1, A1], legacy, ref("other", 2, U3, A1))
     assert result.conflicts == (Conflict(A1, "other", "old", "limit"),)
-    result = run([E1, Identifier("user_id", "u4")], legacy)
-    assert result.conflicts == (Conflict(Identifier("user_id", "u4"), None, "old", "limit"),)
+    u4 = Identifier("user_id", "u4")
+    result = run([E1, u4], legacy)
+    assert result == Resolution("new", True, (u4,), (), (Conflict(E1, "old", "new", "limit"),))
 
 
 def test_limits_for_other_types() -> None:
     rules = IdentityRules(limits={"email": 2}, priority=DEFAULT_RULES.priority)
-    result = run([A1, E1, E2], ref("p", 1, A1, Identifier("email", "c@example.com")), rules=rules)
-    assert result == Resolution("p", False, (E1,), (), (Conflict(E2, None, "p", "limit"),))
+    held = ref("p", 1, A1, Identifier("email", "c@example.com"))
+    result = run([A1, E1], held, rules=rules)
+    assert result == Resolution("p", False, (E1,), (), ())
+    # Two new emails outrank the anonymous id: they stay together and the anonymous id is refused.
+    result = run([A1, E1, E2], held, rules=rules)
+    assert result == Resolution("new", True, (E1, E2), (), (Conflict(A1, "p", "new", "limit"),))
+    result = run([E1, E2, Identifier("email", "d@example.com")], rules=rules)
+    assert result == Resolution("new", True, (E1, E2), (), (Conflict(Identifier("email", "d@example.com"), None,
+                                                                      "new", "limit"),))
 
 
 def test_blocked_pair_is_not_merged() -> None:
@@ -225,3 +251,29 @@ def test_without_limits_or_blocks_every_holder_merges_into_the_oldest(
         assert result.profile_id == "new" and result.created
     held = {i for p in profiles for i in p.identifiers}
     assert set(result.attach) == set(carried) - held
+
+
+@given(scenarios(), st.sampled_from([DEFAULT_RULES, NO_LIMITS, IdentityRules(limits={"user_id": 1, "email": 1},
+                                                                               priority=DEFAULT_RULES.priority)]))
+def test_the_event_goes_with_its_highest_priority_identifier(
+    scenario: tuple[list[Identifier], list[ProfileRef], frozenset[frozenset[str]]],
+    rules: IdentityRules,
+) -> None:
+    """The leading identifier is never refused: it is attached, or its profile is the event's profile.
+
+    And every conflict names a profile that ends up as the event's profile (directly or by losing a
+    merge of this event), never a new profile the event did not create.
+    """
+    carried, profiles, blocked = scenario
+    result = run(carried, *profiles, rules=rules, blocked=blocked)
+    joined = {result.profile_id} | {m.loser for m in result.merges}
+    assert all(c.target in joined for c in result.conflicts)
+    if not carried:
+        return
+    first = min(carried, key=lambda i: (rules.rank(i.type), i))
+    holder = next((p.id for p in profiles if first in p.identifiers), None)
+    assert first not in {c.identifier for c in result.conflicts}
+    if holder is None:
+        assert first in result.attach
+    else:
+        assert holder in joined and not result.created

@@ -90,14 +90,28 @@ def attach(conn: Conn, ws: str, rows: Sequence[tuple[str, str, bytes | None, str
     )
 
 
+def has_blocks(conn: Conn, ws: str) -> bool:
+    """True when some unmerge of the workspace left a block (most workspaces have none)."""
+    return conn.one("SELECT 1 FROM merge_blocks WHERE workspace_id = ? LIMIT 1", (ws,)) is not None
+
+
 def blocked_pairs(conn: Conn, ws: str, profiles: Sequence[str]) -> set[frozenset[str]]:
+    """The pairs of the given live profiles that must not merge: blocks lifted to the roots holding them.
+
+    A block names two profiles as they were split (see ``split``); it applies to whichever live
+    profiles now hold them in their merge trees.
+    """
     marks = ",".join("?" * len(profiles))
-    return {
-        frozenset((a, b)) for a, b in conn.all(
-            f"SELECT a, b FROM merge_blocks WHERE workspace_id = ? AND (a IN ({marks}) OR b IN ({marks}))",
-            (ws, *profiles, *profiles),
-        )
-    }
+    rows = conn.all(
+        "WITH RECURSIVE tree (id, root) AS ("
+        f" SELECT id, id FROM profiles WHERE workspace_id = ? AND id IN ({marks})"
+        " UNION ALL"
+        " SELECT p.id, tree.root FROM profiles p JOIN tree ON p.merged_into = tree.id WHERE p.workspace_id = ?)"
+        " SELECT ta.root, tb.root FROM merge_blocks mb JOIN tree ta ON ta.id = mb.a JOIN tree tb ON tb.id = mb.b"
+        " WHERE mb.workspace_id = ?",
+        (ws, *profiles, ws, ws),
+    )
+    return {frozenset((a, b)) for a, b in rows if a != b}
 
 
 def record_conflict(
@@ -163,9 +177,6 @@ def merge(
     conn.execute("UPDATE profiles SET merged_into = ?, updated_at = ? WHERE workspace_id = ? AND id = ?",
                  (winner, now, ws, loser))
     conn.execute("UPDATE profiles SET updated_at = ? WHERE workspace_id = ? AND id = ?", (now, ws, winner))
-    for column in ("a", "b"):
-        conn.execute(f"UPDATE merge_blocks SET {column} = ? WHERE workspace_id = ? AND {column} = ?",
-                     (winner, ws, loser))
     conn.execute(
         "INSERT INTO merges (workspace_id, id, winner, loser, identifiers, message_id, reason, merged_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -215,7 +226,12 @@ def subtree(conn: Conn, ws: str, root: str) -> list[str]:
 
 
 def split(conn: Conn, ws: str, merge_id: str, winner_root: str, loser: str, now: Millis) -> None:
-    """Undo a logged merge: the loser's subtree takes back its identifiers, events and consent."""
+    """Undo a logged merge: the loser's subtree takes back its identifiers, events and consent.
+
+    Blocks every pair of a profile left in ``winner_root``'s tree and one of the loser's subtree,
+    as ``rapport.identity.graph`` explains; blocks stay on these profiles and are lifted to the
+    live ones when read (``blocked_pairs``), so later merges and unmerges never move them.
+    """
     members = subtree(conn, ws, loser)
     marks = ",".join("?" * len(members))
     conn.execute("UPDATE profiles SET merged_into = NULL, updated_at = ? WHERE workspace_id = ? AND id = ?",
@@ -225,7 +241,7 @@ def split(conn: Conn, ws: str, merge_id: str, winner_root: str, loser: str, now:
             f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND origin_profile_id IN ({marks})",
             (loser, ws, *members))
     conn.execute("UPDATE merges SET undone_at = ? WHERE workspace_id = ? AND id = ?", (now, ws, merge_id))
-    a, b = sorted((winner_root, loser))
-    conn.execute(
-        "INSERT INTO merge_blocks (workspace_id, a, b, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (ws, a, b, now))
+    kept = subtree(conn, ws, winner_root)
+    pairs = sorted({(min(w, lo), max(w, lo)) for w in kept for lo in members})
+    conn.insert_rows("INSERT INTO merge_blocks (workspace_id, a, b, created_at)", 4, "ON CONFLICT DO NOTHING",
+                     [(ws, a, b, now) for a, b in pairs])
