@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 import typer
@@ -17,6 +18,9 @@ from rapport.errors import RapportError
 from rapport.settings import load_settings
 from rapport.types import WorkspaceId
 
+if TYPE_CHECKING:
+    from rapport.segments.catalog import Segments
+
 app = typer.Typer(help="Rapport: consent-first customer data and personalization.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 workspace_app = typer.Typer(help="Workspaces and their credentials.", no_args_is_help=True)
@@ -24,6 +28,9 @@ app.add_typer(workspace_app, name="workspace")
 quarantine_app = typer.Typer(help="Messages a tracking plan quarantined: list them, replay them.",
                              no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
+segments_app = typer.Typer(help="Segments: catalog, preview, members, explain, history, overlap, refresh.",
+                           no_args_is_help=True)
+app.add_typer(segments_app, name="segments")
 console = Console(stderr=True)
 
 WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace name or id.")]
@@ -293,6 +300,121 @@ def quarantine_replay(
             console.print(f"  ... and {len(report.errors) - 20} more")
     if report.errors:
         raise typer.Exit(2)
+
+
+def _segments(workspace: str | None, fn: Callable[[Segments], Any]) -> Any:
+    """Run ``fn`` on the workspace's segments; errors print and exit 1."""
+    from rapport.segments.catalog import Segments
+
+    rapport = _rapport()
+    try:
+        return fn(Segments(rapport, rapport.workspace_id(workspace)))
+    except RapportError as exc:
+        _fail(exc)
+    finally:
+        rapport.close()
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _as_of(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from rapport.clock import parse_iso
+
+    try:
+        return parse_iso(value)
+    except ValueError:
+        console.print(f"[red]error[/red] --as-of {value!r} is not an ISO-8601 time")
+        raise typer.Exit(1) from None
+
+
+@segments_app.command("list")
+def segments_list(workspace: WorkspaceOpt = None,
+                  json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every segment with its owner, purpose, group, members and state."""
+    entries = _segments(workspace, lambda s: s.catalog())
+    if json:
+        _print_json(entries)
+        return
+    for e in entries:
+        group = f"  group {e['group']} (priority {e['priority']}{', default' if e['default'] else ''})" \
+            if e["group"] else ""
+        sys.stdout.write(f"{e['name']}  v{e['version']}  {e['members']} members  {e['state']}{group}\n")
+        if e.get("rule"):
+            sys.stdout.write(f"    {e['rule']}\n")
+
+
+@segments_app.command("preview")
+def segments_preview(rule: Annotated[str, typer.Argument(help="Rule text, e.g. 'computed.orders_90d > 0'.")],
+                     workspace: WorkspaceOpt = None,
+                     as_of: Annotated[str | None, typer.Option("--as-of", help="ISO time (default now).")] = None,
+                     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+                     cursor: Annotated[str | None, typer.Option()] = None) -> None:
+    """How many profiles a rule selects, and a sample of them, before saving it."""
+    at = _as_of(as_of)
+
+    def run(s: Segments) -> Any:
+        return s.preview(rule, at if at is not None else s.rapport.clock.now_ms(), limit, cursor)
+
+    _print_json(_segments(workspace, run))
+
+
+@segments_app.command("members")
+def segments_members(name: str, workspace: WorkspaceOpt = None,
+                     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+                     cursor: Annotated[str | None, typer.Option()] = None,
+                     activatable: Annotated[bool | None, typer.Option(
+                         "--activatable/--not-activatable", help="Only members with (or without) consent "
+                         "for the segment's purpose.")] = None) -> None:
+    """Current members of a segment, by profile id."""
+    _print_json(_segments(workspace, lambda s: s.members(name, cursor, limit, activatable)))
+
+
+@segments_app.command("explain")
+def segments_explain(name: str, profile_id: str, workspace: WorkspaceOpt = None,
+                     as_of: Annotated[str | None, typer.Option("--as-of")] = None) -> None:
+    """The segment's rule for one profile, every node with its value."""
+    at = _as_of(as_of)
+    _print_json(_segments(workspace, lambda s: s.explain(
+        name, profile_id, at if at is not None else s.rapport.clock.now_ms())))
+
+
+@segments_app.command("history")
+def segments_history(name: str, workspace: WorkspaceOpt = None,
+                     profile_id: Annotated[str | None, typer.Option("--profile")] = None,
+                     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+                     cursor: Annotated[str | None, typer.Option()] = None) -> None:
+    """Entries and exits of a segment, newest first."""
+    _print_json(_segments(workspace, lambda s: s.history(name, profile_id, cursor, limit)))
+
+
+@segments_app.command("overlap")
+def segments_overlap(names: Annotated[list[str], typer.Argument(help="Segment names.")],
+                     workspace: WorkspaceOpt = None) -> None:
+    """Members shared by each pair of segments."""
+    out = _segments(workspace, lambda s: s.overlap(names))
+    width = max(len(n) for n in out["segments"])
+    sys.stdout.write(" " * (width + 2) + "  ".join(f"{n:>{max(len(n), 6)}}" for n in out["segments"]) + "\n")
+    for name, row in zip(out["segments"], out["matrix"], strict=True):
+        cells = "  ".join(f"{v:>{max(len(n), 6)}}" for n, v in zip(out["segments"], row, strict=True))
+        sys.stdout.write(f"{name:<{width}}  {cells}\n")
+
+
+@segments_app.command("refresh")
+def segments_refresh(names: Annotated[list[str] | None, typer.Argument(help="Segments (default: all).")] = None,
+                     workspace: WorkspaceOpt = None,
+                     json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Recompute membership by SQL and reconcile it with the live state; prints the differences."""
+    report = _segments(workspace, lambda s: s.refresh(names or None, "cli"))
+    if json:
+        _print_json(report)
+        return
+    for r in report:
+        console.print(f"{r['name']}: {r['members']} members, {r['differences']} difference(s) "
+                      f"({r['entered']} entered, {r['exited']} exited)")
 
 
 @app.command()

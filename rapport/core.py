@@ -145,7 +145,7 @@ class Rapport:
             if hit is not None and hit[1].generation == generation and hit[1].settings.to_json() == orjson.loads(
                     settings_json):
                 return hit[1]
-            specs = [(r[0], orjson.loads(r[3])) for r in resources_sql.current(conn, ws)]
+            specs = [(r[0], orjson.loads(r[3]), int(r[2])) for r in resources_sql.current(conn, ws)]
             return build_runtime(row, generation, specs)
 
         rt = self.db.read(load)
@@ -169,4 +169,5 @@ class Rapport:
         return self.db.submit(job.run, weight=max(1, len(messages)))
 
     def event_count(self, ws: WorkspaceId) -> int:
-        return self.db.read(lambda c: events_sql.count(c, ws))
+        """Events ingested into the workspace (those Rapport writes itself, like segment entries, apart)."""
+        return self.db.read(lambda c: events_sql.ingested_count(c, ws))

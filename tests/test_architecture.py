@@ -55,7 +55,7 @@ def test_the_clock_rule_allows(line: str) -> None:
 # --- SQL is built from placeholders and identifiers only ---------------------------------------------
 
 SAFE_INTERPOLATIONS = frozenset({
-    "marks",          # ",".join("?" * n): placeholders
+    "marks", "series_marks",  # ",".join("?" * n): placeholders
     "cond",           # " OR ".join(["(type = ? AND value_key = ?)"] * n): placeholders
     "table",          # a table name from a constant tuple
     "column",         # a column name from a constant tuple
@@ -133,7 +133,7 @@ def test_the_sql_rule_catches(snippet: str) -> None:
 TENANT_TABLE = re.compile(
     r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(credentials|profiles|identifiers|merges|merge_blocks|identity_conflicts|"
     r"events|traits|trait_values|buckets|bucket_values|series|consent_ledger|resources|quarantine|audit_log|imports|"
-    r"segment_history)\b",
+    r"segment_history|segment_timers|segment_refreshes)\b",
     re.IGNORECASE)
 UNGUARDED_BY_DESIGN = {("storage/sql/workspaces.py", "credential_by_hash")}
 """A secret is what tells us the workspace, so its lookup cannot be keyed by one."""

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from rapport.api import segments
 from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.clock import to_iso
@@ -235,4 +236,5 @@ def router(rapport: Rapport) -> APIRouter:
         return json_response({"entries": [{"seq": r[0], "actor": r[1], "action": r[2], "target": r[3],
                                            "detail": orjson.loads(r[4]), "at": to_iso(r[5])} for r in rows]})
 
+    api.include_router(segments.router(rapport, scoped))
     return api

@@ -16,6 +16,8 @@ from rapport.api import admin, errors, metrics, tracking
 from rapport.api.json import json_response
 from rapport.core import Rapport
 from rapport.profiles import backfill
+from rapport.segments import service as segments_service
+from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import workspaces as ws_sql
 from rapport.types import WorkspaceId
 
@@ -29,6 +31,26 @@ def run_backfills(rapport: Rapport) -> None:
         rapport.db.write(lambda c, rt=rt: backfill.register_missing(c, rt, rapport.clock))  # type: ignore[misc]
         while not rapport.db.write(lambda c, rt=rt: backfill.backfill_chunk(  # type: ignore[misc]
                 c, rt, rapport.keyring, rapport.clock)):
+            pass
+
+
+def run_segments(rapport: Rapport) -> None:
+    """One pass: populate segments whose new version has never been computed (once the series they
+    read are live), then evaluate profiles whose time-based flip is due."""
+    for ws_id, _name, _created in rapport.db.read(ws_sql.list_workspaces):
+        rt = rapport.runtime(WorkspaceId(ws_id))
+        if not rt.segments:
+            continue
+        pending = rapport.db.read(lambda c, rt=rt: segments_service.pending_refreshes(c, rt))  # type: ignore[misc]
+        if pending:
+            states = {r[0]: r[2] for r in rapport.db.read(
+                lambda c, rt=rt: profiles_sql.series_states(c, rt.id))}  # type: ignore[misc]
+            ready = [n for n in pending if all(states.get(s) == "live" for s in segments_service.series_read(
+                rt, rt.segments[n]))]
+            if ready:
+                rapport.db.write(lambda c, rt=rt, ready=ready: segments_service.refresh(  # type: ignore[misc]
+                    c, rt, rapport.clock, ready))
+        while rapport.db.write(lambda c, rt=rt: segments_service.run_due(c, rt, rapport.clock)):  # type: ignore[misc]
             pass
 
 
@@ -67,6 +89,7 @@ async def _worker(rapport: Rapport) -> None:
     while True:
         try:
             await run_in_threadpool(run_backfills, rapport)
+            await run_in_threadpool(run_segments, rapport)
         except Exception:
             log.exception("background pass failed")
         await asyncio.sleep(0.5)

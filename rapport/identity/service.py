@@ -42,6 +42,8 @@ class IdentityWriter:
         self.refs: dict[str, ProfileRef] = {}
         self.ciphers: dict[str, Cipher] = {}
         self.created: set[str] = set()
+        self.losers: list[str] = []
+        """Profiles merged into others by this writer, in order."""
         self.holders: list[str] = []
         self._fetched: set[tuple[str, str]] = set()
         self._raw: dict[tuple[str, str], str] = {}
@@ -69,7 +71,8 @@ class IdentityWriter:
         hit = self._keys.get(id(message))
         if hit is not None:
             return hit
-        keys = [self.key_of(i) for i in identifiers_from_event(message.body)]
+        found = message.identifiers if message.identifiers is not None else identifiers_from_event(message.body)
+        keys = [self.key_of(i) for i in found]
         if message.previous_id is not None:
             keys.append(("user_id", message.previous_id))
             keys.append(("anonymous_id", message.previous_id))
@@ -206,6 +209,7 @@ class IdentityWriter:
             self.created.add(target)
             self.ciphers[target] = cipher
         for merge in res.merges:
+            self.losers.append(merge.loser)
             loser_ref = self.refs.pop(merge.loser)
             identity_sql.merge(
                 self.conn, ws, self.clock.new_id("mrg"), merge.winner, merge.loser,

@@ -7,6 +7,7 @@ from rapport.errors import ConflictError, NotFoundError
 from rapport.ingestion.service import ledger_entry
 from rapport.profiles.recompute import allowed_purposes, fold_events, trait_rows, write_buckets
 from rapport.profiles.sealing import SeriesSealer
+from rapport.segments.service import MembershipWriter, Touched
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
@@ -61,5 +62,6 @@ def unmerge(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, clock: Clock, me
     identity_sql.split(conn, ws, merge_id, root, loser, now)
     for profile in (root, loser):
         recompute_profile(conn, rt, keyring, profile)
+    MembershipWriter(conn, rt, clock).update({root: Touched(structural=True), loser: Touched(structural=True)}, now)
     ws_sql.audit(conn, ws, actor, "identity.unmerge", merge_id, {"winner": root, "loser": loser}, now)
     return root, loser

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from rapport.identity.model import Identifier
 from rapport.types import JsonObject, Millis
 
 MessageType = Literal["track", "identify", "page", "screen", "group", "alias"]
@@ -32,6 +33,8 @@ class Message:
     """The message as sent (properties, traits, context, ...) with the corrected timestamps."""
     previous_id: str | None = None
     flagged: bool = False
+    identifiers: tuple[Identifier, ...] | None = None
+    """What ``identifiers_from_event(body)`` found when the message was parsed (None: not computed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,7 +175,7 @@ def parse_message(
             _no_nul(trait, "traits")
     try:
         # Checked here, not in the writer, so one bad item of a batch cannot fail the others.
-        identifiers_from_event(body)
+        identifiers = tuple(identifiers_from_event(body))
         context = body.get("context")
         if isinstance(context, dict):
             _CONSENT_SHAPE.extract(context)
@@ -191,6 +191,7 @@ def parse_message(
         received_at=received_at,
         body=body,
         previous_id=previous_id,
+        identifiers=identifiers,
     )
 
 

@@ -26,6 +26,7 @@ from rapport.privacy import pii
 from rapport.profiles.computed import Bucket, bucket_of, property_value
 from rapport.profiles.sealing import SeriesSealer
 from rapport.rules import evaluate_where
+from rapport.segments.service import MembershipWriter, Touched
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
@@ -56,6 +57,8 @@ class _Writes:
     derive: list[tuple[Message, str, str, dict[str, object], set[str], bool]]
     """Per buffered event: what traits and buckets need once it is stored (and has its ``seq``)."""
     pending: _Pending
+    touched: dict[str, Touched]
+    """Per profile, what the job changed that segment rules may read."""
     accepted: int
     duplicates: int
     restricted: int
@@ -122,7 +125,7 @@ class BatchJob:
         ledgers: dict[str, list[LedgerEntry]] = {p: [] for p in identity.holders}
         for row in consent_sql.entries(conn, ws, identity.holders):
             ledgers[str(row[2])].append(ledger_entry(row))
-        writes = _Writes([], [], [], _Pending({}, {}), 0, 0, 0)
+        writes = _Writes([], [], [], _Pending({}, {}), {}, 0, 0, 0)
 
         def flush() -> None:
             identity.flush()
@@ -133,6 +136,7 @@ class BatchJob:
             # Everything buffered is written before a merge, which then moves it to the winner.
             profile_id, merged = identity.resolve(message, before_merge=flush)
             if merged:
+                _touch(writes.touched, profile_id).structural = True
                 # The merge moved stored entries (everything buffered was written first): re-read.
                 ledgers.clear()
                 self._settled.clear()
@@ -156,12 +160,22 @@ class BatchJob:
             ))
             writes.derive.append((message, key, profile_id, sealed, allowed, is_restricted))
         flush()
+        if rt.segments:
+            members = MembershipWriter(conn, rt, self.clock)
+            losers = set(identity.losers)
+            if losers:
+                members.exit_merged(sorted(losers), now)
+            for profile_id in identity.created - losers:
+                _touch(writes.touched, profile_id).structural = True
+            members.update({p: t for p, t in writes.touched.items() if p not in losers}, now)
         return IngestResult(writes.accepted, duplicates + writes.duplicates, len(self.quarantined), writes.restricted)
 
     def _flush_writes(self, conn: Conn, writes: _Writes, live: set[str]) -> None:
         """Write buffered consent entries and events, then the traits and buckets the stored events feed."""
         if writes.consent:
             consent_sql.append_many(conn, self.rt.id, writes.consent)
+            for row in writes.consent:
+                _touch(writes.touched, str(row[1])).consent.add(str(row[3]))
             writes.consent.clear()
         if writes.events:
             seqs = events_sql.insert_events(conn, writes.events)
@@ -177,7 +191,7 @@ class BatchJob:
                 self._feed_series(writes.pending, message, profile_id, seq, live, allowed)
             writes.events.clear()
             writes.derive.clear()
-        self._flush(conn, writes.pending)
+        self._flush(conn, writes.pending, writes.touched)
 
     @cached_property
     def sealer(self) -> SeriesSealer:
@@ -290,8 +304,12 @@ class BatchJob:
             sealed = self.sealer.seal(series, value) if found and series.personal else None
             bucket.add(message.ts, seq, value if found else None, key.prop is not None, sealed)
 
-    def _flush(self, conn: Conn, pending: _Pending) -> None:
+    def _flush(self, conn: Conn, pending: _Pending, touched: dict[str, Touched]) -> None:
         ws = self.rt.id
+        for profile_id, name in pending.traits:
+            _touch(touched, profile_id).traits.add(name)
+        for profile_id, series_id, _bucket in pending.buckets:
+            _touch(touched, profile_id).series.add(series_id)
         if pending.traits:
             profiles_sql.upsert_traits(conn, pending.traits.values())
             profiles_sql.refresh_trait_values(conn, ws, {p for p, _ in pending.traits})
@@ -311,6 +329,13 @@ class BatchJob:
              orjson.dumps(list(q.violations)).decode(),
              cipher.encrypt(orjson.dumps(q.message.body), self.rt.id.encode()), now)
             for q in self.quarantined])
+
+
+def _touch(touched: dict[str, Touched], profile_id: str) -> Touched:
+    hit = touched.get(profile_id)
+    if hit is None:
+        hit = touched[profile_id] = Touched()
+    return hit
 
 
 def bucket_row(ws: str, profile_id: str, series_id: str, b: Bucket) -> tuple[object, ...]:

@@ -17,6 +17,7 @@ from rapport.privacy import pii
 from rapport.profiles.computed import Bucket, bucket_of, property_value
 from rapport.profiles.sealing import SeriesSealer
 from rapport.rules import evaluate_where
+from rapport.segments.service import INTERNAL_PREFIX
 from rapport.storage.base import Conn, Row
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.workspaces.runtime import CompiledSeries, WorkspaceRuntime
@@ -44,7 +45,9 @@ def fold_events(
     """
     out: dict[tuple[str, str, int], Bucket] = {}
     for row in rows:
-        seq, _mid, profile_id, origin, kind, name, _u, _a, ts, _r, _restricted, _f, body = row
+        seq, mid, profile_id, origin, kind, name, _u, _a, ts, _r, _restricted, _f, body = row
+        if str(mid).startswith(INTERNAL_PREFIX):
+            continue  # written by Rapport (segment changes): feeds no computed trait, live or here
         message = pii.decrypt_fields(orjson.loads(body), decrypt(origin))  # type: ignore[operator]
         props = message.get("properties")
         properties = props if isinstance(props, dict) else {}

@@ -24,6 +24,7 @@ from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import profiles as profiles_sql
+from rapport.storage.sql import segments as segments_sql
 from rapport.types import JsonObject, Millis
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
@@ -123,7 +124,7 @@ class ProfileReader:
             "traits": self.traits(profile_id),
             "computed": self.computed(profile_id, at),
             "consent": self.consent(profile_id, at),
-            "segments": [],
+            "segments": sorted(str(r[1]) for r in segments_sql.current(self.conn, self.rt.id, [profile_id])),
         }
 
     def event_json(self, row: Row) -> JsonObject:

@@ -85,6 +85,17 @@ def positive_number(integer: bool = False) -> Check:
     return Check(expected, run)
 
 
+def whole_number(minimum: int = 0) -> Check:
+    """A whole number of at least ``minimum``; booleans are not numbers."""
+    expected = f"a whole number of at least {minimum}"
+
+    def run(value: Json, ctx: FieldErrors) -> Json:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+        return value if ok else ctx.reject(value, expected)
+
+    return Check(expected, run)
+
+
 def boolean() -> Check:
     """``true`` or ``false`` (``yes``/``no``/``on``/``off`` are strings in resource YAML)."""
     expected = "true or false"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from rapport.errors import ValidationError
 from rapport.resources.model import Change, Resource, canonical_json
 from rapport.resources.parse import dump_documents, parse_documents
 from rapport.resources.plan import plan_changes
@@ -18,8 +19,57 @@ def stored(conn: Conn, ws: WorkspaceId) -> dict[tuple[str, str], Resource]:
 
 
 def diff(conn: Conn, ws: WorkspaceId, text: str, prune: bool = False) -> list[Change]:
-    """What applying ``text`` would change (validates it; writes nothing)."""
-    return plan_changes(stored(conn, ws), parse_documents(text), prune=prune)
+    """What applying ``text`` would change (validates it, references between resources included;
+    writes nothing)."""
+    current = stored(conn, ws)
+    desired = parse_documents(text)
+    changes = plan_changes(current, desired, prune=prune)
+    check_references(conn, ws, current, changes, desired)
+    return changes
+
+
+def check_references(conn: Conn, ws: WorkspaceId, current: dict[tuple[str, str], Resource],
+                     changes: list[Change], desired: list[Resource]) -> None:
+    """Check what documents say about each other once applied: a segment's rule against the
+    workspace's computed traits, purposes and segments (and no ``in_segment`` cycle)."""
+    final = dict(current)
+    for change in changes:
+        key = (change.kind, change.name)
+        if change.action == "delete":
+            final.pop(key, None)
+        elif change.after is not None:
+            final[key] = Resource(change.kind, change.name, change.after)
+    if not any(kind == "Segment" for kind, _ in final):
+        return
+    # Imported on use: only workspaces with segments need the rule engines.
+    from rapport.segments.check import check_rule
+    from rapport.segments.membership import layers
+    from rapport.workspaces.runtime import build_runtime
+
+    row = ws_sql.workspace(conn, ws)
+    if row is None:
+        return
+    rt = build_runtime(row, -1, [(r.kind, r.spec, 0) for r in final.values()])
+    names = set(rt.segments)
+    position = {(r.kind, r.name): i + 1 for i, r in enumerate(desired)}
+    details: list[JsonObject] = []
+    for resource in desired:
+        if resource.kind != "Segment" or not resource.spec.get("rule"):
+            continue
+        try:
+            check_rule(str(resource.spec["rule"]), rt, names)
+        except ValidationError as exc:
+            details.append({"document": position[resource.key], "kind": "Segment", "name": resource.name,
+                            "field": "rule", "message": exc.message, "expected": "a rule over known fields"})
+    if not details:
+        try:
+            layers(list(names), rt.segments)
+        except ValueError as exc:
+            details.append({"document": 0, "kind": "Segment", "name": "", "field": "rule", "message": str(exc),
+                            "expected": "segments that do not test each other in a cycle"})
+    if details:
+        raise ValidationError(f"{len(details)} invalid resource document(s)", code="invalid_resource",
+                              details=details)
 
 
 def apply(conn: Conn, ws: WorkspaceId, text: str, actor: str, now: Millis, prune: bool = False) -> list[Change]:

@@ -40,6 +40,11 @@ def _walk(node: Node) -> Iterator[Node | Operand]:
         yield node.path
 
 
+def nodes(node: Node) -> Iterator[Node | Operand]:
+    """Every node and operand of ``node`` in source order (not inside ``where=`` rules)."""
+    return _walk(node)
+
+
 def paths(node: Node) -> frozenset[Path]:
     """Every profile, context or event field the rule reads (``where=`` paths name event properties
     of the aggregated events and are not included)."""

@@ -3,7 +3,9 @@
 Two-valued semantics (DESIGN 4.5): a missing value (not found, or null) makes every comparison
 false, and ``not`` of a false comparison is true. Values compare only within a kind:
 
-- numbers with numbers (a bool is not a number); durations are numbers of milliseconds;
+- numbers with numbers (a bool is not a number); durations are numbers of milliseconds. Numbers
+  compare as IEEE doubles, as SQL ``REAL``/``DOUBLE PRECISION`` do: ``2**53 + 1 == 2**53`` holds,
+  and an integer beyond the double range compares as an infinity of its sign;
 - strings with strings, by code point;
 - booleans with booleans, for ``==`` and ``!=`` only;
 - dates with numbers (epoch milliseconds), dates, and strings that are ISO dates
@@ -15,10 +17,11 @@ number of days (a float) from the matching ``last_seen(...)`` to ``now_ms``.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from rapport.rules.ast import (
     And,
@@ -85,13 +88,21 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def real(number: int | float) -> float:
+    """``number`` as the IEEE double SQL compares it as; integers past the double range saturate."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
 def _same_kind(a: object, b: object) -> tuple[object, object] | None:
     """``a`` and ``b`` as comparable Python values, or ``None`` when their kinds differ."""
     if isinstance(a, _Date) or isinstance(b, _Date):
         ms = [_date_ms(v) for v in (a, b)]
-        return None if ms[0] is None or ms[1] is None else (ms[0], ms[1])
+        return None if ms[0] is None or ms[1] is None else (real(ms[0]), real(ms[1]))
     if _is_number(a) and _is_number(b):
-        return a, b
+        return real(cast(float, a)), real(cast(float, b))
     if type(a) is type(b) and isinstance(a, str | bool):
         return a, b
     return None

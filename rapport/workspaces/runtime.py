@@ -7,7 +7,7 @@ process (API or CLI) is in use within a second.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,7 +19,8 @@ from rapport.identity.model import IdentityRules
 from rapport.privacy.pii import TRAIT_ONLY_FIELDS
 from rapport.profiles.builtins import BUILTIN_TRAITS
 from rapport.profiles.computed import SeriesKey, TraitDef
-from rapport.rules import Node, parse, to_text
+from rapport.rules import EventFn, Node, event_functions, parse, paths, to_text
+from rapport.rules import segments as rule_segments
 from rapport.types import JsonObject, WorkspaceId
 from rapport.workspaces.model import WorkspaceSettings
 
@@ -32,6 +33,66 @@ class CompiledSeries:
     """Purposes of the traits reading this series; an event feeds it only with consent for them."""
     personal: bool = False
     """Its property is personal data (a PII field on its path): the values it keeps are sealed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSegment:
+    """A ``Segment`` resource ready to evaluate: its parsed rule and what the rule reads."""
+
+    name: str
+    version: int
+    rule: Node | None
+    """None for a group's default segment without a rule: it takes everyone the group leaves."""
+    spec: JsonObject
+    series: frozenset[str]
+    """Ids of the series its event functions read (hidden series kept for it)."""
+    computed: frozenset[str]
+    traits: frozenset[str]
+    """Top-level trait names it reads."""
+    consent: frozenset[str]
+    segments: frozenset[str]
+
+    @property
+    def group(self) -> str | None:
+        value = self.spec.get("group")
+        return str(value) if value else None
+
+    @property
+    def priority(self) -> int:
+        return int(self.spec.get("priority") or 0)
+
+    @property
+    def is_default(self) -> bool:
+        return bool(self.spec.get("default"))
+
+    @property
+    def purpose(self) -> str | None:
+        value = self.spec.get("purpose")
+        return str(value) if value else None
+
+
+SEGMENT_SERIES_PURPOSE = "analytics"
+"""The purpose of the hidden series behind a segment rule's event functions: profiling."""
+
+
+def event_series_key(fn: EventFn) -> SeriesKey:
+    """The series an event function reads; it shares one with a computed trait of the same event,
+    property and ``where`` rule."""
+    return SeriesKey(fn.event, fn.property, to_text(fn.where) if fn.where is not None else None)
+
+
+def compile_segment(spec: JsonObject, version: int) -> CompiledSegment:
+    text = spec.get("rule")
+    rule = parse(str(text)) if text else None
+    found = paths(rule) if rule is not None else frozenset()
+    return CompiledSegment(
+        name=str(spec["name"]), version=version, rule=rule, spec=spec,
+        series=frozenset(event_series_key(fn).id for fn in event_functions(rule)) if rule else frozenset(),
+        computed=frozenset(p.parts[0] for p in found if p.root == "computed" and p.parts),
+        traits=frozenset(p.parts[0] for p in found if p.root == "traits" and p.parts),
+        consent=frozenset(p.parts[0] for p in found if p.root == "consent" and p.parts),
+        segments=rule_segments(rule) if rule is not None else frozenset(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +109,7 @@ class WorkspaceRuntime:
     series: Mapping[str, CompiledSeries]
     plans: tuple[JsonObject, ...]
     pii_fields: frozenset[str]
+    segments: Mapping[str, CompiledSegment] = field(default_factory=dict)
 
     def trait_purposes(self) -> frozenset[str]:
         return frozenset(t.purpose for t in self.traits.values())
@@ -67,14 +129,17 @@ def trait_from_spec(spec: Mapping[str, Any]) -> TraitDef:
 
 
 def build_runtime(
-    row: Sequence[Any], generation: int, resources: Sequence[tuple[str, JsonObject]]
+    row: Sequence[Any], generation: int, resources: Sequence[tuple[str, JsonObject, int]]
 ) -> WorkspaceRuntime:
-    """From a workspace row (id, name, created_at, wrapped_key, settings) and its live resources."""
+    """From a workspace row (id, name, created_at, wrapped_key, settings) and its live resources
+    (kind, spec, version)."""
     ws_id, name, _created, wrapped, settings_json = row
     settings = WorkspaceSettings.from_json(orjson.loads(settings_json))
     by_kind: dict[str, list[JsonObject]] = {}
-    for kind, spec in resources:
+    versions: dict[tuple[str, str], int] = {}
+    for kind, spec, version in resources:
         by_kind.setdefault(kind, []).append(spec)
+        versions[(kind, str(spec["name"]))] = version
     catalog = Catalog.from_resources(by_kind.get("ConsentPurpose", []))
     traits: dict[str, TraitDef] = {t.name: t for t in BUILTIN_TRAITS}
     for spec in by_kind.get("ComputedTrait", []):
@@ -86,6 +151,16 @@ def build_runtime(
         for key in trait.all_series():
             prior = series.get(key.id)
             purposes = frozenset({trait.purpose}) | (prior.purposes if prior else frozenset())
+            on_pii = key.prop is not None and any(part.lower() in personal for part in key.prop.split("."))
+            series[key.id] = CompiledSeries(key, parse(key.where) if key.where else None, purposes, on_pii)
+    segments: dict[str, CompiledSegment] = {}
+    for spec in by_kind.get("Segment", []):
+        segment = compile_segment(spec, versions[("Segment", str(spec["name"]))])
+        segments[segment.name] = segment
+        for fn in event_functions(segment.rule) if segment.rule is not None else ():
+            key = event_series_key(fn)
+            prior = series.get(key.id)
+            purposes = frozenset({SEGMENT_SERIES_PURPOSE}) | (prior.purposes if prior else frozenset())
             on_pii = key.prop is not None and any(part.lower() in personal for part in key.prop.split("."))
             series[key.id] = CompiledSeries(key, parse(key.where) if key.where else None, purposes, on_pii)
     return WorkspaceRuntime(
@@ -101,4 +176,5 @@ def build_runtime(
         series=series,
         plans=tuple(by_kind.get("TrackingPlan", [])),
         pii_fields=pii_fields,
+        segments=segments,
     )

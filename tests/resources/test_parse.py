@@ -11,11 +11,12 @@ import yaml
 
 from rapport.errors import ValidationError
 from rapport.resources import Resource, dump_documents, known_kinds, parse_documents
+from rapport.resources.fields import did_you_mean
 from rapport.resources.parse import MAX_VALUES
 
 Errors = Callable[[str], list[dict[str, Any]]]
 DESIGN = (Path(__file__).parent / "cases" / "design_4_4.yaml").read_text()
-KINDS = "one of 'ComputedTrait', 'ConsentPurpose', 'TrackingPlan'"
+KINDS = "one of 'ComputedTrait', 'ConsentPurpose', 'Segment', 'TrackingPlan'"
 NAME = (
     "a name of lower-case letters, digits and '_', starting with a letter, at most 63 characters, "
     "e.g. 'orders_90d'"
@@ -43,7 +44,7 @@ def test_design_examples_of_registered_kinds_validate_and_others_are_unknown_kin
             index,
             starts[index],
             "kind",
-            f"unknown kind {doc['kind']!r}; expected {KINDS}",
+            f"unknown kind {doc['kind']!r}{did_you_mean(doc['kind'], known_kinds())}; expected {KINDS}",
             KINDS,
             kind=doc["kind"],
             name=doc["name"],
@@ -55,7 +56,7 @@ def test_design_examples_of_registered_kinds_validate_and_others_are_unknown_kin
     registered = "---\n".join(
         chunk for chunk in DESIGN.split("---\n") if chunk.split("\n")[0].split(": ")[1] in known_kinds()
     )
-    assert [r.name for r in parse_documents(registered)] == ["orders_90d", "revenue_total"]
+    assert [r.name for r in parse_documents(registered)] == ["orders_90d", "revenue_total", "vip", "lapsed"]
 
 
 def test_empty_text_and_empty_documents() -> None:
@@ -120,7 +121,7 @@ def test_missing_kind_and_name(errors_of: Errors) -> None:
 
 
 def test_kind_not_a_string_and_unknown_kind_with_suggestion(errors_of: Errors) -> None:
-    text = "kind: 3\nname: a\n---\nkind: computedtrait\nname: b\n---\nkind: Segment\nname: vip\nrule: x\n"
+    text = "kind: 3\nname: a\n---\nkind: computedtrait\nname: b\n---\nkind: Widget\nname: vip\nrule: x\n"
     assert errors_of(text) == [
         detail(0, 1, "kind", f"invalid kind 3; expected {KINDS}", KINDS, name="a"),
         detail(
@@ -132,7 +133,7 @@ def test_kind_not_a_string_and_unknown_kind_with_suggestion(errors_of: Errors) -
             kind="computedtrait",
             name="b",
         ),
-        detail(2, 7, "kind", f"unknown kind 'Segment'; expected {KINDS}", KINDS, kind="Segment", name="vip"),
+        detail(2, 7, "kind", f"unknown kind 'Widget'; expected {KINDS}", KINDS, kind="Widget", name="vip"),
     ]
 
 

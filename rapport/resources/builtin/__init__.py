@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from rapport.resources.builtin import computed_trait, consent_purpose, tracking_plan
+from rapport.resources.builtin import computed_trait, consent_purpose, segment, tracking_plan
 
-__all__ = ["computed_trait", "consent_purpose", "tracking_plan"]
+__all__ = ["computed_trait", "consent_purpose", "segment", "tracking_plan"]

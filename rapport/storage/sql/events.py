@@ -91,6 +91,17 @@ def count(conn: Conn, ws: str) -> int:
     return int(conn.value("SELECT count(*) FROM events WHERE workspace_id = ?", (ws,)) or 0)
 
 
+INTERNAL_PREFIX = "rapport:"
+"""Message ids of events Rapport writes itself (segment entries and exits) start with it."""
+INTERNAL_PATTERN = INTERNAL_PREFIX + "%"
+
+
+def ingested_count(conn: Conn, ws: str) -> int:
+    """Events that came in from outside (not the ones Rapport wrote itself)."""
+    return int(conn.value("SELECT count(*) FROM events WHERE workspace_id = ? AND message_id NOT LIKE ?",
+                          (ws, INTERNAL_PATTERN)) or 0)
+
+
 def by_message_id(conn: Conn, ws: str, message_id: str) -> list[Row]:
     return conn.all(f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND message_id = ?",
                     (ws, message_id))

@@ -30,3 +30,20 @@ CREATE TABLE segment_history (
 );
 CREATE UNIQUE INDEX segment_current ON segment_history (workspace_id, segment, profile_id) WHERE exited_at IS NULL;
 CREATE INDEX segment_profile ON segment_history (workspace_id, profile_id, segment);
+-- When a profile's segment membership may next change with no new event (a window passing, a
+-- grant expiring): the scheduler re-evaluates it then.
+CREATE TABLE segment_timers (
+  workspace_id TEXT NOT NULL,
+  profile_id TEXT NOT NULL,
+  due_at INTEGER NOT NULL,
+  PRIMARY KEY (workspace_id, profile_id)
+);
+CREATE INDEX segment_timers_due ON segment_timers (due_at);
+-- Which version of each segment has had its whole-workspace refresh (its first population).
+CREATE TABLE segment_refreshes (
+  workspace_id TEXT NOT NULL,
+  segment TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  refreshed_at INTEGER NOT NULL,
+  PRIMARY KEY (workspace_id, segment, version)
+);

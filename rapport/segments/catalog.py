@@ -1,0 +1,190 @@
+"""Reading and operating segments for the API and the CLI: catalog, preview, members, explain,
+history, overlap and refresh."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rapport.clock import to_iso
+from rapport.consent.decide import may_use
+from rapport.errors import NotFoundError, ValidationError
+from rapport.ingestion.service import ledger_entry
+from rapport.profiles.service import ProfileReader
+from rapport.rules import event_functions, to_text
+from rapport.segments import service
+from rapport.storage.base import Conn
+from rapport.storage.sql import consent as consent_sql
+from rapport.storage.sql import segments as segments_sql
+from rapport.storage.sql import workspaces as ws_sql
+from rapport.types import JsonObject, Millis, WorkspaceId
+from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime
+
+if TYPE_CHECKING:
+    from rapport.core import Rapport
+
+
+def lineage(segment: CompiledSegment, rt: WorkspaceRuntime) -> JsonObject:
+    """What the segment's rule reads: trait and computed-trait names, events, purposes, segments."""
+    events = {fn.event for fn in event_functions(segment.rule)} if segment.rule is not None else set()
+    for name in segment.computed:
+        trait = rt.traits.get(name)
+        if trait is not None:
+            events.update(key.event for key in trait.all_series())
+    return {"traits": sorted(segment.traits), "computed": sorted(segment.computed), "events": sorted(events),
+            "consent": sorted(segment.consent), "segments": sorted(segment.segments)}
+
+
+class Segments:
+    """One workspace's segments, read and operated through a ``Rapport``."""
+
+    def __init__(self, rapport: Rapport, ws: WorkspaceId) -> None:
+        self.rapport = rapport
+        self.ws = ws
+        self.rt = rapport.runtime(ws)
+
+    def _segment(self, name: str) -> CompiledSegment:
+        segment = self.rt.segments.get(name)
+        if segment is None:
+            raise NotFoundError(f"no segment {name!r}", code="segment_not_found")
+        return segment
+
+    def _entry(self, conn: Conn, segment: CompiledSegment, refreshed: set[tuple[str, int]]) -> JsonObject:
+        spec = segment.spec
+        return {
+            "name": segment.name, "version": segment.version, "rule": spec.get("rule"),
+            "description": spec.get("description"), "owner": spec.get("owner"), "purpose": segment.purpose,
+            "sensitivity": spec.get("sensitivity"), "group": segment.group, "priority": segment.priority,
+            "default": segment.is_default, "lineage": lineage(segment, self.rt),
+            "members": segments_sql.count(conn, self.ws, segment.name),
+            "state": "ready" if (segment.name, segment.version) in refreshed else "refreshing",
+        }
+
+    def catalog(self) -> list[JsonObject]:
+        def read(conn: Conn) -> list[JsonObject]:
+            done = segments_sql.refreshed(conn, self.ws)
+            return [self._entry(conn, s, done) for s in sorted(self.rt.segments.values(), key=lambda s: s.name)]
+
+        return self.rapport.db.read(read)
+
+    def describe(self, name: str) -> JsonObject:
+        segment = self._segment(name)
+        return self.rapport.db.read(lambda c: self._entry(c, segment, segments_sql.refreshed(c, self.ws)))
+
+    def preview(self, text: str, at: Millis, limit: int, cursor: str | None) -> JsonObject:
+        """The profiles ``text`` selects at ``at`` (count, and a page of members by id)."""
+        from rapport.segments.check import check_rule
+        from rapport.segments.sql import compile_rule
+
+        rule = check_rule(text, self.rt, self.rt.segments.keys())
+
+        def read(conn: Conn) -> JsonObject:
+            sql, params = compile_rule(rule, self.rt, conn.dialect, at)
+            ids = [str(r[0]) for r in conn.all(sql, params)]
+            after = [i for i in ids if cursor is None or i > cursor]
+            page = after[:limit]
+            return {"count": len(ids), "members": self._members_json(conn, page),
+                    "next": page[-1] if len(after) > limit else None}
+
+        return self.rapport.db.read(read)
+
+    def _members_json(self, conn: Conn, ids: Sequence[str]) -> list[JsonObject]:
+        reader = ProfileReader(conn, self.rt, self.rapport.keyring)
+        return [{"id": pid, "identifiers": reader.identifiers(pid)} for pid in ids]
+
+    def _activatable(self, conn: Conn, segment: CompiledSegment, ids: Sequence[str], at: Millis) -> dict[str, bool]:
+        if segment.purpose is None or segment.purpose not in self.rt.catalog:
+            return dict.fromkeys(ids, True)
+        purpose = self.rt.catalog.get(segment.purpose)
+        ledgers: dict[str, list[Any]] = {p: [] for p in ids}
+        for row in consent_sql.entries(conn, self.ws, list(ids)):
+            ledgers[str(row[2])].append(ledger_entry(row))
+        return {p: may_use(ledgers[p], purpose, at).allowed for p in ids}
+
+    def members(self, name: str, cursor: str | None, limit: int, activatable: bool | None) -> JsonObject:
+        """Current members after ``cursor`` by profile id; ``activatable`` filters on consent for the
+        segment's purpose (qualified members without it are listed apart)."""
+        segment = self._segment(name)
+        at = self.rapport.clock.now_ms()
+
+        def read(conn: Conn) -> JsonObject:
+            out: list[JsonObject] = []
+            after = cursor
+            more = False
+            while len(out) <= limit:
+                rows = segments_sql.page(conn, self.ws, name, after, 500)
+                if not rows:
+                    break
+                ids = [str(r[0]) for r in rows]
+                flags = self._activatable(conn, segment, ids, at)
+                for pid, version, entered in rows:
+                    if activatable is None or flags[str(pid)] == activatable:
+                        if len(out) == limit:
+                            more = True
+                            break
+                        out.append({"id": str(pid), "version": int(version), "entered_at": to_iso(int(entered)),
+                                    "activatable": flags[str(pid)]})
+                if more:
+                    break
+                after = ids[-1]
+            for item, extra in zip(out, self._members_json(conn, [str(m["id"]) for m in out]), strict=True):
+                item["identifiers"] = extra["identifiers"]
+            return {"segment": name, "purpose": segment.purpose, "members": out,
+                    "next": str(out[-1]["id"]) if more else None}
+
+        return self.rapport.db.read(read)
+
+    def explain(self, name: str, profile_id: str, at: Millis) -> JsonObject:
+        """The rule tree for one profile at ``at``, each node with its value."""
+        from rapport.segments.explain import explain_profile
+
+        segment = self._segment(name)
+
+        def read(conn: Conn) -> JsonObject:
+            live = ProfileReader(conn, self.rt, self.rapport.keyring).live_id(profile_id)
+            current = {str(r[1]) for r in segments_sql.current(conn, self.ws, [live])}
+            tree = explain_profile(conn, self.rt, segment, live, at)
+            return {"segment": name, "profile_id": live, "as_of": to_iso(at), "member": name in current,
+                    "rule": None if segment.rule is None else to_text(segment.rule), "tree": tree}
+
+        return self.rapport.db.read(read)
+
+    def history(self, name: str, profile_id: str | None, cursor: str | None, limit: int) -> JsonObject:
+        self._segment(name)
+        try:
+            before = int(cursor) if cursor else None
+        except ValueError:
+            raise ValidationError("'cursor' must come from a previous 'next'", code="invalid_cursor") from None
+        rows = self.rapport.db.read(lambda c: segments_sql.history(
+            c, self.ws, segment=name, profile_id=profile_id, before=before, limit=limit + 1))
+        page = rows[:limit]
+        return {"segment": name, "stays": [
+            {"profile_id": str(p), "version": int(v), "entered_at": to_iso(int(e)),
+             "exited_at": None if x is None else to_iso(int(x))} for _seq, _s, p, v, e, x in page],
+            "next": str(page[-1][0]) if len(rows) > limit else None}
+
+    def overlap(self, names: Sequence[str]) -> JsonObject:
+        """Members shared by each pair of ``names`` (current members)."""
+        for name in names:
+            self._segment(name)
+        if not 1 <= len(names) <= 50:
+            raise ValidationError("give 1 to 50 segment names", code="invalid_request")
+        sets = self.rapport.db.read(lambda c: {n: segments_sql.members(c, self.ws, n) for n in names})
+        return {"segments": list(names), "sizes": {n: len(sets[n]) for n in names},
+                "matrix": [[len(sets[a] & sets[b]) for b in names] for a in names]}
+
+    def refresh(self, names: Sequence[str] | None, actor: str) -> list[JsonObject]:
+        """Batch recomputation by SQL reconciled with the live state (see ``service.refresh``)."""
+        for name in names or ():
+            self._segment(name)
+        rt, clock = self.rt, self.rapport.clock
+
+        def write(conn: Conn) -> list[service.Reconciliation]:
+            report = service.refresh(conn, rt, clock, names)
+            ws_sql.audit(conn, self.ws, actor, "segments.refresh", ",".join(r.segment for r in report),
+                         {"differences": sum(r.entered + r.exited for r in report)}, clock.now_ms())
+            return report
+
+        report = self.rapport.db.write(write)
+        return [{"name": r.segment, "members": r.members, "entered": r.entered, "exited": r.exited,
+                 "differences": r.entered + r.exited} for r in report]

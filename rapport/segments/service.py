@@ -1,0 +1,271 @@
+"""Keeping segment membership: live after each change, in batch by SQL, and on time.
+
+Live: the ingestion job reports what it changed on each profile (traits, series, consent, merges);
+only the segments whose rule reads a changed field are evaluated again, with the other segments of
+their groups and the segments that test them with ``in_segment``. Entries and exits are written as
+stays in ``segment_history`` and as ``Segment Entered`` / ``Segment Exited`` events on the profile's
+timeline, in the same transaction as the change that caused them.
+
+Batch: ``refresh`` selects each segment's profiles with the SQL engine and reconciles them with
+the stored membership, reporting every difference it fixes (0 when live evaluation kept up).
+
+On time: after each evaluation the profile's next flip instant (a window passing, a grant
+expiring) is stored as a timer; ``run_due`` evaluates due profiles again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from rapport.clock import Clock, to_iso
+from rapport.segments import membership, timing
+from rapport.segments.membership import Change
+from rapport.storage.base import Conn
+from rapport.storage.sql import events as events_sql
+from rapport.storage.sql import segments as segments_sql
+from rapport.types import Millis
+from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime
+
+ENTERED = "Segment Entered"
+EXITED = "Segment Exited"
+INTERNAL_PREFIX = events_sql.INTERNAL_PREFIX
+"""Message ids of events Rapport writes itself; they feed no computed trait."""
+
+
+@dataclass(slots=True)
+class Touched:
+    """What one transaction changed on a profile."""
+
+    traits: set[str] = field(default_factory=set)
+    series: set[str] = field(default_factory=set)
+    consent: set[str] = field(default_factory=set)
+    structural: bool = False
+    """Created, merged into, or recomputed: every segment may have changed."""
+
+
+def readers(rt: WorkspaceRuntime, touched: Touched) -> set[str]:
+    """The segments whose rule reads something ``touched`` changed (before groups and dependents)."""
+    if touched.structural:
+        return set(rt.segments)
+    out: set[str] = set()
+    for segment in rt.segments.values():
+        if segment.rule is None:
+            continue
+        if (segment.traits & touched.traits or segment.series & touched.series
+                or segment.consent & touched.consent):
+            out.add(segment.name)
+            continue
+        for name in segment.computed:
+            trait = rt.traits.get(name)
+            if trait is not None and any(s.id in touched.series for s in trait.all_series()):
+                out.add(segment.name)
+                break
+    return out
+
+
+def qualifying(conn: Conn, rt: WorkspaceRuntime, segment: CompiledSegment, profile_ids: Sequence[str],
+               at: Millis) -> set[str]:
+    """The profiles of ``profile_ids`` whose data satisfies the segment's rule at ``at`` (in memory)."""
+    if segment.rule is None:
+        return set(profile_ids)
+    from rapport.segments.stored import matching
+
+    return matching(conn, rt, segment.rule, profile_ids, at)
+
+
+class MembershipWriter:
+    """Evaluates segments for profiles inside a writer transaction and stores what changes."""
+
+    def __init__(self, conn: Conn, rt: WorkspaceRuntime, clock: Clock) -> None:
+        self.conn = conn
+        self.rt = rt
+        self.clock = clock
+
+    def update(self, touched: Mapping[str, Touched], at: Millis) -> list[Change]:
+        """Evaluate, for each profile, the segments its changes can affect; store and return the changes."""
+        rt = self.rt
+        if not rt.segments or not touched:
+            return []
+        scope: dict[str, set[str]] = {}
+        for profile_id, what in touched.items():
+            names = membership.closure(readers(rt, what), rt.segments)
+            if names:
+                scope[profile_id] = names
+        return self.evaluate(scope, at)
+
+    def evaluate(self, scope: Mapping[str, Collection[str]], at: Millis) -> list[Change]:
+        """Evaluate ``scope`` (profile -> segment names, closed under groups and dependents)."""
+        rt = self.rt
+        if not scope:
+            return []
+        before: dict[str, set[str]] = {p: set() for p in scope}
+        versions: dict[tuple[str, str], int] = {}
+        for profile_id, segment, version, _entered in segments_sql.current(self.conn, rt.id, sorted(scope)):
+            before[str(profile_id)].add(str(segment))
+            versions[(str(profile_id), str(segment))] = int(version)
+        wanted = set().union(*scope.values())
+        out: list[Change] = []
+        for layer in membership.layers(wanted, rt.segments):
+            qualified: dict[str, set[str]] = {p: set() for p in scope}
+            for name in layer:
+                ids = sorted(p for p, names in scope.items() if name in names)
+                if not ids:
+                    continue
+                for profile_id in qualifying(self.conn, rt, rt.segments[name], ids, at):
+                    qualified[profile_id].add(name)
+            layer_changes: list[Change] = []
+            for profile_id, names in scope.items():
+                evaluated = [n for n in layer if n in names]
+                if not evaluated:
+                    continue
+                after = membership.resolve(qualified[profile_id], rt.segments, evaluated)
+                layer_changes.extend(membership.changes(profile_id, before[profile_id], after, evaluated))
+            self.store(layer_changes, versions, at)
+            out.extend(layer_changes)
+        self.set_timers(sorted(scope), at)
+        return out
+
+    def set_timers(self, profile_ids: Sequence[str], at: Millis) -> None:
+        """Store each profile's next flip instant over all the workspace's segments (or none)."""
+        c = workspace_clocks(self.rt)
+        if c.empty:
+            return
+        rt = self.rt
+        buckets: dict[str, dict[str, list[tuple[Millis, Millis]]]] = {p: {} for p in profile_ids}
+        for profile_id, series, bucket, last in segments_sql.bucket_instants(self.conn, rt.id, profile_ids,
+                                                                             sorted(c.series)):
+            buckets[str(profile_id)].setdefault(str(series), []).append((int(bucket), int(last)))
+        instants: dict[str, list[Millis]] = {p: [] for p in profile_ids}
+        if c.consent:
+            for profile_id, instant in segments_sql.consent_instants(self.conn, rt.id, profile_ids, at):
+                instants[str(profile_id)].append(int(instant))
+        segments_sql.set_timers(self.conn, rt.id, [
+            (p, timing.next_flip(c, buckets[p], instants[p], at)) for p in profile_ids])
+
+    def exit_merged(self, losers: Sequence[str], at: Millis) -> list[Change]:
+        """Profiles merged into others leave every segment."""
+        closed = segments_sql.exit_all(self.conn, self.rt.id, losers, at)
+        changes = [Change(str(p), str(s), False) for p, s in closed]
+        self._events(changes, {}, at)
+        return changes
+
+    def store(self, changes: Sequence[Change], versions: Mapping[tuple[str, str], int], at: Millis) -> None:
+        if not changes:
+            return
+        rt = self.rt
+        segments_sql.exit_(self.conn, rt.id, [(c.segment, c.profile_id) for c in changes if not c.entered], at)
+        segments_sql.enter(self.conn, rt.id, [(c.segment, c.profile_id, rt.segments[c.segment].version, at)
+                                             for c in changes if c.entered])
+        self._events(changes, versions, at)
+
+    def _events(self, changes: Sequence[Change], versions: Mapping[tuple[str, str], int], at: Millis) -> None:
+        rt = self.rt
+        rows = []
+        for c in changes:
+            name = ENTERED if c.entered else EXITED
+            segment = rt.segments.get(c.segment)
+            version = segment.version if c.entered and segment else versions.get((c.profile_id, c.segment))
+            message_id = f"{INTERNAL_PREFIX}segment:{c.segment}:{c.profile_id}:{at}:{'in' if c.entered else 'out'}"
+            body = {"type": "track", "event": name, "messageId": message_id, "timestamp": to_iso(at),
+                    "receivedAt": to_iso(at), "properties": {"segment": c.segment, "version": version}}
+            rows.append((rt.id, message_id, message_id, c.profile_id, c.profile_id, "track", name, None, None, at, at,
+                         0, 0, orjson.dumps(body).decode()))
+        if rows:
+            events_sql.insert_events(self.conn, rows)
+
+
+_CLOCKS: dict[tuple[str, int], timing.Clocks] = {}
+
+
+def workspace_clocks(rt: WorkspaceRuntime) -> timing.Clocks:
+    """What makes the workspace's segments move with time (cached per definitions generation)."""
+    key = (rt.id, rt.generation)
+    hit = _CLOCKS.get(key)
+    if hit is None:
+        if len(_CLOCKS) > 256:
+            _CLOCKS.clear()
+        hit = _CLOCKS[key] = timing.clocks(rt.segments.values(), rt)
+    return hit
+
+
+def run_due(conn: Conn, rt: WorkspaceRuntime, clock: Clock, limit: int = 1000) -> int:
+    """Evaluate, as of their due instant, profiles whose timer is due; returns how many."""
+    now = clock.now_ms()
+    rows = segments_sql.due_timers(conn, rt.id, now, limit)
+    if not rows:
+        return 0
+    writer = MembershipWriter(conn, rt, clock)
+    every = set(rt.segments)
+    for profile_id, due in rows:
+        writer.evaluate({profile_id: every}, due)
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    segment: str
+    members: int
+    entered: int
+    exited: int
+    """Differences between the stored membership and the batch result, fixed by the refresh."""
+
+
+def refresh(conn: Conn, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None = None,
+            at: Millis | None = None) -> list[Reconciliation]:
+    """Recompute membership of ``names`` (all segments by default, with their groups and dependents)
+    over every live profile with the SQL engine, and store the differences."""
+    from rapport.segments.sql import compile_rule
+
+    at = clock.now_ms() if at is None else at
+    wanted = membership.closure(rt.segments if names is None else names, rt.segments)
+    everyone = segments_sql.live_profiles(conn, rt.id)
+    stored: dict[str, set[str]] = {p: set() for p in everyone}
+    versions: dict[tuple[str, str], int] = {}
+    for profile_id, segment, version, _e in segments_sql.current(conn, rt.id, everyone):
+        stored[str(profile_id)].add(str(segment))
+        versions[(str(profile_id), str(segment))] = int(version)
+    writer = MembershipWriter(conn, rt, clock)
+    entered: dict[str, int] = dict.fromkeys(wanted, 0)
+    exited: dict[str, int] = dict.fromkeys(wanted, 0)
+    for layer in membership.layers(wanted, rt.segments):
+        qualified: dict[str, set[str]] = {}
+        for name in layer:
+            rule = rt.segments[name].rule
+            if rule is None:
+                ids: Iterable[str] = everyone
+            else:
+                sql, params = compile_rule(rule, rt, conn.dialect, at)
+                ids = (str(r[0]) for r in conn.all(sql, params))
+            for profile_id in ids:
+                qualified.setdefault(profile_id, set()).add(name)
+        changes: list[Change] = []
+        for profile_id in everyone:
+            after = membership.resolve(qualified.get(profile_id, set()), rt.segments, layer)
+            changes.extend(membership.changes(profile_id, stored[profile_id], after, layer))
+        writer.store(changes, versions, at)
+        for c in changes:
+            (entered if c.entered else exited)[c.segment] += 1
+    for start in range(0, len(everyone), 500):
+        writer.set_timers(everyone[start:start + 500], at)
+    for name in wanted:
+        segments_sql.mark_refreshed(conn, rt.id, name, rt.segments[name].version, at)
+    return [Reconciliation(n, segments_sql.count(conn, rt.id, n), entered[n], exited[n]) for n in sorted(wanted)]
+
+
+def series_read(rt: WorkspaceRuntime, segment: CompiledSegment) -> set[str]:
+    """Ids of every series the segment's rule reads (its event functions' and computed traits')."""
+    out = set(segment.series)
+    for name in segment.computed:
+        trait = rt.traits.get(name)
+        if trait is not None:
+            out.update(key.id for key in trait.all_series())
+    return out
+
+
+def pending_refreshes(conn: Conn, rt: WorkspaceRuntime) -> list[str]:
+    """Segments whose current version has never been refreshed over the whole workspace."""
+    done = segments_sql.refreshed(conn, rt.id)
+    return sorted(s.name for s in rt.segments.values() if (s.name, s.version) not in done)

@@ -1,0 +1,524 @@
+"""Compiles a segment rule to one SQL query selecting the live profiles it matches at an instant.
+
+The query must select exactly the profiles ``rapport.rules.evaluate`` accepts over the same stored
+data (``segments.stored``); a property test holds both engines to it on SQLite and PostgreSQL. It
+reads what ``rapport.profiles`` keeps: ``trait_values`` for ``traits.*`` (one row per value, typed
+as the evaluator sees it), ``buckets`` and ``bucket_values`` for ``computed.*`` and event functions
+(windows relative to the instant), ``consent_ledger`` for ``consent.*`` and ``segment_history`` for
+``in_segment``.
+
+Every operand compiles to a typed value: SQL for whether it is present, its kind (number, string,
+bool, array, object, sealed), its number, its text and the instant it names. A comparison then
+spells out the evaluator's rules case by case, so that no comparison is ever NULL and ``not`` keeps
+two-valued logic. Values are bound parameters; only generated aliases and constant SQL are written
+into the text. Where SQL cannot see what the evaluator sees (whether a string held as JSON in a
+bucket names a date), the rule is refused (``segments.check``) rather than answered differently.
+Known approximations: sums of floats add in storage order, so engines may differ in the last bit
+of a sum that is not exact; timestamps are taken to lie between the years 1000 and 9999.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from rapport.consent.model import NECESSARY
+from rapport.errors import ValidationError
+from rapport.profiles.computed import TraitDef
+from rapport.profiles.values import path_key
+from rapport.rules import (
+    And,
+    Compare,
+    Const,
+    Contains,
+    DateConst,
+    DictContext,
+    DurationConst,
+    EventFn,
+    Exists,
+    In,
+    InSegment,
+    Node,
+    Not,
+    Operand,
+    Or,
+    StartsWith,
+    evaluate,
+    to_text,
+)
+from rapport.rules.dates import parse_iso
+from rapport.rules.evaluate import real
+from rapport.segments.check import ensure_segment_rule
+from rapport.segments.functions import series_key
+from rapport.storage.base import Dialect
+from rapport.types import DAY, Millis
+from rapport.workspaces.runtime import WorkspaceRuntime
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """A fragment of SQL text and the values bound to its ``?`` placeholders, in order."""
+
+    text: str
+    params: tuple[object, ...] = ()
+
+
+TRUE = Sql("TRUE")
+FALSE = Sql("FALSE")
+
+
+def cat(*parts: Sql | str) -> Sql:
+    """The fragments (and constant SQL strings) one after the other."""
+    text: list[str] = []
+    params: list[object] = []
+    for part in parts:
+        if isinstance(part, str):
+            text.append(part)
+        else:
+            text.append(part.text)
+            params.extend(part.params)
+    return Sql("".join(text), tuple(params))
+
+
+def join(separator: str, parts: Iterable[Sql]) -> Sql:
+    items = list(parts)
+    return cat(*[piece for i, part in enumerate(items) for piece in ((separator, part) if i else (part,))])
+
+
+def bind(value: object) -> Sql:
+    return Sql("?", (value,))
+
+
+def all_of(items: Iterable[Sql | None]) -> Sql:
+    """``a AND b ...``; ``None`` items are true."""
+    kept = [item for item in items if item is not None and item != TRUE]
+    if FALSE in kept:
+        return FALSE
+    if not kept:
+        return TRUE
+    return kept[0] if len(kept) == 1 else cat("(", join(" AND ", kept), ")")
+
+
+def any_of(items: Iterable[Sql]) -> Sql:
+    kept = [item for item in items if item != FALSE]
+    if TRUE in kept:
+        return TRUE
+    if not kept:
+        return FALSE
+    return kept[0] if len(kept) == 1 else cat("(", join(" OR ", kept), ")")
+
+
+def negate(item: Sql) -> Sql:
+    if item == TRUE:
+        return FALSE
+    if item == FALSE:
+        return TRUE
+    return cat("NOT ", item) if item.text.startswith("(") else cat("NOT (", item, ")")
+
+
+def truth(value: bool) -> Sql:
+    return TRUE if value else FALSE
+
+
+_SQL_OPS = {"==": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+_ALL_KINDS = frozenset({"number", "string", "bool", "array", "object", "sealed"})
+_COMPARABLE = ("number", "string", "bool")
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """An operand as SQL. ``present`` is true when it has a value (``None``: always; ``FALSE``: never).
+
+    ``kinds`` are the kinds it can have; ``kind`` is SQL naming its kind when there are several.
+    ``num`` holds numbers and booleans (0/1), ``txt`` strings, ``instant`` the epoch milliseconds it
+    names in a date comparison (NULL when it names none). ``dated`` marks a date literal, which
+    makes a comparison a date comparison; ``instant`` is ``None`` when the value never names an
+    instant, and ``undated`` says SQL cannot tell. ``elements`` builds ``EXISTS`` over the elements of
+    a list value that satisfy a condition.
+    """
+
+    kinds: frozenset[str]
+    present: Sql | None = None
+    kind: Sql | None = None
+    num: Sql | None = None
+    txt: Sql | None = None
+    instant: Sql | None = None
+    instant_nullable: bool = True
+    dated: bool = False
+    undated: str | None = None
+    """Why SQL cannot tell the instant this value names (a rule comparing it with a date is refused)."""
+    elements: Callable[[Callable[[Value], Sql]], Sql] | None = field(default=None, compare=False)
+
+    @property
+    def never(self) -> bool:
+        return self.present == FALSE
+
+    def is_kind(self, kind: str) -> Sql | None:
+        """SQL true when the value has ``kind`` (``None`` when it always does)."""
+        if kind not in self.kinds:
+            return FALSE
+        if self.kinds == {kind} or self.kind is None:
+            return None
+        return cat(self.kind, f" = '{kind}'")
+
+
+MISSING = Value(frozenset(), present=FALSE)
+
+
+def _number(num: Sql, present: Sql | None = None) -> Value:
+    return Value(frozenset({"number"}), present, num=num, instant=num, instant_nullable=False)
+
+
+class _Compiler:
+    def __init__(self, rt: WorkspaceRuntime, dialect: Dialect, at: Millis) -> None:
+        self.rt, self.at = rt, at
+        self.pg = dialect.name == "postgres"
+        self.joins: list[Sql] = []
+        self.aliases: dict[tuple[object, ...], str] = {}
+        self.counter = 0
+
+    # --- dialect -------------------------------------------------------------------------------
+
+    def double(self, expr: Sql | str) -> Sql:
+        return cat("CAST(", expr, " AS DOUBLE PRECISION)" if self.pg else " AS REAL)")
+
+    def at_param(self, value: Millis | None = None) -> Sql:
+        """An instant as an integer parameter (typed for PostgreSQL arithmetic)."""
+        param = bind(self.at if value is None else value)
+        return cat("CAST(", param, " AS BIGINT)") if self.pg else param
+
+    def position(self, text: Sql, part: Sql) -> Sql:
+        return cat("strpos(" if self.pg else "instr(", text, ", ", part, ")")
+
+    def collate(self, text: Sql) -> Sql:
+        return cat(text, ' COLLATE "C"') if self.pg else text
+
+    def iso(self, ts: str) -> Sql:
+        """The ISO text ``rapport.clock.to_iso`` gives epoch milliseconds ``ts``."""
+        ms = f"(({ts} % 1000 + 1000) % 1000)"
+        seconds = f"(({ts} - {ms}) / 1000)"
+        if self.pg:
+            return Sql(f"to_char(to_timestamp({seconds}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+                       f" || '.' || lpad(CAST({ms} AS TEXT), 3, '0') || 'Z'")
+        return Sql(f"strftime('%Y-%m-%dT%H:%M:%S', {seconds}, 'unixepoch') || printf('.%03dZ', {ms})")
+
+    def json_scalar(self, expr: str) -> tuple[Sql, Sql, Sql]:
+        """(kind, num, txt) of a JSON value; the kind is NULL for JSON null (SQLite: JSON text;
+        PostgreSQL: a ``jsonb`` expression)."""
+        if self.pg:
+            kind = (f"CASE jsonb_typeof({expr}) WHEN 'number' THEN 'number' WHEN 'string' THEN 'string'"
+                    f" WHEN 'boolean' THEN 'bool' WHEN 'null' THEN NULL ELSE jsonb_typeof({expr}) END")
+            num = (f"CASE jsonb_typeof({expr}) WHEN 'number' THEN CAST({expr} #>> '{{}}' AS DOUBLE PRECISION)"
+                   f" WHEN 'boolean' THEN CASE WHEN {expr} #>> '{{}}' = 'true' THEN 1.0 ELSE 0.0 END END")
+            return Sql(kind), Sql(num), Sql(f"{expr} #>> '{{}}'")
+        kind = (f"CASE json_type({expr}) WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number'"
+                f" WHEN 'text' THEN 'string' WHEN 'true' THEN 'bool' WHEN 'false' THEN 'bool'"
+                f" WHEN 'null' THEN NULL ELSE json_type({expr}) END")
+        return Sql(kind), Sql(f"CAST(json_extract({expr}, '$') AS REAL)"), Sql(f"json_extract({expr}, '$')")
+
+    # --- joins ---------------------------------------------------------------------------------
+
+    def alias(self, key: tuple[object, ...], prefix: str, make: Callable[[str], Sql]) -> str:
+        """The alias of the join for ``key``, adding it (built by ``make(alias)``) on first use."""
+        found = self.aliases.get(key)
+        if found is None:
+            self.counter += 1
+            found = self.aliases[key] = f"{prefix}{self.counter}"
+            self.joins.append(make(found))
+        return found
+
+    def window(self, column: str, window_ms: Millis | None) -> Sql:
+        """Buckets counting at the instant (``rapport.profiles.computed.in_window``)."""
+        bounds = cat(f"{column} <= ", bind(self.at))
+        if window_ms is not None:
+            bounds = cat(bounds, f" AND {column} > ", bind(self.at - window_ms))
+        return bounds
+
+    def totals(self, series: str, window_ms: Millis | None) -> str:
+        """Alias of the per-profile aggregates of a series' buckets in a window."""
+        return self.alias(("totals", series, window_ms), "w", lambda a: cat(
+            "LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin,"
+            " MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket"
+            " FROM buckets WHERE workspace_id = ", bind(self.rt.id), " AND series = ", bind(series), " AND ",
+            self.window("bucket", window_ms), f" GROUP BY profile_id) {a} ON {a}.profile_id = p.id"))
+
+    def distinct(self, series: str, window_ms: Millis | None) -> str:
+        return self.alias(("distinct", series, window_ms), "v", lambda a: cat(
+            "LEFT JOIN (SELECT profile_id, COUNT(DISTINCT value) AS n FROM bucket_values WHERE workspace_id = ",
+            bind(self.rt.id), " AND series = ", bind(series), " AND ", self.window("bucket", window_ms),
+            f" GROUP BY profile_id) {a} ON {a}.profile_id = p.id"))
+
+    def edge(self, series: str, window_ms: Millis | None, last: bool) -> str:
+        """Alias of the value of the first or last event of a series in a window (JSON), typed."""
+        end, order = ("last", "DESC") if last else ("first", "ASC")
+        source = f"CAST({end}_val AS JSONB)" if self.pg else f"{end}_val"
+        kind, num, txt = self.json_scalar("val")
+        return self.alias(("edge", series, window_ms, last), "e", lambda a: cat(
+            "LEFT JOIN (SELECT profile_id, ", kind, " AS kind, ", num, " AS num, ", txt, " AS txt, val FROM",
+            f" (SELECT profile_id, {source} AS val, ROW_NUMBER() OVER (PARTITION BY profile_id"
+            f" ORDER BY {end}_ts {order}, {end}_seq {order}) AS rn FROM buckets WHERE workspace_id = ",
+            bind(self.rt.id), " AND series = ", bind(series), " AND ", self.window("bucket", window_ms),
+            f") r WHERE rn = 1) {a} ON {a}.profile_id = p.id"))
+
+    def trait(self, key: str) -> str:
+        return self.alias(("trait", key), "t", lambda a: cat(
+            f"LEFT JOIN trait_values {a} ON {a}.workspace_id = ", bind(self.rt.id),
+            f" AND {a}.profile_id = p.id AND {a}.path = ", bind(key), f" AND {a}.elem = 0"))
+
+    def ledger(self, purpose: str) -> str:
+        """Alias of each profile's consent entry for ``purpose`` in effect at the instant."""
+        return self.alias(("consent", purpose), "c", lambda a: cat(
+            "LEFT JOIN (SELECT profile_id, state, expires_at FROM (SELECT profile_id, state, expires_at,"
+            " ROW_NUMBER() OVER (PARTITION BY profile_id ORDER BY effective_at DESC, seq DESC) AS rn"
+            " FROM consent_ledger WHERE workspace_id = ", bind(self.rt.id), " AND purpose = ", bind(purpose),
+            " AND effective_at <= ", bind(self.at), f") l WHERE rn = 1) {a} ON {a}.profile_id = p.id"))
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    # --- operands ------------------------------------------------------------------------------
+
+    def literal(self, node: Const | DurationConst | DateConst) -> Value:
+        if isinstance(node, DateConst):
+            return Value(frozenset(), instant=bind(real(node.ms)), instant_nullable=False, dated=True)
+        if isinstance(node, DurationConst):
+            return _number(bind(real(node.ms)))
+        value = node.value
+        if value is None:
+            return MISSING
+        if isinstance(value, bool):
+            return Value(frozenset({"bool"}), num=bind(1.0 if value else 0.0))
+        if isinstance(value, int | float):
+            return _number(bind(real(value)))
+        ms = parse_iso(value)
+        return Value(frozenset({"string"}), txt=bind(value), instant=None if ms is None else bind(float(ms)),
+                     instant_nullable=False)
+
+    def value(self, node: Operand) -> Value:
+        if isinstance(node, Const | DurationConst | DateConst):
+            return self.literal(node)
+        if isinstance(node, EventFn):
+            return self.function(node)
+        if node.root == "traits":
+            return self.trait_value(node.parts)
+        if node.root == "computed":
+            defn = self.rt.traits.get(node.parts[0]) if len(node.parts) == 1 else None
+            return MISSING if defn is None else self.computed(defn, to_text(node))
+        if node.root == "consent":
+            return self.consent(node.parts)
+        raise AssertionError(f"not a segment rule path: {node.root}")  # ensure_segment_rule refused it
+
+    def trait_value(self, parts: tuple[str, ...]) -> Value:
+        if not parts:
+            return MISSING
+        key = path_key(parts)
+        t = self.trait(key)
+
+        def elements(test: Callable[[Value], Sql]) -> Sql:
+            e = self.fresh("l")
+            element = Value(_ALL_KINDS, kind=Sql(f"{e}.kind"), num=Sql(f"{e}.num"), txt=Sql(f"{e}.txt"),
+                            instant=Sql(f"{e}.instant"))
+            return cat(f"EXISTS (SELECT 1 FROM trait_values {e} WHERE {e}.workspace_id = ", bind(self.rt.id),
+                       f" AND {e}.profile_id = p.id AND {e}.path = ", bind(key), f" AND {e}.elem > 0 AND ",
+                       test(element), ")")
+
+        return Value(_ALL_KINDS, present=Sql(f"{t}.kind IS NOT NULL"), kind=Sql(f"{t}.kind"), num=Sql(f"{t}.num"),
+                     txt=Sql(f"{t}.txt"), instant=Sql(f"{t}.instant"), elements=elements)
+
+    def computed(self, defn: TraitDef, shown: str) -> Value:
+        series, window, agg = defn.series.id, defn.window_ms, defn.aggregate
+        if agg == "distinct":
+            return _number(self.double(f"COALESCE({self.distinct(series, window)}.n, 0)"))
+        if agg == "ratio":
+            assert defn.denominator is not None
+            num, den = self.totals(series, window), self.totals(defn.denominator.id, window)
+            ratio = cat(self.double(f"COALESCE({num}.n, 0)"), " / ", self.double(f"{den}.n"))
+            return _number(ratio, Sql(f"COALESCE({den}.n, 0) > 0"))
+        if agg in ("first", "last") and defn.series.prop is not None:
+            e = self.edge(series, window, agg == "last")
+            why = (f"{shown} is the {agg} value of the event property {defn.series.prop!r}, which may be of any "
+                   "kind, and SQL cannot tell which of its strings are dates")
+            return Value(_ALL_KINDS, present=Sql(f"{e}.kind IS NOT NULL"), kind=Sql(f"{e}.kind"),
+                         num=Sql(f"{e}.num"), txt=Sql(f"{e}.txt"), undated=why, elements=self.json_elements(e))
+        w = self.totals(series, window)
+        if agg in ("first", "last"):
+            ts = f"{w}.first_ts" if agg == "first" else f"{w}.last_ts"
+            return Value(frozenset({"string"}), present=Sql(f"{ts} IS NOT NULL"), txt=self.iso(ts),
+                         instant=self.double(ts), instant_nullable=False)
+        if agg == "days_since":
+            days = cat("(", self.at_param(), f" - {w}.last_bucket) / {DAY}")
+            return _number(self.double(days), Sql(f"{w}.last_bucket IS NOT NULL"))
+        return self.aggregate(agg, w)
+
+    def aggregate(self, agg: str, w: str) -> Value:
+        if agg == "count":
+            return _number(self.double(f"COALESCE({w}.n, 0)"))
+        if agg == "sum":
+            return _number(self.double(f"COALESCE({w}.total, 0)"))
+        if agg == "avg":
+            return _number(cat(f"{w}.total / ", self.double(f"{w}.nn")), Sql(f"COALESCE({w}.nn, 0) > 0"))
+        column = f"{w}.vmin" if agg == "min" else f"{w}.vmax"
+        assert agg in ("min", "max"), agg
+        return _number(Sql(column), Sql(f"{column} IS NOT NULL"))
+
+    def json_elements(self, e: str) -> Callable[[Callable[[Value], Sql]], Sql]:
+        """``EXISTS`` over the elements of the JSON list in edge join ``e`` (none when it is no list)."""
+
+        def elements(test: Callable[[Value], Sql]) -> Sql:
+            j = self.fresh("j")
+            if self.pg:
+                source = (f"jsonb_array_elements(CASE WHEN {e}.kind = 'array' THEN {e}.val"
+                          f" ELSE CAST('[]' AS JSONB) END) AS {j}(v)")
+                kind, num, txt = self.json_scalar(f"{j}.v")
+            else:
+                source = f"json_each(CASE WHEN {e}.kind = 'array' THEN {e}.val ELSE '[]' END) {j}"
+                kind = Sql(f"CASE {j}.type WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' WHEN 'text'"
+                           f" THEN 'string' WHEN 'true' THEN 'bool' WHEN 'false' THEN 'bool' WHEN 'null' THEN NULL"
+                           f" ELSE {j}.type END")
+                num, txt = Sql(f"CAST({j}.value AS REAL)"), Sql(f"{j}.value")
+            element = Value(_ALL_KINDS, present=cat(kind, " IS NOT NULL"), kind=kind, num=num, txt=txt,
+                            undated="SQL cannot tell which strings of a JSON list are dates")
+            return cat(f"EXISTS (SELECT 1 FROM {source} WHERE ", test(element), ")")
+
+        return elements
+
+    def consent(self, parts: tuple[str, ...]) -> Value:
+        purpose = self.rt.catalog.purposes.get(parts[0]) if len(parts) == 1 else None
+        if purpose is None:
+            return MISSING
+        if purpose.name == NECESSARY:
+            return Value(frozenset({"bool"}), num=Sql("1"))
+        c = self.ledger(purpose.name)
+        otherwise = "0" if purpose.needs_consent else "1"
+        allowed = cat(f"CASE WHEN {c}.state = 'granted' AND ({c}.expires_at IS NULL OR {c}.expires_at > ",
+                      bind(self.at), f") THEN 1 WHEN {c}.state IS NULL OR {c}.state = 'granted' THEN {otherwise}"
+                      " ELSE 0 END")
+        return Value(frozenset({"bool"}), num=allowed)
+
+    def function(self, fn: EventFn) -> Value:
+        w = self.totals(series_key(fn).id, fn.within_ms)
+        if fn.fn in ("last_seen", "first_seen"):
+            ts = f"{w}.last_ts" if fn.fn == "last_seen" else f"{w}.first_ts"
+            return _number(self.double(ts), Sql(f"{ts} IS NOT NULL"))
+        if fn.fn == "days_since":
+            elapsed = self.double(cat(self.at_param(), f" - {w}.last_ts"))
+            return _number(cat(elapsed, f" / {DAY}"), Sql(f"{w}.last_ts IS NOT NULL"))
+        return self.aggregate(fn.fn, w)
+
+    # --- conditions ----------------------------------------------------------------------------
+
+    def compare(self, op: str, a: Value, b: Value) -> Sql:
+        if a.never or b.never:
+            return FALSE
+        other = truth(op == "!=")
+        if a.dated or b.dated:
+            for side in (a, b):
+                if side.undated is not None:
+                    raise ValidationError(f"cannot compare with a date: {side.undated}", code="invalid_rule")
+            if a.instant is None or b.instant is None:
+                body = other
+            else:
+                body = cat("(", a.instant, f" {_SQL_OPS[op]} ", b.instant, ")")
+                if a.instant_nullable or b.instant_nullable:
+                    body = cat("COALESCE(", body, ", ", other, ")")
+            return all_of([a.present, b.present, body])
+        cases: list[tuple[Sql, Sql]] = []
+        for kind in _COMPARABLE:
+            guard = all_of([a.is_kind(kind), b.is_kind(kind)])
+            if guard == FALSE:
+                continue
+            if kind == "string":
+                assert a.txt is not None and b.txt is not None
+                test = cat("(", self.collate(a.txt), f" {_SQL_OPS[op]} ", b.txt, ")")
+            elif kind == "bool" and op not in ("==", "!="):
+                test = FALSE
+            else:
+                assert a.num is not None and b.num is not None
+                test = cat("(", a.num, f" {_SQL_OPS[op]} ", b.num, ")")
+            cases.append((guard, test))
+        if not cases:
+            body = other
+        elif other == FALSE or (len(cases) == 1 and cases[0][0] == TRUE):
+            body = any_of(all_of([guard, test]) for guard, test in cases)  # the kinds exclude each other
+        else:
+            whens = [cat(" WHEN ", guard, " THEN ", test) for guard, test in cases]
+            body = cat("CASE", *whens, " ELSE ", other, " END")
+        return all_of([a.present, b.present, body])
+
+    def contains(self, a: Value, b: Value) -> Sql:
+        if a.never or b.never:
+            return FALSE
+        options: list[Sql] = []
+        if "string" in a.kinds and "string" in b.kinds:
+            assert a.txt is not None and b.txt is not None
+            options.append(all_of([a.is_kind("string"), b.is_kind("string"),
+                                   cat("(", self.position(a.txt, b.txt), " > 0)")]))
+        if "array" in a.kinds and a.elements is not None:
+            options.append(all_of([a.is_kind("array"), a.elements(lambda element: self.compare("==", element, b))]))
+        return all_of([a.present, b.present, any_of(options)])
+
+    def starts_with(self, a: Value, b: Value) -> Sql:
+        if a.never or b.never or "string" not in a.kinds or "string" not in b.kinds:
+            return FALSE
+        assert a.txt is not None and b.txt is not None
+        return all_of([a.present, b.present, a.is_kind("string"), b.is_kind("string"),
+                       cat("(", self.position(a.txt, b.txt), " = 1)")])
+
+    def present(self, value: Value) -> Sql:
+        return TRUE if value.present is None else value.present
+
+    def condition(self, node: Node) -> Sql:
+        if isinstance(node, And):
+            return all_of(self.condition(item) for item in node.items)
+        if isinstance(node, Or):
+            return any_of(self.condition(item) for item in node.items)
+        if isinstance(node, Not):
+            return negate(self.condition(node.item))
+        if isinstance(node, InSegment):
+            return cat("EXISTS (SELECT 1 FROM segment_history h WHERE h.workspace_id = ", bind(self.rt.id),
+                       " AND h.profile_id = p.id AND h.segment = ", bind(node.name), " AND h.entered_at <= ",
+                       bind(self.at), " AND (h.exited_at IS NULL OR h.exited_at > ", bind(self.at), "))")
+        if _constant(node):
+            return truth(evaluate(node, DictContext({})))
+        if isinstance(node, Compare):
+            return self.compare(node.op, self.value(node.left), self.value(node.right))
+        if isinstance(node, In):
+            left = self.value(node.left)
+            return any_of(self.compare("==", left, self.literal(v)) for v in node.values)
+        if isinstance(node, Contains):
+            return self.contains(self.value(node.left), self.value(node.right))
+        if isinstance(node, StartsWith):
+            return self.starts_with(self.value(node.left), self.value(node.right))
+        if isinstance(node, Exists):
+            return self.present(self.value(node.path))
+        present = self.present(self.value(node.path))
+        return present if node.negated else negate(present)
+
+
+def _constant(node: Node) -> bool:
+    """Whether ``node`` is a test of literals only (so its value does not depend on the profile)."""
+    literal = (Const, DurationConst, DateConst)
+    if isinstance(node, Compare | Contains | StartsWith):
+        return isinstance(node.left, literal) and isinstance(node.right, literal)
+    return isinstance(node, In) and isinstance(node.left, literal)
+
+
+def compile_rule(rule: Node, rt: WorkspaceRuntime, dialect: Dialect, at: Millis) -> tuple[str, list[object]]:
+    """A query with ``?`` placeholders and its parameters, selecting the ``id`` of every live profile
+    of ``rt.id`` that matches ``rule`` at instant ``at``, ordered by id (code point order).
+
+    Raises ``ValidationError`` (``invalid_rule``) for a rule that is not a segment rule (it reads
+    ``context.`` or ``event.``) or that SQL cannot answer as the evaluator does.
+    """
+    ensure_segment_rule(rule)
+    compiler = _Compiler(rt, dialect, at)
+    condition = compiler.condition(rule)
+    order = 'p.id COLLATE "C"' if compiler.pg else "p.id"
+    query = cat(
+        "SELECT p.id FROM profiles p\n",
+        *[cat(j, "\n") for j in compiler.joins],
+        "WHERE p.workspace_id = ", bind(rt.id), " AND p.merged_into IS NULL AND ", condition, "\n",
+        f"ORDER BY {order}",
+    )
+    return query.text, list(query.params)

@@ -1,0 +1,175 @@
+"""Segments through the admin API: the DESIGN 4.4 examples, live entries, on-time exits, preview,
+members, explain, history, overlap, refresh, errors and roles (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.support import (
+    NOW,
+    ApiClient,
+    admin,
+    apply_yaml,
+    assert_error,
+    profile_of,
+    timeline,
+    track,
+)
+from rapport.api.app import run_backfills, run_segments
+from rapport.clock import FrozenClock, to_iso
+from rapport.core import NewWorkspace, Rapport
+from rapport.types import DAY, HOUR, MINUTE
+
+GRANT = {"consent": {"categoryPreferences": {"Analytics": True, "Email": True}}}
+DESIGN = """
+kind: ComputedTrait
+name: orders_90d
+event: Order Completed
+aggregate: count          # count | sum | avg | min | max | first | last | distinct
+window: 90d               # optional; absent = all time
+---
+kind: ComputedTrait
+name: revenue_total
+event: Order Completed
+aggregate: sum
+property: revenue
+---
+kind: Segment
+name: vip
+description: High spenders who bought recently
+owner: crm
+purpose: marketing_email  # consent purpose required to act on this segment
+priority: 100             # wins over lower priorities inside the same exclusive group
+group: lifecycle          # exclusive group: a profile sits in at most one segment of a group
+rule: computed.revenue_total > 200 and count("Order Completed", within=30d) >= 1
+---
+kind: Segment
+name: lapsed
+owner: crm
+purpose: marketing_email
+priority: 10
+group: lifecycle
+rule: computed.orders_90d == 0 and exists(traits.email)
+"""
+
+
+def identify(client: ApiClient, ws: NewWorkspace, user: str, **traits: Any) -> None:
+    response = track(client, ws, "/v1/identify", {"userId": user, "traits": traits, "context": GRANT})
+    assert response.status_code == 200, response.text
+
+
+def order(client: ApiClient, ws: NewWorkspace, user: str, revenue: float, at: int) -> None:
+    response = track(client, ws, "/v1/track", {"userId": user, "event": "Order Completed", "context": GRANT,
+                                               "properties": {"revenue": revenue}, "timestamp": to_iso(at)})
+    assert response.status_code == 200, response.text
+
+
+def segments_of(client: ApiClient, ws: NewWorkspace, user: str) -> list[str]:
+    return list(profile_of(client, ws, user_id=user)["segments"])
+
+
+def settle(rapport: Rapport, ws: NewWorkspace) -> None:
+    rapport.runtime(ws.workspace_id, fresh=True)
+    run_backfills(rapport)
+    run_segments(rapport)
+
+
+def test_design_examples_apply_and_behave(
+    client: ApiClient, rapport: Rapport, workspace: NewWorkspace, clock: FrozenClock
+) -> None:
+    identify(client, workspace, "buyer", email="buyer@example.com")
+    order(client, workspace, "buyer", 150, NOW - 2 * DAY)
+    order(client, workspace, "buyer", 100, NOW - 10 * DAY)
+    identify(client, workspace, "dormant", email="dormant@example.com")
+    identify(client, workspace, "anon-ish", plan="free")  # no email: in neither segment
+    assert apply_yaml(client, workspace, DESIGN).status_code == 200
+    settle(rapport, workspace)
+    assert segments_of(client, workspace, "buyer") == ["vip"]
+    assert segments_of(client, workspace, "dormant") == ["lapsed"]
+    assert segments_of(client, workspace, "anon-ish") == []
+
+    # Live: an email makes a profile lapsed at once; an order of 250 makes it vip instead (the group).
+    identify(client, workspace, "anon-ish", email="late@example.com")
+    assert segments_of(client, workspace, "anon-ish") == ["lapsed"]
+    order(client, workspace, "anon-ish", 250, NOW)
+    assert segments_of(client, workspace, "anon-ish") == ["vip"]
+    names = [(e["name"], e["message"]["properties"]["segment"]) for e in timeline(
+        client, workspace, profile_of(client, workspace, user_id="anon-ish")["id"])
+        if e["name"] in ("Segment Entered", "Segment Exited")]
+    assert sorted(names) == [("Segment Entered", "lapsed"), ("Segment Entered", "vip"), ("Segment Exited", "lapsed")]
+
+    # On time: "a purchase within 30 days" ends exactly 30 days after the last order's second.
+    last_order = NOW - 2 * DAY
+    clock.set(last_order + 30 * DAY - 1)
+    run_segments(rapport)
+    assert segments_of(client, workspace, "buyer") == ["vip"]
+    clock.set(last_order + 30 * DAY + 5 * MINUTE)
+    run_segments(rapport)
+    assert segments_of(client, workspace, "buyer") == []
+    stays = admin(client, workspace, "GET", "/api/v1/segments/vip/history").json()["stays"]
+    buyer = profile_of(client, workspace, user_id="buyer")["id"]
+    [stay] = [s for s in stays if s["profile_id"] == buyer]
+    assert stay["exited_at"] == to_iso(last_order + 30 * DAY)
+    # ... and lapsed once no order is left in 90 days.
+    clock.set(NOW - 2 * DAY + 90 * DAY + HOUR)
+    run_segments(rapport)
+    assert segments_of(client, workspace, "buyer") == ["lapsed"]
+    report = admin(client, workspace, "POST", "/api/v1/segments/refresh", json={}).json()["segments"]
+    assert {r["name"]: r["differences"] for r in report} == {"lapsed": 0, "vip": 0}
+
+
+def test_preview_counts_and_pages(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
+    for i in range(5):
+        identify(client, workspace, f"u{i}", plan="pro" if i % 2 == 0 else "free", age=20 + i)
+    body = {"rule": 'traits.plan == "pro" and traits.age >= 21', "limit": 1}
+    first = admin(client, workspace, "POST", "/api/v1/segments/preview", json=body).json()
+    assert first["count"] == 2 and len(first["members"]) == 1 and first["next"]
+    assert first["members"][0]["identifiers"]["user_id"] in (["u2"], ["u4"])
+    second = admin(client, workspace, "POST", "/api/v1/segments/preview",
+                   json={**body, "cursor": first["next"]}).json()
+    assert second["next"] is None and len(second["members"]) == 1
+    ids = {first["members"][0]["identifiers"]["user_id"][0], second["members"][0]["identifiers"]["user_id"][0]}
+    assert ids == {"u2", "u4"}
+    past = admin(client, workspace, "POST", "/api/v1/segments/preview",
+                 json={"rule": 'count("Order Completed") >= 1', "as_of": "2020-01-01T00:00:00Z"}).json()
+    assert past["count"] == 0
+
+
+def test_bad_rules_are_precise_errors(client: ApiClient, workspace: NewWorkspace) -> None:
+    response = admin(client, workspace, "POST", "/api/v1/segments/preview", json={"rule": "computed.ordrs_90d > 1"})
+    body = assert_error(response, 400, "invalid_rule")
+    assert "ordrs_90d" in body["message"]
+    response = apply_yaml(client, workspace, "kind: Segment\nname: s\nrule: computed.revenue_totl > 1\n")
+    body = assert_error(response, 400, "invalid_resource")
+    assert body["details"][0]["field"] == "rule" and "revenue_total" in body["details"][0]["message"]
+    cycle = "kind: Segment\nname: a\nrule: in_segment(\"b\")\n---\nkind: Segment\nname: b\nrule: in_segment(\"a\")\n"
+    assert "cycle" in assert_error(apply_yaml(client, workspace, cycle), 400, "invalid_resource")["details"][0][
+        "message"]
+
+
+def test_members_explain_overlap_and_activation(
+    client: ApiClient, rapport: Rapport, workspace: NewWorkspace
+) -> None:
+    identify(client, workspace, "a", plan="pro")
+    no_email = {"consent": {"categoryPreferences": {"Analytics": True, "Email": False}}}
+    track(client, workspace, "/v1/identify", {"userId": "b", "traits": {"plan": "pro"}, "context": no_email})
+    identify(client, workspace, "c", plan="free")
+    segs = ('kind: Segment\nname: pro\npurpose: marketing_email\nrule: traits.plan == "pro"\n---\n'
+            'kind: Segment\nname: anyone\nrule: exists(traits.plan)\n')
+    assert apply_yaml(client, workspace, segs).status_code == 200
+    settle(rapport, workspace)
+    members = admin(client, workspace, "GET", "/api/v1/segments/pro/members").json()["members"]
+    assert sorted((m["identifiers"]["user_id"][0], m["activatable"]) for m in members) == [("a", True),
+                                                                                           ("b", False)]
+    apart = admin(client, workspace, "GET", "/api/v1/segments/pro/members",
+                  params={"activatable": "false"}).json()["members"]
+    assert [m["identifiers"]["user_id"] for m in apart] == [["b"]]
+    c = profile_of(client, workspace, user_id="c")["id"]
+    why = admin(client, workspace, "GET", "/api/v1/segments/pro/explain", params={"profile_id": c}).json()
+    assert why["member"] is False and why["tree"]["value"] is False
+    assert why["tree"]["reason"] == 'traits.plan = "free", needs == "pro"'
+    overlap = admin(client, workspace, "GET", "/api/v1/segments/overlap", params={"names": "pro,anyone"}).json()
+    assert overlap["matrix"] == [[2, 2], [2, 3]]
+    catalog = {s["name"]: s for s in admin(client, workspace, "GET", "/api/v1/segments").json()["segments"]}
+    assert catalog["pro"]["lineage"]["traits"] == ["plan"] and catalog["pro"]["members"] == 2
+    assert_error(admin(client, workspace, "GET", "/api/v1/segments/nope/members"), 404, "segment_not_found")
