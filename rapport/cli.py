@@ -462,6 +462,11 @@ def demo(
         console.print(f"generated {gen.messages:,} events for {customers - gen.resumed_from:,} customers in "
                       f"{gen.seconds:.1f} s ({gen.rate:,.0f} events/s): {gen.accepted:,} stored, "
                       f"{gen.restricted:,} kept minimized without consent, {gen.withdrawals:,} unsubscribes")
+    if result.segments:
+        differences = sum(r.entered + r.exited for r in result.segments)
+        console.print(f"{len(result.segments)} segments, kept live during generation; the batch (SQL) refresh "
+                      f"found {differences} difference(s): " + ", ".join(
+                          f"{r.segment} {r.members:,}" for r in result.segments))
     sys.stdout.write(f"workspace: {WORKSPACE} ({result.workspace_id})\nwrite_key: {result.write_key}\n"
                      f"admin_token: {result.admin_token}\n")
     bind_host, bind_port = host or rapport.settings.host, port or rapport.settings.port

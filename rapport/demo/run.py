@@ -28,6 +28,8 @@ from rapport.profiles import backfill
 from rapport.profiles.service import ProfileReader
 from rapport.resources import service as resources_service
 from rapport.resources.model import Change
+from rapport.segments import service as segments_service
+from rapport.segments.service import Reconciliation
 from rapport.storage.base import Conn
 from rapport.storage.sql import imports as imports_sql
 from rapport.storage.sql import workspaces as ws_sql
@@ -95,6 +97,8 @@ class DemoResult:
     sample: Sample | None = None
     events: int = 0
     notes: list[str] = field(default_factory=list)
+    segments: list[Reconciliation] = field(default_factory=list)
+    """The batch refresh of every segment after generation: members and live-vs-batch differences."""
 
 
 OnProgress = Callable[[Generation, int], None]
@@ -276,7 +280,9 @@ def run_demo(rapport: Rapport, options: DemoOptions, on_progress: OnProgress | N
     changes = apply_resources(rapport, ws)
     generation = generate(rapport, ws, options, on_progress)
     run_backfills(rapport)
-    result = DemoResult(ws, write_key, admin_token, created, changes, generation)
+    rt = rapport.runtime(ws, fresh=True)
+    reconciled = rapport.db.write(lambda c: segments_service.refresh(c, rt, rapport.clock))
+    result = DemoResult(ws, write_key, admin_token, created, changes, generation, segments=reconciled)
     result.sample = find_sample(rapport, ws)
     result.events = rapport.event_count(ws)
     return result
@@ -305,5 +311,16 @@ def tour(result: DemoResult, base_url: str) -> list[str]:
         '"$RAPPORT_URL/v1/track"',
         "# the computed traits and whether each one is live",
         f'curl -s {auth} "$RAPPORT_URL/api/v1/computed-traits"',
+        "# the segments, their members, and why a person is in one or not",
+        f'curl -s {auth} "$RAPPORT_URL/api/v1/segments"',
+        f'curl -s {auth} "$RAPPORT_URL/api/v1/segments/repeat_buyers/members?limit=5"',
+    ]
+    if sample is not None:
+        lines.append(f'curl -s {auth} "$RAPPORT_URL/api/v1/segments/high_value/explain?profile_id={sample.profile_id}"')
+    lines += [
+        "# who a rule would select, before saving it",
+        f"curl -s {auth} -H 'Content-Type: application/json' -d "
+        """'{"rule": "computed.order_count >= 3 and count(\\"Email Opened\\", within=30d) >= 1", "limit": 3}' """
+        '"$RAPPORT_URL/api/v1/segments/preview"',
     ]
     return lines

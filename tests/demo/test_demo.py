@@ -21,6 +21,7 @@ from rapport.demo.shop import Shop, Story
 from rapport.identity.normalize import normalize
 from rapport.ingestion.parse import parse_message
 from rapport.profiles.service import ProfileReader
+from rapport.segments.service import refresh
 from rapport.storage.base import Conn
 from rapport.types import WorkspaceId
 
@@ -220,3 +221,14 @@ def test_the_demo_command_prints_keys_and_a_tour(tmp_path: Path, monkeypatch: py
     assert "write_key: wk_" in result.stdout and "admin_token: " in result.stdout
     assert "http://127.0.0.1:8123" in result.stdout
     assert "/api/v1/profiles/lookup?email=" in result.stdout
+
+
+def test_live_segment_membership_equals_the_batch_refresh(demo: tuple[Rapport, DemoResult]) -> None:
+    rapport, result = demo
+    report = {r.segment: r for r in result.segments}
+    assert set(report) == set(rapport.runtime(result.workspace_id).segments)
+    assert [(r.segment, r.entered, r.exited) for r in result.segments if r.entered or r.exited] == []
+    assert report["active"].members > 0, "the group's default segment takes everyone else"
+    # A second refresh, later, still finds nothing to fix.
+    again = rapport.db.write(lambda c: refresh(c, rapport.runtime(result.workspace_id), rapport.clock))
+    assert sum(r.entered + r.exited for r in again) == 0
