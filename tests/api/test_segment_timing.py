@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 import pytest
 
 from rapport.api.app import run_backfills, run_segments
@@ -62,7 +63,7 @@ def test_membership_flips_exactly_at_the_boundary(case: Case, rapport: Rapport, 
     ws = rapport.create_workspace(f"timing-{case.name}").workspace_id
     rapport.db.write(lambda c: c.execute(
         "UPDATE workspaces SET settings = ? WHERE id = ?",
-        ('{"timezone": "%s"}' % case.timezone, ws)))
+        (orjson.dumps({"timezone": case.timezone}).decode(), ws)))
     event_at = parse_iso(case.event_at)
     second = event_at - event_at % 1000
     clock.set(event_at + 10)
