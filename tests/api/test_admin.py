@@ -66,14 +66,26 @@ ROUTES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("resources:read", "GET", "/api/v1/settings", {}, 200),
     ("settings:write", "PATCH", "/api/v1/settings", {"json": {"timezone": "Europe/Paris"}}, 200),
     ("settings:write", "GET", "/api/v1/audit", {}, 200),
+    ("quarantine:read", "GET", "/api/v1/quarantine", {}, 200),
+    ("quarantine:write", "POST", "/api/v1/quarantine/replay", {"json": {"all": True}}, 200),
+    ("segments:read", "GET", "/api/v1/segments", {}, 200),
+    ("segments:read", "POST", "/api/v1/segments/preview", {"json": {"rule": "exists(traits.plan)"}}, 200),
+    ("segments:read", "GET", "/api/v1/segments/overlap", {"params": {"names": "nope"}}, 404),
+    ("segments:read", "GET", "/api/v1/segments/nope", {}, 404),
+    ("segments:read", "GET", "/api/v1/segments/nope/members", {}, 404),
+    ("segments:read", "GET", "/api/v1/segments/nope/explain", {"params": {"profile_id": "{pid}"}}, 404),
+    ("segments:read", "GET", "/api/v1/segments/nope/history", {}, 404),
+    ("segments:write", "POST", "/api/v1/segments/refresh", {"json": {}}, 200),
 ]
 
 ALLOWED = {
     "admin": {"profiles:read", "profiles:write", "events:read", "consent:read", "consent:write", "resources:read",
-              "resources:write", "settings:write"},
+              "resources:write", "settings:write", "quarantine:read", "quarantine:write", "segments:read",
+              "segments:write"},
     "marketer": {"profiles:read", "events:read", "consent:read", "consent:write", "resources:read",
-                 "resources:write"},
-    "analyst": {"profiles:read", "events:read", "consent:read", "resources:read"},
+                 "resources:write", "segments:read", "segments:write"},
+    "analyst": {"profiles:read", "events:read", "consent:read", "resources:read", "quarantine:read",
+                "segments:read"},
     "viewer": {"resources:read"},
 }
 
