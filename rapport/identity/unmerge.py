@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rapport.clock import Clock
 from rapport.errors import ConflictError, NotFoundError
-from rapport.ingestion.service import ledger_entry
 from rapport.profiles.recompute import allowed_purposes, fold_events, trait_rows, write_buckets
 from rapport.profiles.sealing import SeriesSealer
 from rapport.segments.service import MembershipWriter, Touched
@@ -14,6 +13,7 @@ from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import workspaces as ws_sql
+from rapport.storage.sql.consent import ledger_entry
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
 

@@ -13,7 +13,6 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import orjson
 
@@ -32,6 +31,7 @@ from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import quarantine as quarantine_sql
+from rapport.storage.sql.consent import ledger_entry
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
 
@@ -62,17 +62,6 @@ class _Writes:
     accepted: int
     duplicates: int
     restricted: int
-
-
-def ledger_entry(row: Sequence[Any]) -> LedgerEntry:
-    (entry_id, seq, profile_id, purpose, state, basis, source, policy, proof, recorded, effective,
-     expires, _origin, _message) = row
-    return LedgerEntry(
-        id=str(entry_id), seq=int(seq), profile_id=str(profile_id), purpose=str(purpose),
-        state=state, legal_basis=basis, source=str(source),
-        policy_version=policy, proof=proof, recorded_at=int(recorded),
-        effective_at=int(effective), expires_at=None if expires is None else int(expires),
-    )
 
 
 def proof_of(context: object) -> str | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import orjson
 
 from rapport.clock import Clock
-from rapport.ingestion.service import ledger_entry
 from rapport.profiles.recompute import allowed_purposes, fold_events, write_buckets
 from rapport.profiles.sealing import SeriesSealer
 from rapport.storage.base import Conn, Row
@@ -21,6 +20,7 @@ from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import profiles as profiles_sql
+from rapport.storage.sql.consent import ledger_entry
 from rapport.types import JsonObject
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime

@@ -14,7 +14,6 @@ from rapport.consent.decide import current_state
 from rapport.errors import NotFoundError, ValidationError
 from rapport.identity.normalize import normalize
 from rapport.identity.service import PERSONAL_TYPES
-from rapport.ingestion.service import ledger_entry
 from rapport.privacy import pii
 from rapport.privacy.crypto import Cipher
 from rapport.profiles.computed import Bucket, evaluate_all
@@ -25,6 +24,7 @@ from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import segments as segments_sql
+from rapport.storage.sql.consent import ledger_entry
 from rapport.types import JsonObject, Millis
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime

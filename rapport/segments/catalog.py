@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from rapport.clock import to_iso
 from rapport.consent.decide import may_use
 from rapport.errors import NotFoundError, ValidationError
-from rapport.ingestion.service import ledger_entry
 from rapport.profiles.service import ProfileReader
 from rapport.rules import event_functions, to_text
 from rapport.segments import service
@@ -17,6 +16,7 @@ from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import segments as segments_sql
 from rapport.storage.sql import workspaces as ws_sql
+from rapport.storage.sql.consent import ledger_entry
 from rapport.types import JsonObject, Millis, WorkspaceId
 from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime
 

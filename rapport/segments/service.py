@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from rapport.clock import Clock, to_iso
-from rapport.segments import membership, timing
+from rapport.rules import evaluate
+from rapport.segments import membership, stored, timing
 from rapport.segments.membership import Change
 from rapport.storage.base import Conn
 from rapport.storage.sql import events as events_sql
@@ -66,14 +67,26 @@ def readers(rt: WorkspaceRuntime, touched: Touched) -> set[str]:
     return out
 
 
-def qualifying(conn: Conn, rt: WorkspaceRuntime, segment: CompiledSegment, profile_ids: Sequence[str],
-               at: Millis) -> set[str]:
-    """The profiles of ``profile_ids`` whose data satisfies the segment's rule at ``at`` (in memory)."""
-    if segment.rule is None:
-        return set(profile_ids)
-    from rapport.segments.stored import matching
+_NEEDS: dict[tuple[str, int], dict[str, stored.Needs]] = {}
 
-    return matching(conn, rt, segment.rule, profile_ids, at)
+
+def segment_needs(rt: WorkspaceRuntime) -> dict[str, stored.Needs]:
+    """What each segment's rule reads of a profile (cached per definitions generation)."""
+    key = (rt.id, rt.generation)
+    hit = _NEEDS.get(key)
+    if hit is None:
+        if len(_NEEDS) > 256:
+            _NEEDS.clear()
+        hit = _NEEDS[key] = {s.name: stored.needs(s.rule, rt) for s in rt.segments.values() if s.rule is not None}
+    return hit
+
+
+def union(items: Iterable[stored.Needs]) -> stored.Needs:
+    out = stored.Needs()
+    for n in items:
+        out = stored.Needs(out.traits | n.traits, out.series | n.series, out.distinct | n.distinct,
+                           out.consent or n.consent, out.segments | n.segments)
+    return out
 
 
 class MembershipWriter:
@@ -99,6 +112,8 @@ class MembershipWriter:
     def evaluate(self, scope: Mapping[str, Collection[str]], at: Millis) -> list[Change]:
         """Evaluate ``scope`` (profile -> segment names, closed under groups and dependents)."""
         rt = self.rt
+        live = set(stored.live_profiles(self.conn, rt.id, scope))
+        scope = {p: names for p, names in scope.items() if p in live}
         if not scope:
             return []
         before: dict[str, set[str]] = {p: set() for p in scope}
@@ -108,14 +123,22 @@ class MembershipWriter:
             versions[(str(profile_id), str(segment))] = int(version)
         wanted = set().union(*scope.values())
         out: list[Change] = []
+        needs = segment_needs(rt)
         for layer in membership.layers(wanted, rt.segments):
             qualified: dict[str, set[str]] = {p: set() for p in scope}
+            ruled = [n for n in layer if rt.segments[n].rule is not None]
+            ids = sorted(p for p, names in scope.items() if any(n in names for n in ruled))
+            data = stored.load(self.conn, rt, union(needs[n] for n in ruled), ids) if ids else {}
+            for profile_id in ids:
+                context = stored.StoredContext(rt, data[profile_id], at)
+                for name in ruled:
+                    if name in scope[profile_id] and evaluate(rt.segments[name].rule, context):  # type: ignore[arg-type]
+                        qualified[profile_id].add(name)
             for name in layer:
-                ids = sorted(p for p, names in scope.items() if name in names)
-                if not ids:
-                    continue
-                for profile_id in qualifying(self.conn, rt, rt.segments[name], ids, at):
-                    qualified[profile_id].add(name)
+                if rt.segments[name].rule is None:
+                    for profile_id, names in scope.items():
+                        if name in names:
+                            qualified[profile_id].add(name)
             layer_changes: list[Change] = []
             for profile_id, names in scope.items():
                 evaluated = [n for n in layer if n in names]

@@ -19,7 +19,6 @@ import orjson
 
 from rapport.consent.decide import may_use
 from rapport.consent.model import LedgerEntry
-from rapport.ingestion.service import ledger_entry
 from rapport.privacy.pii import is_marker
 from rapport.profiles.computed import Bucket
 from rapport.profiles.computed import evaluate as evaluate_trait
@@ -28,6 +27,7 @@ from rapport.segments.check import ensure_segment_rule
 from rapport.segments.functions import function_value, series_key
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
+from rapport.storage.sql.consent import ledger_entry
 from rapport.types import Json, Millis
 from rapport.workspaces.runtime import WorkspaceRuntime
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from rapport.consent.model import LedgerEntry
 from rapport.storage.base import Conn, Row
 
 LEDGER_COLUMNS = ("id, seq, profile_id, purpose, state, legal_basis, source, policy_version, proof,"
@@ -38,4 +40,15 @@ def entries(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:
         f"SELECT {LEDGER_COLUMNS} FROM consent_ledger WHERE workspace_id = ? AND profile_id IN ({marks})"
         " ORDER BY effective_at, seq",
         (ws, *profile_ids),
+    )
+
+
+def ledger_entry(row: Sequence[Any]) -> LedgerEntry:
+    (entry_id, seq, profile_id, purpose, state, basis, source, policy, proof, recorded, effective,
+     expires, _origin, _message) = row
+    return LedgerEntry(
+        id=str(entry_id), seq=int(seq), profile_id=str(profile_id), purpose=str(purpose),
+        state=state, legal_basis=basis, source=str(source),
+        policy_version=policy, proof=proof, recorded_at=int(recorded),
+        effective_at=int(effective), expires_at=None if expires is None else int(expires),
     )
