@@ -15,7 +15,7 @@ expiring) is stored as a timer; ``run_due`` evaluates due profiles again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -109,9 +109,11 @@ class MembershipWriter:
                 scope[profile_id] = names
         return self.evaluate(scope, at)
 
-    def evaluate(self, scope: Mapping[str, Collection[str]], at: Millis) -> list[Change]:
-        """Evaluate ``scope`` (profile -> segment names, closed under groups and dependents)."""
+    def evaluate(self, scope: Mapping[str, Collection[str]], at: Millis | Mapping[str, Millis]) -> list[Change]:
+        """Evaluate ``scope`` (profile -> segment names, closed under groups and dependents) as of ``at``
+        (one instant, or one per profile)."""
         rt = self.rt
+        when = _instants(at)
         live = set(stored.live_profiles(self.conn, rt.id, scope))
         scope = {p: names for p, names in scope.items() if p in live}
         if not scope:
@@ -130,7 +132,7 @@ class MembershipWriter:
             ids = sorted(p for p, names in scope.items() if any(n in names for n in ruled))
             data = stored.load(self.conn, rt, union(needs[n] for n in ruled), ids) if ids else {}
             for profile_id in ids:
-                context = stored.StoredContext(rt, data[profile_id], at)
+                context = stored.StoredContext(rt, data[profile_id], when(profile_id))
                 for name in ruled:
                     if name in scope[profile_id] and evaluate(rt.segments[name].rule, context):  # type: ignore[arg-type]
                         qualified[profile_id].add(name)
@@ -146,13 +148,14 @@ class MembershipWriter:
                     continue
                 after = membership.resolve(qualified[profile_id], rt.segments, evaluated)
                 layer_changes.extend(membership.changes(profile_id, before[profile_id], after, evaluated))
-            self.store(layer_changes, versions, at)
+            self.store(layer_changes, versions, when)
             out.extend(layer_changes)
-        self.set_timers(sorted(scope), at)
+        self.set_timers(sorted(scope), when)
         return out
 
-    def set_timers(self, profile_ids: Sequence[str], at: Millis) -> None:
-        """Store each profile's next flip instant over all the workspace's segments (or none)."""
+    def set_timers(self, profile_ids: Sequence[str], at: Millis | Callable[[str], Millis]) -> None:
+        """Store each profile's next flip instant after ``at`` over all the workspace's segments (or none)."""
+        when = _instants(at)
         c = workspace_clocks(self.rt)
         if c.empty:
             return
@@ -163,31 +166,38 @@ class MembershipWriter:
             buckets[str(profile_id)].setdefault(str(series), []).append((int(bucket), int(last)))
         instants: dict[str, list[Millis]] = {p: [] for p in profile_ids}
         if c.consent:
-            for profile_id, instant in segments_sql.consent_instants(self.conn, rt.id, profile_ids, at):
+            earliest = min((when(p) for p in profile_ids), default=0)
+            for profile_id, instant in segments_sql.consent_instants(self.conn, rt.id, profile_ids, earliest):
                 instants[str(profile_id)].append(int(instant))
         segments_sql.set_timers(self.conn, rt.id, [
-            (p, timing.next_flip(c, buckets[p], instants[p], at)) for p in profile_ids])
+            (p, timing.next_flip(c, buckets[p], instants[p], when(p))) for p in profile_ids])
 
     def exit_merged(self, losers: Sequence[str], at: Millis) -> list[Change]:
         """Profiles merged into others leave every segment."""
         closed = segments_sql.exit_all(self.conn, self.rt.id, losers, at)
         changes = [Change(str(p), str(s), False) for p, s in closed]
-        self._events(changes, {}, at)
+        self._events(changes, {}, _instants(at))
         return changes
 
-    def store(self, changes: Sequence[Change], versions: Mapping[tuple[str, str], int], at: Millis) -> None:
+    def store(self, changes: Sequence[Change], versions: Mapping[tuple[str, str], int],
+              at: Millis | Callable[[str], Millis]) -> None:
+        """Write ``changes`` (stays and events), each at its profile's instant."""
         if not changes:
             return
-        rt = self.rt
-        segments_sql.exit_(self.conn, rt.id, [(c.segment, c.profile_id) for c in changes if not c.entered], at)
-        segments_sql.enter(self.conn, rt.id, [(c.segment, c.profile_id, rt.segments[c.segment].version, at)
-                                             for c in changes if c.entered])
-        self._events(changes, versions, at)
+        rt, when = self.rt, _instants(at)
+        for c in changes:
+            if not c.entered:
+                segments_sql.exit_(self.conn, rt.id, [(c.segment, c.profile_id)], when(c.profile_id))
+        segments_sql.enter(self.conn, rt.id, [(c.segment, c.profile_id, rt.segments[c.segment].version,
+                                              when(c.profile_id)) for c in changes if c.entered])
+        self._events(changes, versions, when)
 
-    def _events(self, changes: Sequence[Change], versions: Mapping[tuple[str, str], int], at: Millis) -> None:
+    def _events(self, changes: Sequence[Change], versions: Mapping[tuple[str, str], int],
+                when: Callable[[str], Millis]) -> None:
         rt = self.rt
         rows = []
         for c in changes:
+            at = when(c.profile_id)
             name = ENTERED if c.entered else EXITED
             segment = rt.segments.get(c.segment)
             version = segment.version if c.entered and segment else versions.get((c.profile_id, c.segment))
@@ -199,6 +209,15 @@ class MembershipWriter:
         if rows:
             events_sql.insert_events(self.conn, rows)
 
+
+def _instants(at: Millis | Mapping[str, Millis] | Callable[[str], Millis]) -> Callable[[str], Millis]:
+    """``at`` as a function of the profile id."""
+    if callable(at):
+        return at
+    if isinstance(at, int):
+        instant = at
+        return lambda _p: instant
+    return at.__getitem__
 
 _CLOCKS: dict[tuple[str, int], timing.Clocks] = {}
 
@@ -214,16 +233,14 @@ def workspace_clocks(rt: WorkspaceRuntime) -> timing.Clocks:
     return hit
 
 
-def run_due(conn: Conn, rt: WorkspaceRuntime, clock: Clock, limit: int = 1000) -> int:
-    """Evaluate, as of their due instant, profiles whose timer is due; returns how many."""
-    now = clock.now_ms()
-    rows = segments_sql.due_timers(conn, rt.id, now, limit)
+def run_due(conn: Conn, rt: WorkspaceRuntime, clock: Clock, limit: int = 2000) -> int:
+    """Evaluate profiles whose timer is due, each as of its own due instant; returns how many."""
+    rows = segments_sql.due_timers(conn, rt.id, clock.now_ms(), limit)
     if not rows:
         return 0
-    writer = MembershipWriter(conn, rt, clock)
     every = set(rt.segments)
-    for profile_id, due in rows:
-        writer.evaluate({profile_id: every}, due)
+    due = dict(rows)
+    MembershipWriter(conn, rt, clock).evaluate({p: every for p in due}, due)
     return len(rows)
 
 
