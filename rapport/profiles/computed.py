@@ -35,11 +35,12 @@ class SeriesKey:
     prop: str | None = None
     where: str | None = None
     """Canonical rule text over the event's properties, or None."""
+    id: str = field(init=False, compare=False, repr=False)
+    """A short stable hash of the three fields: the series' id in storage."""
 
-    @property
-    def id(self) -> str:
+    def __post_init__(self) -> None:
         raw = f"{self.event}\x1f{self.prop or ''}\x1f{self.where or ''}".encode()
-        return hashlib.blake2b(raw, digest_size=8).hexdigest()
+        object.__setattr__(self, "id", hashlib.blake2b(raw, digest_size=8).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ starts at or before ``T`` and, with a window ``w``, after ``T - w``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from rapport.profiles.computed import Aggregate, Bucket, SeriesKey, TraitDef, evaluate, in_window
 from rapport.rules import EventFn, to_text
@@ -19,6 +20,7 @@ _AGGREGATES: dict[str, Aggregate] = {"count": "count", "sum": "sum", "avg": "avg
 """The event functions that are computed-trait aggregates of the same name."""
 
 
+@lru_cache(maxsize=8192)
 def series_key(fn: EventFn) -> SeriesKey:
     """The series ``fn`` reads: its event, property and canonical ``where`` text, exactly as a
     ``ComputedTrait`` with the same fields names it (``workspaces.runtime.trait_from_spec``)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from rapport.clock import Clock, to_iso
-from rapport.rules import evaluate
+from rapport.rules import EventFn, Path, evaluate
 from rapport.segments import membership, stored, timing
 from rapport.segments.membership import Change
 from rapport.storage.base import Conn
@@ -103,8 +103,12 @@ class MembershipWriter:
         if not rt.segments or not touched:
             return []
         scope: dict[str, set[str]] = {}
+        memo: dict[tuple[bool, frozenset[str], frozenset[str], frozenset[str]], set[str]] = {}
         for profile_id, what in touched.items():
-            names = membership.closure(readers(rt, what), rt.segments)
+            key = (what.structural, frozenset(what.traits), frozenset(what.series), frozenset(what.consent))
+            names = memo.get(key)
+            if names is None:
+                names = memo[key] = membership.closure(readers(rt, what), rt.segments)
             if names:
                 scope[profile_id] = names
         return self.evaluate(scope, at)
@@ -132,7 +136,7 @@ class MembershipWriter:
             ids = sorted(p for p, names in scope.items() if any(n in names for n in ruled))
             data = stored.load(self.conn, rt, union(needs[n] for n in ruled), ids) if ids else {}
             for profile_id in ids:
-                context = stored.StoredContext(rt, data[profile_id], when(profile_id))
+                context = _Remembering(stored.StoredContext(rt, data[profile_id], when(profile_id)))
                 for name in ruled:
                     if name in scope[profile_id] and evaluate(rt.segments[name].rule, context):  # type: ignore[arg-type]
                         qualified[profile_id].add(name)
@@ -208,6 +212,33 @@ class MembershipWriter:
                          0, 0, orjson.dumps(body).decode()))
         if rows:
             events_sql.insert_events(self.conn, rows)
+
+
+class _Remembering:
+    """An ``EvalContext`` that computes each field and event function once for all the rules it serves."""
+
+    __slots__ = ("_functions", "_inner", "_paths", "now_ms")
+
+    def __init__(self, inner: stored.StoredContext) -> None:
+        self._inner = inner
+        self._paths: dict[Path, tuple[bool, object]] = {}
+        self._functions: dict[EventFn, object | None] = {}
+        self.now_ms = inner.now_ms
+
+    def lookup(self, path: Path) -> tuple[bool, object]:
+        hit = self._paths.get(path)
+        if hit is None:
+            hit = self._paths[path] = self._inner.lookup(path)
+        return hit
+
+    def event_function(self, fn: EventFn) -> object | None:
+        if fn in self._functions:
+            return self._functions[fn]
+        value = self._functions[fn] = self._inner.event_function(fn)
+        return value
+
+    def in_segment(self, name: str) -> bool:
+        return self._inner.in_segment(name)
 
 
 def _instants(at: Millis | Mapping[str, Millis] | Callable[[str], Millis]) -> Callable[[str], Millis]:
