@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -28,7 +28,7 @@ app.add_typer(workspace_app, name="workspace")
 quarantine_app = typer.Typer(help="Messages a tracking plan quarantined: list them, replay them.",
                              no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
-segments_app = typer.Typer(help="Segments: catalog, preview, members, explain, history, overlap, refresh.",
+segments_app = typer.Typer(help="Segments: catalog, preview, members, export, explain, history, overlap, refresh.",
                            no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
 console = Console(stderr=True)
@@ -91,11 +91,11 @@ def _changes(path: Path, workspace: str | None, *, write: bool, prune: bool) -> 
     try:
         ws = rapport.workspace_id(workspace)
         text = _read_yaml(path)
+        now = rapport.clock.now_ms()
         if write:
-            now = rapport.clock.now_ms()
-            changes = rapport.db.write(lambda c: service.apply(c, ws, text, "cli", now, prune))
+            changes = rapport.db.write(lambda c: service.apply(c, ws, text, "cli", now, prune, keyring=rapport.keyring))
         else:
-            changes = rapport.db.read(lambda c: service.diff(c, ws, text, prune))
+            changes = rapport.db.read(lambda c: service.diff(c, ws, text, prune, now=now, keyring=rapport.keyring))
         for change in changes:
             colour = {"create": "green", "update": "yellow", "delete": "red"}.get(change.action, "dim")
             console.print(f"[{colour}]{change.action:9}[/{colour}] {change.kind}/{change.name}")
@@ -371,6 +371,53 @@ def segments_members(name: str, workspace: WorkspaceOpt = None,
                          "for the segment's purpose.")] = None) -> None:
     """Current members of a segment, by profile id."""
     _print_json(_segments(workspace, lambda s: s.members(name, cursor, limit, activatable)))
+
+
+@segments_app.command("export")
+def segments_export(
+    name: str,
+    workspace: WorkspaceOpt = None,
+    fmt: Annotated[Literal["csv", "parquet"], typer.Option("--format", help="File format.")] = "csv",
+    output: Annotated[Path | None, typer.Option("-o", "--output", dir_okay=False,
+                                                help="File to write (CSV: standard output when absent).")] = None,
+    include: Annotated[str | None, typer.Option(help="Personal columns to add: 'email', 'phone' or 'email,phone'.")]
+    = None,
+) -> None:
+    """Current members of a segment as a CSV or Parquet file, written page by page."""
+    from rapport.segments import export
+
+    if fmt == "parquet" and output is None:
+        console.print("[red]error[/red] --format parquet needs -o FILE")
+        raise typer.Exit(1)
+
+    def run(s: Segments) -> int:
+        personal = export.personal_columns((include or "").split(","))
+        pages = s.export(name, personal)  # an unknown segment fails here, before the file is created
+        count = 0
+
+        def counted() -> Iterator[list[Any]]:
+            nonlocal count
+            for page in pages:
+                count += len(page)
+                yield page
+
+        chunks = export.encode(fmt, (*export.COLUMNS, *personal), counted())
+        if output is None:
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return count
+        try:
+            with output.open("wb") as file:
+                for chunk in chunks:
+                    file.write(chunk)
+        except BaseException:
+            output.unlink(missing_ok=True)  # no half-written export left behind
+            raise
+        return count
+
+    count = _segments(workspace, run)
+    console.print(f"exported {count} member(s) of {name!r}" + (f" to {output}" if output else ""))
 
 
 @segments_app.command("explain")

@@ -168,12 +168,13 @@ def router(rapport: Rapport) -> APIRouter:
         except UnicodeDecodeError:
             raise ValidationError("the YAML body is not valid UTF-8", code="invalid_yaml") from None
         ws = who.workspace_id
+        now = rapport.clock.now_ms()
         if dry_run:
-            changes = await run_in_threadpool(rapport.db.read, lambda c: resources_service.diff(c, ws, text, prune))
+            changes = await run_in_threadpool(rapport.db.read, lambda c: resources_service.diff(
+                c, ws, text, prune, now=now, keyring=rapport.keyring))
         else:
-            now = rapport.clock.now_ms()
             changes = await run_in_threadpool(rapport.db.write, lambda c: resources_service.apply(
-                c, ws, text, who.actor, now, prune))
+                c, ws, text, who.actor, now, prune, keyring=rapport.keyring))
             rapport.invalidate(ws)
             rt = rapport.runtime(ws, fresh=True)
             await run_in_threadpool(rapport.db.write, lambda c: backfill.register_missing(c, rt, rapport.clock))

@@ -1,4 +1,4 @@
-"""Segment routes of the admin API: catalog, preview, members, explain, history, overlap, refresh."""
+"""Segment routes of the admin API: catalog, preview, members, export, explain, history, overlap, refresh."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.clock import parse_iso
 from rapport.core import Rapport
-from rapport.errors import ValidationError
-from rapport.segments import catalog
+from rapport.errors import ForbiddenError, ValidationError
+from rapport.segments import catalog, export
 from rapport.types import JsonObject
 from rapport.workspaces.model import Principal, Scope
 
@@ -97,6 +97,24 @@ def router(rapport: Rapport, scoped: Callable[[Scope], Callable[..., Principal]]
         """Current members by profile id, paginated; `?activatable=false` lists those qualified but without
         consent for the segment's purpose."""
         return json_response(run(who, lambda s: s.members(name, cursor, limit, activatable)))
+
+    @api.get("/{name}/export")
+    def export_members(name: str, fmt: str = Query("csv", alias="format", description="csv or parquet"),
+                       include: str | None = Query(None, description="personal columns to add: email, phone"),
+                       who: Principal = Depends(scoped("segments:read"))) -> Response:  # noqa: B008
+        """Current members as a CSV or Parquet file, streamed page by page: profile_id, entered_at,
+        version, activatable, user_id, anonymous_id (several values joined by `;`). `include=email,phone`
+        adds those columns and needs the `profiles:read` permission as well."""
+        kind = export.export_format(fmt)
+        personal = export.personal_columns((include or "").split(","))
+        if personal and not who.can("profiles:read"):
+            raise ForbiddenError(f"role {who.role!r} lacks the 'profiles:read' permission that exporting "
+                                 f"{', '.join(personal)} needs", code="forbidden",
+                                 details=[{"required": "profiles:read", "role": who.role}])
+        pages = run(who, lambda s: s.export(name, personal))
+        return StreamingResponse(export.encode(kind, (*export.COLUMNS, *personal), pages),
+                                 media_type=export.MEDIA_TYPES[kind],
+                                 headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
 
     @api.get("/{name}/explain")
     def explain(name: str, profile_id: str, as_of_time: str | None = Query(None, alias="as_of"),

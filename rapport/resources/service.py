@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 
 from rapport.errors import ValidationError
@@ -13,25 +15,35 @@ from rapport.storage.sql import resources as resources_sql
 from rapport.storage.sql import workspaces as ws_sql
 from rapport.types import JsonObject, Millis, WorkspaceId
 
+if TYPE_CHECKING:
+    from rapport.workspaces.keys import Keyring
+    from rapport.workspaces.runtime import WorkspaceRuntime
+
 
 def stored(conn: Conn, ws: WorkspaceId) -> dict[tuple[str, str], Resource]:
     return {(r[0], r[1]): Resource.from_spec(orjson.loads(r[3])) for r in resources_sql.current(conn, ws)}
 
 
-def diff(conn: Conn, ws: WorkspaceId, text: str, prune: bool = False) -> list[Change]:
-    """What applying ``text`` would change (validates it, references between resources included;
-    writes nothing)."""
+def diff(conn: Conn, ws: WorkspaceId, text: str, prune: bool = False, *, now: Millis,
+         keyring: Keyring | None = None) -> list[Change]:
+    """What applying ``text`` at ``now`` would change (validates it, references between resources and
+    segment fixtures included; writes nothing). Fixtures are resolved with ``keyring``."""
     current = stored(conn, ws)
     desired = parse_documents(text)
     changes = plan_changes(current, desired, prune=prune)
-    check_references(conn, ws, current, changes, desired)
+    check_references(conn, ws, current, changes, desired, now=now, keyring=keyring)
     return changes
 
 
 def check_references(conn: Conn, ws: WorkspaceId, current: dict[tuple[str, str], Resource],
-                     changes: list[Change], desired: list[Resource]) -> None:
+                     changes: list[Change], desired: list[Resource], *, now: Millis,
+                     keyring: Keyring | None = None) -> None:
     """Check what documents say about each other once applied: a segment's rule against the
-    workspace's computed traits, purposes and segments (and no ``in_segment`` cycle)."""
+    workspace's computed traits, purposes and segments (and no ``in_segment`` cycle); then, with the
+    rules sound, each desired segment's fixtures against the stored profiles at ``now``.
+
+    Fixtures need ``keyring`` (e-mail and phone are found by blind index, events are encrypted);
+    without it a segment with fixtures is an error rather than a check silently skipped."""
     final = dict(current)
     for change in changes:
         key = (change.kind, change.name)
@@ -67,14 +79,39 @@ def check_references(conn: Conn, ws: WorkspaceId, current: dict[tuple[str, str],
         except ValueError as exc:
             details.append({"document": 0, "kind": "Segment", "name": "", "field": "rule", "message": str(exc),
                             "expected": "segments that do not test each other in a cycle"})
+    if not details:
+        details = _fixture_failures(conn, rt, desired, position, now, keyring)
     if details:
-        raise ValidationError(f"{len(details)} invalid resource document(s)", code="invalid_resource",
-                              details=details)
+        documents = len({d["document"] for d in details})
+        raise ValidationError(f"{documents} invalid resource document(s)", code="invalid_resource", details=details)
 
 
-def apply(conn: Conn, ws: WorkspaceId, text: str, actor: str, now: Millis, prune: bool = False) -> list[Change]:
-    """Validate every document, then store a new version of each changed resource (all or nothing)."""
-    changes = diff(conn, ws, text, prune)
+def _fixture_failures(conn: Conn, rt: WorkspaceRuntime, desired: list[Resource],
+                      position: dict[tuple[str, str], int], now: Millis, keyring: Keyring | None) -> list[JsonObject]:
+    """One detail per fixture of a desired segment that its rule puts on the wrong side at ``now``."""
+    from rapport.segments.fixtures import check_fixtures
+
+    details: list[JsonObject] = []
+    for resource in desired:
+        segment = rt.segments.get(resource.name) if resource.kind == "Segment" else None
+        if segment is None or not segment.spec.get("fixtures"):
+            continue
+        base = {"document": position[resource.key], "kind": "Segment", "name": resource.name}
+        if keyring is None:
+            details.append({**base, "field": "fixtures", "expected": "a caller that passes the workspace keys",
+                            "message": f"fixtures of segment {resource.name!r} cannot be checked: this caller of "
+                                       "resources.service passed no keyring (apply through the API or the CLI)"})
+            continue
+        details += [{**base, "field": f.field, "message": f.message, "expected": f.expected}
+                    for f in check_fixtures(conn, rt, segment, keyring, now)]
+    return details
+
+
+def apply(conn: Conn, ws: WorkspaceId, text: str, actor: str, now: Millis, prune: bool = False, *,
+          keyring: Keyring | None = None) -> list[Change]:
+    """Validate every document (segment fixtures at ``now``, resolved with ``keyring``), then store a
+    new version of each changed resource (all or nothing)."""
+    changes = diff(conn, ws, text, prune, now=now, keyring=keyring)
     for change in changes:
         if change.action == "unchanged":
             continue

@@ -1,9 +1,10 @@
-"""Reading and operating segments for the API and the CLI: catalog, preview, members, explain,
-history, overlap and refresh."""
+"""Reading and operating segments for the API and the CLI: catalog, preview, members, export,
+explain, history, overlap and refresh."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rapport.clock import to_iso
@@ -12,8 +13,10 @@ from rapport.errors import NotFoundError, ValidationError
 from rapport.profiles.service import ProfileReader
 from rapport.rules import event_functions, to_text
 from rapport.segments import service
+from rapport.segments.export import PAGE, Row, personal_columns
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
+from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import segments as segments_sql
 from rapport.storage.sql import workspaces as ws_sql
 from rapport.storage.sql.consent import ledger_entry
@@ -55,7 +58,7 @@ class Segments:
             "name": segment.name, "version": segment.version, "rule": spec.get("rule"),
             "description": spec.get("description"), "owner": spec.get("owner"), "purpose": segment.purpose,
             "sensitivity": spec.get("sensitivity"), "group": segment.group, "priority": segment.priority,
-            "default": segment.is_default, "lineage": lineage(segment, self.rt),
+            "default": segment.is_default, "fixtures": spec.get("fixtures"), "lineage": lineage(segment, self.rt),
             "members": segments_sql.count(conn, self.ws, segment.name),
             "state": "ready" if (segment.name, segment.version) in refreshed else "refreshing",
         }
@@ -133,6 +136,49 @@ class Segments:
                     "next": str(out[-1]["id"]) if more else None}
 
         return self.rapport.db.read(read)
+
+    def export(self, name: str, personal: Sequence[str] = (), page_size: int = PAGE) -> Iterator[list[Row]]:
+        """Current members by profile id, one page of rows per read: profile_id, entered_at, version,
+        activatable, user_id, anonymous_id, then the ``personal`` identifier types asked for (of
+        ``export.PERSONAL``, in that order); several values of a type are joined with ``;``, none is ``None``.
+
+        The segment is looked up now (an unknown one raises here, before any row); each page is its
+        own read, so a long export holds no connection and sees each page as of its read."""
+        segment = self._segment(name)
+        extra = personal_columns(personal)
+        at = self.rapport.clock.now_ms()
+
+        def pages() -> Iterator[list[Row]]:
+            after: str | None = None
+            while True:
+                page = self.rapport.db.read(partial(self._export_page, segment=segment, after=after, extra=extra,
+                                                    at=at, size=page_size))
+                if page:
+                    yield page
+                if len(page) < page_size:
+                    return
+                after = str(page[-1][0])
+
+        return pages()
+
+    def _export_page(self, conn: Conn, *, segment: CompiledSegment, after: str | None, extra: Sequence[str],
+                     at: Millis, size: int) -> list[Row]:
+        rows = segments_sql.page(conn, self.ws, segment.name, after, size)
+        flags = self._activatable(conn, segment, [str(r[0]) for r in rows], at)
+        reader = ProfileReader(conn, self.rt, self.rapport.keyring)
+        out: list[Row] = []
+        for pid, version, entered in rows:
+            values: dict[str, list[str]] = {}
+            # Only the types asked for are decrypted: an export without e-mail never opens one.
+            for id_type, key, enc, origin, _first in identity_sql.identifiers_of(conn, self.ws, str(pid)):
+                if enc is None:
+                    values.setdefault(id_type, []).append(key)
+                elif id_type in extra:
+                    values.setdefault(id_type, []).append(
+                        reader.cipher(origin).decrypt(bytes(enc), id_type.encode()).decode())
+            joined = [";".join(values[t]) if values.get(t) else None for t in ("user_id", "anonymous_id", *extra)]
+            out.append((str(pid), to_iso(int(entered)), int(version), flags[str(pid)], *joined))
+        return out
 
     def explain(self, name: str, profile_id: str, at: Millis) -> JsonObject:
         """The rule tree for one profile at ``at``, each node with its value."""
