@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from rapport.clock import Clock, to_iso
-from rapport.rules import EventFn, Path, evaluate
+from rapport.rules import EventFn, Path
+from rapport.rules.compile import Predicate, compile_rule
 from rapport.segments import membership, stored, timing
 from rapport.segments.membership import Change
 from rapport.storage.base import Conn
@@ -68,6 +69,18 @@ def readers(rt: WorkspaceRuntime, touched: Touched) -> set[str]:
 
 
 _NEEDS: dict[tuple[str, int], dict[str, stored.Needs]] = {}
+_COMPILED: dict[tuple[str, int], dict[str, Predicate]] = {}
+
+
+def compiled(rt: WorkspaceRuntime) -> dict[str, Predicate]:
+    """Each segment's rule compiled to closures (cached per definitions generation)."""
+    key = (rt.id, rt.generation)
+    hit = _COMPILED.get(key)
+    if hit is None:
+        if len(_COMPILED) > 256:
+            _COMPILED.clear()
+        hit = _COMPILED[key] = {s.name: compile_rule(s.rule) for s in rt.segments.values() if s.rule is not None}
+    return hit
 
 
 def segment_needs(rt: WorkspaceRuntime) -> dict[str, stored.Needs]:
@@ -130,6 +143,7 @@ class MembershipWriter:
         wanted = set().union(*scope.values())
         out: list[Change] = []
         needs = segment_needs(rt)
+        predicates = compiled(rt)
         for layer in membership.layers(wanted, rt.segments):
             qualified: dict[str, set[str]] = {p: set() for p in scope}
             ruled = [n for n in layer if rt.segments[n].rule is not None]
@@ -138,7 +152,7 @@ class MembershipWriter:
             for profile_id in ids:
                 context = _Remembering(stored.StoredContext(rt, data[profile_id], when(profile_id)))
                 for name in ruled:
-                    if name in scope[profile_id] and evaluate(rt.segments[name].rule, context):  # type: ignore[arg-type]
+                    if name in scope[profile_id] and predicates[name](context):
                         qualified[profile_id].add(name)
             for name in layer:
                 if rt.segments[name].rule is None:
