@@ -31,6 +31,7 @@ from typing import Any
 from rapport.rules import DictContext, EventFn, Node, Path, evaluate, parse
 from rapport.rules.analysis import event_functions
 from rapport.rules.compile import compile_rule
+from rapport.segments.service import RememberingContext
 from rapport.types import DAY, HOUR, Millis
 
 NOW: Millis = 1_769_904_000_000  # 2026-02-01T00:00:00Z
@@ -104,33 +105,6 @@ class Reads:
         return self.inner.in_segment(name)
 
 
-class Remembering:
-    """An ``EvalContext`` that reads each field and event function once, for all the rules it serves."""
-
-    __slots__ = ("_functions", "_inner", "_paths", "now_ms")
-
-    def __init__(self, inner: DictContext) -> None:
-        self._inner = inner
-        self._paths: dict[Path, tuple[bool, object]] = {}
-        self._functions: dict[EventFn, object | None] = {}
-        self.now_ms = inner.now_ms
-
-    def lookup(self, path: Path) -> tuple[bool, object]:
-        hit = self._paths.get(path)
-        if hit is None:
-            hit = self._paths[path] = self._inner.lookup(path)
-        return hit
-
-    def event_function(self, fn: EventFn) -> object | None:
-        if fn in self._functions:
-            return self._functions[fn]
-        value = self._functions[fn] = self._inner.event_function(fn)
-        return value
-
-    def in_segment(self, name: str) -> bool:
-        return self._inner.in_segment(name)
-
-
 def context(rules: list[Node]) -> DictContext:
     """The profile, with the value of every event function the rules use (and ``days_since``'s ``last_seen``)."""
     functions: dict[EventFn, object] = {}
@@ -173,7 +147,7 @@ def main() -> None:
 
     rules = [parse(text) for text in RULES]
     plain = context(rules)
-    remembering = Remembering(plain)
+    remembering = RememberingContext(plain)
     print(f"Python {platform.python_version()} on {platform.machine()}; µs per evaluation, best of {args.repeat}")
     print(f"{'':52} {'':>6} | {'DictContext':^39} | {'remembering context':^28}")
     print(f"{'#':>2}  {'rule':<48} {'result':>6} | {'interp':>8} {'compiled':>9} {'speedup':>8} {'reads':>9}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from rapport.clock import Clock, to_iso
-from rapport.rules import EventFn, Path
+from rapport.rules import EvalContext, EventFn, Path
 from rapport.rules.compile import Predicate, compile_rule
 from rapport.segments import membership, stored, timing
 from rapport.segments.membership import Change
@@ -150,7 +150,7 @@ class MembershipWriter:
             ids = sorted(p for p, names in scope.items() if any(n in names for n in ruled))
             data = stored.load(self.conn, rt, union(needs[n] for n in ruled), ids) if ids else {}
             for profile_id in ids:
-                context = _Remembering(stored.StoredContext(rt, data[profile_id], when(profile_id)))
+                context = RememberingContext(stored.StoredContext(rt, data[profile_id], when(profile_id)))
                 for name in ruled:
                     if name in scope[profile_id] and predicates[name](context):
                         qualified[profile_id].add(name)
@@ -228,12 +228,12 @@ class MembershipWriter:
             events_sql.insert_events(self.conn, rows)
 
 
-class _Remembering:
+class RememberingContext:
     """An ``EvalContext`` that computes each field and event function once for all the rules it serves."""
 
     __slots__ = ("_functions", "_inner", "_paths", "now_ms")
 
-    def __init__(self, inner: stored.StoredContext) -> None:
+    def __init__(self, inner: EvalContext) -> None:
         self._inner = inner
         self._paths: dict[Path, tuple[bool, object]] = {}
         self._functions: dict[EventFn, object | None] = {}
