@@ -192,8 +192,10 @@ def timers_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, An
         rapport.runtime(ws, fresh=True)
         run_backfills(rapport)
         run_segments(rapport)
-        # Events stamped so that each one leaves the window within the next --spread seconds.
-        base = int(time.time() * 1000) - 60_000 + 20_000
+        # Events stamped so that each one leaves the window within --spread seconds, starting once they
+        # are all stored (loading them takes about timers / 1,500 s here): lateness is the scheduler's.
+        lead = max(20_000, args.timers * 1000 // 1500)
+        base = int(time.time() * 1000) - 60_000 + lead
         grant = {"consent": {"categoryPreferences": {"Analytics": True}}}
         received = int(time.time() * 1000)
         step = args.spread * 1000 / args.timers
