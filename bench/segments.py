@@ -13,7 +13,7 @@ One run measures, each on a fresh database of the chosen backend:
    caused them, so the delay from acknowledgement to ``Segment Entered`` is 0 by construction; the
    acknowledgement latency (p50/p99) of 100-event batches at ``--rate`` events/s is reported.
 2. Time-based flips: ``--timers`` profiles get a flip due in the next ``--spread`` seconds (their
-   only event leaves a 1-minute window); the scheduler pass (``run_due``) runs in a loop on the real
+   only event leaves a 5-minute window); the scheduler pass (``run_due``) runs in a loop on the real
    clock and each flip's lateness (commit time - due instant) is recorded: p50/p99/max.
 3. Batch refresh: ``rapport segments refresh`` of ``--refresh-segments`` segments over every
    profile, by the SQL engine, beside the floor: hand-written SQL for the same audiences (one
@@ -185,17 +185,16 @@ def latency(rapport: Rapport, ws: str, args: argparse.Namespace) -> dict[str, An
 
 
 def timers_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
-    """Profiles whose one event leaves a 1-minute window at staggered instants; the scheduler's lateness."""
+    """Profiles whose one event leaves a 5-minute window at staggered instants; the scheduler's lateness."""
     with opened(url, work) as (rapport, ws):
-        doc = "kind: Segment\nname: recent\nrule: 'count(\"Ping\", within=1m) >= 1'\n"
+        doc = "kind: Segment\nname: recent\nrule: 'count(\"Ping\", within=5m) >= 1'\n"
         rapport.db.write(lambda c: resources.apply(c, ws, doc, "bench", rapport.clock.now_ms()))
         rapport.runtime(ws, fresh=True)
         run_backfills(rapport)
         run_segments(rapport)
-        # Events stamped so that each one leaves the window within --spread seconds, starting once they
-        # are all stored (loading them takes about timers / 1,500 s here): lateness is the scheduler's.
-        lead = max(20_000, args.timers * 1000 // 1500)
-        base = int(time.time() * 1000) - 60_000 + lead
+        # Events stamped in the past five minutes so that each one leaves the 5-minute window within
+        # --spread seconds, starting --lead seconds from now, once all are stored: lateness is the scheduler's.
+        base = int(time.time() * 1000) - 300_000 + args.lead * 1000
         grant = {"consent": {"categoryPreferences": {"Analytics": True}}}
         received = int(time.time() * 1000)
         step = args.spread * 1000 / args.timers
@@ -300,6 +299,7 @@ def main() -> None:
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--timers", type=int, default=100_000)
     ap.add_argument("--spread", type=int, default=60, help="seconds over which the timers fall due")
+    ap.add_argument("--lead", type=int, default=45, help="seconds before the first timer falls due (< 60)")
     ap.add_argument("--refresh-segments", type=int, default=50)
     ap.add_argument("--refresh-events", type=int, default=200_000)
     ap.add_argument("--refresh-users", type=int, default=100_000)
