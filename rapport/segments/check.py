@@ -31,6 +31,7 @@ from rapport.rules import (
     parse,
     to_text,
 )
+from rapport.rules.lexer import tokenize
 from rapport.workspaces.runtime import WorkspaceRuntime
 
 SEGMENT_ROOTS = ("computed", "consent", "traits")
@@ -39,18 +40,20 @@ SEGMENT_ROOTS = ("computed", "consent", "traits")
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One reason a rule cannot be a segment rule, at ``span`` of its text."""
+    """One reason a rule cannot be a segment rule: at ``span`` of its text, on its token number
+    ``token`` (``computed.ordrs``: token 2 is the name; ``in_segment("x")``: token 2 is the string)."""
 
     message: str
     span: Span
     suggestions: tuple[str, ...] = ()
+    token: int = 0
 
 
 def _options(names: Sequence[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def _unknown(what: str, name: str, valid: Collection[str], span: Span) -> Problem:
+def _unknown(what: str, name: str, valid: Collection[str], span: Span, token: int = 2) -> Problem:
     names = sorted(valid)
     close = tuple(difflib.get_close_matches(name, names, n=3, cutoff=0.6))
     hint = ""
@@ -59,7 +62,7 @@ def _unknown(what: str, name: str, valid: Collection[str], span: Span) -> Proble
                                    else [repr(close[0])])
         hint = f" (did you mean {alternatives}?)"
     expected = f"expected one of {_options(names)}" if names else f"no {what}s are defined"
-    return Problem(f"unknown {what} {name!r}{hint}; {expected}", span, close)
+    return Problem(f"unknown {what} {name!r}{hint}; {expected}", span, close, token)
 
 
 def _operands(node: Node) -> Iterator[tuple[Node, Operand]]:
@@ -91,13 +94,12 @@ def _tests(node: Node) -> Iterator[Node]:
 
 
 def _foreign(path: Path) -> Problem:
-    if path.root == "context":
-        why = "is request context, which exists only when a decision is made"
-    else:
-        why = ("names a property of a journey's triggering event; to test a profile's events use an event "
-               'function such as count("Order Completed", where=event.total > 10)')
-    return Problem(f"{to_text(path)} {why}, not in a segment rule; expected a path starting with one of "
-                   f"{_options(SEGMENT_ROOTS)}", path.span)
+    what = ("request context, which exists only when a decision is made" if path.root == "context"
+            else "a property of the event that triggers a journey step")
+    hint = (' or an event function such as count("Order Completed", where=event.total > 10)'
+            if path.root == "event" else "")
+    return Problem(f"a segment rule cannot read {to_text(path)} ({what}); expected a path starting with one of "
+                   f"{_options(SEGMENT_ROOTS)}{hint}", path.span)
 
 
 def foreign_paths(rule: Node) -> list[Problem]:
@@ -109,8 +111,9 @@ def ensure_segment_rule(rule: Node) -> None:
     """Raise ``ValidationError`` (``invalid_rule``) when ``rule`` reads ``context.`` or ``event.`` paths."""
     found = foreign_paths(rule)
     if found:
-        raise ValidationError(found[0].message, code="invalid_rule",
-                              details=[{"problem": found[0].message}])
+        span = found[0].span
+        where = f"line {span.line}, col {span.col}: " if span.line else ""
+        raise ValidationError(where + found[0].message, code="invalid_rule", details=[{"problem": found[0].message}])
 
 
 def _json_valued(path: Path, rt: WorkspaceRuntime) -> bool:
@@ -134,8 +137,8 @@ def problems(rule: Node, rt: WorkspaceRuntime, segments: Collection[str]) -> lis
             if name not in rt.traits:
                 found.append(_unknown("computed trait", name, rt.traits, op.span))
             elif len(op.parts) > 1:
-                found.append(Problem(f"{to_text(op)}: computed.{name} is one value and has no fields; "
-                                     f"write computed.{name}", op.span))
+                found.append(Problem(f"computed.{name} is one value and has no field {op.parts[1]!r}; "
+                                     f"write computed.{name}", op.span, token=4))
             elif _json_valued(op, rt) and _with_date(test, op):
                 defn = rt.traits[name]
                 found.append(Problem(
@@ -148,8 +151,8 @@ def problems(rule: Node, rt: WorkspaceRuntime, segments: Collection[str]) -> lis
             if name not in rt.catalog:
                 found.append(_unknown("consent purpose", name, rt.catalog.names(), op.span))
             elif len(op.parts) > 1:
-                found.append(Problem(f"{to_text(op)}: consent.{name} is true or false and has no fields; "
-                                     f"write consent.{name}", op.span))
+                found.append(Problem(f"consent.{name} is true or false and has no field {op.parts[1]!r}; "
+                                     f"write consent.{name}", op.span, token=4))
     for test in _tests(rule):
         if isinstance(test, InSegment) and test.name not in segments:
             found.append(_unknown("segment", test.name, segments, test.span))
@@ -167,7 +170,9 @@ def _with_date(test: Node, operand: Path) -> bool:
 
 def located(problem: Problem, text: str) -> ValidationError:
     """``problem`` as an ``invalid_rule`` error showing line:col, the source line and a caret."""
-    shown = RuleSyntaxError(problem.message, text, problem.span.start)
+    tokens = [t for t in tokenize(text) if problem.span.start <= t.start < problem.span.end]
+    offset = tokens[problem.token].start if problem.token < len(tokens) else problem.span.start
+    shown = RuleSyntaxError(problem.message, text, offset)
     return ValidationError(shown.message, code="invalid_rule", details=[
         {"line": shown.line, "col": shown.col, "problem": problem.message, "suggestions": list(problem.suggestions)}])
 

@@ -81,8 +81,10 @@ def cat(*parts: Sql | str) -> Sql:
 
 
 def join(separator: str, parts: Iterable[Sql]) -> Sql:
-    items = list(parts)
-    return cat(*[piece for i, part in enumerate(items) for piece in ((separator, part) if i else (part,))])
+    pieces: list[Sql | str] = []
+    for part in parts:
+        pieces += [separator, part] if pieces else [part]
+    return cat(*pieces)
 
 
 def bind(value: object) -> Sql:
@@ -113,7 +115,24 @@ def negate(item: Sql) -> Sql:
         return FALSE
     if item == FALSE:
         return TRUE
-    return cat("NOT ", item) if item.text.startswith("(") else cat("NOT (", item, ")")
+    return cat("NOT ", item) if _enclosed(item.text) else cat("NOT (", item, ")")
+
+
+def _enclosed(text: str) -> bool:
+    """Whether ``text`` is one parenthesized expression (parentheses in quotes aside)."""
+    depth, quote = 0, ""
+    for i, c in enumerate(text):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0 and i < len(text) - 1:
+                return False
+    return text.startswith("(") and depth == 0
 
 
 def truth(value: bool) -> Sql:
@@ -157,8 +176,9 @@ class Value:
         """SQL true when the value has ``kind`` (``None`` when it always does)."""
         if kind not in self.kinds:
             return FALSE
-        if self.kinds == {kind} or self.kind is None:
+        if self.kinds == {kind}:
             return None
+        assert self.kind is not None, "a value of several kinds names its kind"
         return cat(self.kind, f" = '{kind}'")
 
 
@@ -182,16 +202,15 @@ class _Compiler:
     def double(self, expr: Sql | str) -> Sql:
         return cat("CAST(", expr, " AS DOUBLE PRECISION)" if self.pg else " AS REAL)")
 
-    def at_param(self, value: Millis | None = None) -> Sql:
-        """An instant as an integer parameter (typed for PostgreSQL arithmetic)."""
-        param = bind(self.at if value is None else value)
-        return cat("CAST(", param, " AS BIGINT)") if self.pg else param
+    def at_param(self) -> Sql:
+        """The instant as an integer parameter, typed for PostgreSQL arithmetic."""
+        return cat("CAST(", bind(self.at), " AS BIGINT)") if self.pg else bind(self.at)
 
     def position(self, text: Sql, part: Sql) -> Sql:
         return cat("strpos(" if self.pg else "instr(", text, ", ", part, ")")
 
     def collate(self, text: Sql) -> Sql:
-        return cat(text, ' COLLATE "C"') if self.pg else text
+        return cat("(", text, ') COLLATE "C"') if self.pg else text
 
     def iso(self, ts: str) -> Sql:
         """The ISO text ``rapport.clock.to_iso`` gives epoch milliseconds ``ts``."""
@@ -423,10 +442,9 @@ class _Compiler:
                 if a.instant_nullable or b.instant_nullable:
                     body = cat("COALESCE(", body, ", ", other, ")")
             return all_of([a.present, b.present, body])
-        cases: list[tuple[Sql, Sql]] = []
+        cases: list[tuple[str, Sql]] = []
         for kind in _COMPARABLE:
-            guard = all_of([a.is_kind(kind), b.is_kind(kind)])
-            if guard == FALSE:
+            if kind not in a.kinds or kind not in b.kinds:
                 continue
             if kind == "string":
                 assert a.txt is not None and b.txt is not None
@@ -436,13 +454,14 @@ class _Compiler:
             else:
                 assert a.num is not None and b.num is not None
                 test = cat("(", a.num, f" {_SQL_OPS[op]} ", b.num, ")")
-            cases.append((guard, test))
+            cases.append((kind, test))
+        tests = [(all_of([a.is_kind(kind), b.is_kind(kind)]), test) for kind, test in cases]
         if not cases:
-            body = other
-        elif other == FALSE or (len(cases) == 1 and cases[0][0] == TRUE):
-            body = any_of(all_of([guard, test]) for guard, test in cases)  # the kinds exclude each other
+            return all_of([a.present, b.present, other])
+        if other == FALSE or (len(tests) == 1 and tests[0][0] == TRUE):
+            body = any_of(all_of([guard, test]) for guard, test in tests)  # the kinds exclude each other
         else:
-            whens = [cat(" WHEN ", guard, " THEN ", test) for guard, test in cases]
+            whens = [cat(" WHEN ", guard, " THEN ", test) for guard, test in tests]
             body = cat("CASE", *whens, " ELSE ", other, " END")
         return all_of([a.present, b.present, body])
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from rapport.profiles.computed import bucket_of
 from rapport.rules.analysis import event_functions, nodes
 from rapport.rules.ast import Compare, Const, DurationConst, EventFn, Node
+from rapport.segments.functions import series_key as event_series_key
 from rapport.types import DAY, Millis
-from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime, event_series_key
+from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime
 
 
 @dataclass(frozen=True, slots=True)

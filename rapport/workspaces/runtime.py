@@ -19,8 +19,9 @@ from rapport.identity.model import IdentityRules
 from rapport.privacy.pii import TRAIT_ONLY_FIELDS
 from rapport.profiles.builtins import BUILTIN_TRAITS
 from rapport.profiles.computed import SeriesKey, TraitDef
-from rapport.rules import EventFn, Node, event_functions, parse, paths, to_text
+from rapport.rules import Node, event_functions, parse, paths, to_text
 from rapport.rules import segments as rule_segments
+from rapport.segments.functions import series_key as event_series_key
 from rapport.types import JsonObject, WorkspaceId
 from rapport.workspaces.model import WorkspaceSettings
 
@@ -73,12 +74,6 @@ class CompiledSegment:
 
 SEGMENT_SERIES_PURPOSE = "analytics"
 """The purpose of the hidden series behind a segment rule's event functions: profiling."""
-
-
-def event_series_key(fn: EventFn) -> SeriesKey:
-    """The series an event function reads; it shares one with a computed trait of the same event,
-    property and ``where`` rule."""
-    return SeriesKey(fn.event, fn.property, to_text(fn.where) if fn.where is not None else None)
 
 
 def compile_segment(spec: JsonObject, version: int) -> CompiledSegment:
