@@ -14,8 +14,7 @@ compiled rule may be kept and applied to any number of contexts.
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal, TypeAlias
 
@@ -44,7 +43,7 @@ from rapport.rules.ast import (
     StartsWith,
 )
 from rapport.rules.dates import parse_iso
-from rapport.rules.evaluate import EvalContext, evaluate, real
+from rapport.rules.evaluate import _ORDER, EvalContext, evaluate, real
 from rapport.types import DAY, Millis
 
 Predicate: TypeAlias = Callable[[EvalContext], bool]
@@ -55,14 +54,8 @@ _Test: TypeAlias = Callable[[Any], bool]
 _Kind = Literal["missing", "number", "date", "str", "bool", "other"]
 
 _MISSING = object()
-_OPS: dict[CompareOp, Callable[[Any, Any], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
+_OPS: Mapping[str, Callable[[Any, Any], bool]] = _ORDER
+"""The comparison functions, shared with the interpreter."""
 _FLIPPED: dict[CompareOp, CompareOp] = {"==": "==", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
 
