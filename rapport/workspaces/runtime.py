@@ -142,22 +142,23 @@ def build_runtime(
     pii_fields = frozenset(f.lower() for f in settings.pii_fields)
     personal = pii_fields - TRAIT_ONLY_FIELDS
     series: dict[str, CompiledSeries] = {}
+
+    def read(key: SeriesKey, purpose: str) -> None:
+        """Keep series ``key`` for a reader of ``purpose`` (purposes of every reader add up)."""
+        prior = series.get(key.id)
+        purposes = frozenset({purpose}) | (prior.purposes if prior else frozenset())
+        on_pii = key.prop is not None and any(part.lower() in personal for part in key.prop.split("."))
+        series[key.id] = CompiledSeries(key, parse(key.where) if key.where else None, purposes, on_pii)
+
     for trait in traits.values():
         for key in trait.all_series():
-            prior = series.get(key.id)
-            purposes = frozenset({trait.purpose}) | (prior.purposes if prior else frozenset())
-            on_pii = key.prop is not None and any(part.lower() in personal for part in key.prop.split("."))
-            series[key.id] = CompiledSeries(key, parse(key.where) if key.where else None, purposes, on_pii)
+            read(key, trait.purpose)
     segments: dict[str, CompiledSegment] = {}
     for spec in by_kind.get("Segment", []):
         segment = compile_segment(spec, versions[("Segment", str(spec["name"]))])
         segments[segment.name] = segment
         for fn in event_functions(segment.rule) if segment.rule is not None else ():
-            key = event_series_key(fn)
-            prior = series.get(key.id)
-            purposes = frozenset({SEGMENT_SERIES_PURPOSE}) | (prior.purposes if prior else frozenset())
-            on_pii = key.prop is not None and any(part.lower() in personal for part in key.prop.split("."))
-            series[key.id] = CompiledSeries(key, parse(key.where) if key.where else None, purposes, on_pii)
+            read(event_series_key(fn), SEGMENT_SERIES_PURPOSE)
     return WorkspaceRuntime(
         id=WorkspaceId(ws_id),
         name=name,
