@@ -155,7 +155,7 @@ class BatchJob:
             if losers:
                 members.exit_merged(sorted(losers), now)
             for profile_id in identity.created - losers:
-                _touch(writes.touched, profile_id).structural = True
+                _touch(writes.touched, profile_id).created = True
             members.update({p: t for p, t in writes.touched.items() if p not in losers}, now)
         return IngestResult(writes.accepted, duplicates + writes.duplicates, len(self.quarantined), writes.restricted)
 

@@ -23,7 +23,7 @@ import orjson
 from rapport.clock import Clock, to_iso
 from rapport.rules import EvalContext, EventFn, Path
 from rapport.rules.compile import Predicate, compile_rule
-from rapport.segments import membership, stored, timing
+from rapport.segments import membership, monotone, stored, timing
 from rapport.segments.membership import Change
 from rapport.storage.base import Conn
 from rapport.storage.sql import events as events_sql
@@ -45,14 +45,18 @@ class Touched:
     series: set[str] = field(default_factory=set)
     consent: set[str] = field(default_factory=set)
     structural: bool = False
-    """Created, merged into, or recomputed: every segment may have changed."""
+    """Merged into, or recomputed: every segment may have changed."""
+    created: bool = False
+    """New in this transaction: it has nothing but what the other fields name, so only the segments
+    reading those, and the segments that hold for a profile with no data at all, can take it."""
 
 
-def readers(rt: WorkspaceRuntime, touched: Touched) -> set[str]:
-    """The segments whose rule reads something ``touched`` changed (before groups and dependents)."""
+def readers(rt: WorkspaceRuntime, touched: Touched, nobody: Collection[str] = ()) -> set[str]:
+    """The segments whose rule reads something ``touched`` changed (before groups and dependents);
+    for a created profile also ``nobody``, the segments of a profile without data (``hold_for_nobody``)."""
     if touched.structural:
         return set(rt.segments)
-    out: set[str] = set()
+    out: set[str] = set(nobody) if touched.created else set()
     for segment in rt.segments.values():
         if segment.rule is None:
             continue
@@ -66,6 +70,14 @@ def readers(rt: WorkspaceRuntime, touched: Touched) -> set[str]:
                 out.add(segment.name)
                 break
     return out
+
+
+def hold_for_nobody(rt: WorkspaceRuntime, at: Millis) -> frozenset[str]:
+    """The segments a profile without any data is in at ``at``: rules that hold with every value
+    missing (``count("Order Completed") == 0``, ``not consent.email``) and groups' default segments."""
+    nobody = RememberingContext(stored.StoredContext(rt, stored.ProfileData(), at))
+    return frozenset(name for name, predicate in compiled(rt).items() if predicate(nobody)) | frozenset(
+        s.name for s in rt.segments.values() if s.rule is None)
 
 
 _NEEDS: dict[tuple[str, int], dict[str, stored.Needs]] = {}
@@ -111,35 +123,72 @@ class MembershipWriter:
         self.clock = clock
 
     def update(self, touched: Mapping[str, Touched], at: Millis) -> list[Change]:
-        """Evaluate, for each profile, the segments its changes can affect; store and return the changes."""
+        """Evaluate, for each profile, the segments its changes can affect; store and return the changes.
+
+        A (profile, segment) pair whose truth the change cannot move is skipped (``monotone``): a
+        member of a rule that new events in the touched series can only make true, or a non-member
+        of one they can only make false, while no trait or consent the rule reads changed and no
+        time-based flip of the profile is due at ``at``."""
         rt = self.rt
         if not rt.segments or not touched:
             return []
-        scope: dict[str, set[str]] = {}
-        memo: dict[tuple[bool, frozenset[str], frozenset[str], frozenset[str]], set[str]] = {}
+        memo: dict[tuple[bool, bool, frozenset[str], frozenset[str], frozenset[str]], set[str]] = {}
+        wanted: dict[str, set[str]] = {}
+        nobody = hold_for_nobody(rt, at) if any(t.created for t in touched.values()) else frozenset()
         for profile_id, what in touched.items():
-            key = (what.structural, frozenset(what.traits), frozenset(what.series), frozenset(what.consent))
+            key = (what.structural, what.created, frozenset(what.traits), frozenset(what.series),
+                   frozenset(what.consent))
             names = memo.get(key)
             if names is None:
-                names = memo[key] = membership.closure(readers(rt, what), rt.segments)
+                names = memo[key] = readers(rt, what, nobody)
             if names:
-                scope[profile_id] = names
-        return self.evaluate(scope, at)
+                wanted[profile_id] = names
+        if not wanted:
+            return []
+        shortcuts = monotone_shortcuts(rt)
+        known: _Memberships | None = None
+        if shortcuts and any(not touched[p].structural and shortcuts.keys() & names for p, names in wanted.items()):
+            known = _memberships(self.conn, rt.id, sorted(wanted))
+            ready = {name for name, version in segments_sql.refreshed(self.conn, rt.id)
+                     if name in shortcuts and rt.segments[name].version == version}
+            due = segments_sql.timers_of(self.conn, rt.id, sorted(wanted))
+            for profile_id, names in wanted.items():
+                what = touched[profile_id]
+                flip = due.get(profile_id)
+                if what.structural or what.created or (flip is not None and flip <= at):
+                    continue
+                series = frozenset(what.series)
+                members = known.before.get(profile_id, set())
+                wanted[profile_id] = {n for n in names if not (
+                    n in ready and _skips(shortcuts[n], rt.segments[n], what, series, n in members,
+                                          known.versions.get((profile_id, n))))}
+        scope: dict[str, set[str]] = {}
+        closures: dict[frozenset[str], set[str]] = {}
+        for profile_id, names in wanted.items():
+            if not names:
+                continue
+            frozen = frozenset(names)
+            closed = closures.get(frozen)
+            if closed is None:
+                closed = closures[frozen] = membership.closure(names, rt.segments)
+            scope[profile_id] = closed
+        return self.evaluate(scope, at, known=known)
 
-    def evaluate(self, scope: Mapping[str, Collection[str]], at: Millis | Mapping[str, Millis]) -> list[Change]:
+    def evaluate(self, scope: Mapping[str, Collection[str]], at: Millis | Mapping[str, Millis],
+                 known: _Memberships | None = None) -> list[Change]:
         """Evaluate ``scope`` (profile -> segment names, closed under groups and dependents) as of ``at``
-        (one instant, or one per profile)."""
+        (one instant, or one per profile). ``known``: the current memberships of (at least) the
+        scope's profiles, when the caller already read them in this transaction."""
         rt = self.rt
         when = _instants(at)
         live = set(stored.live_profiles(self.conn, rt.id, scope))
         scope = {p: names for p, names in scope.items() if p in live}
         if not scope:
             return []
-        before: dict[str, set[str]] = {p: set() for p in scope}
-        versions: dict[tuple[str, str], int] = {}
-        for profile_id, segment, version, _entered in segments_sql.current(self.conn, rt.id, sorted(scope)):
-            before[str(profile_id)].add(str(segment))
-            versions[(str(profile_id), str(segment))] = int(version)
+        if known is None:
+            known = _memberships(self.conn, rt.id, sorted(scope))
+        before = {p: set(known.before.get(p, ())) for p in scope}
+        versions = known.versions
         wanted = set().union(*scope.values())
         out: list[Change] = []
         needs = segment_needs(rt)
@@ -226,6 +275,49 @@ class MembershipWriter:
                          0, 0, orjson.dumps(body).decode()))
         if rows:
             events_sql.insert_events(self.conn, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Memberships:
+    before: dict[str, set[str]]
+    """Profile -> the segments it is in."""
+    versions: dict[tuple[str, str], int]
+    """(profile, segment) -> the rule version of the open stay."""
+
+
+def _memberships(conn: Conn, ws: str, profile_ids: Sequence[str]) -> _Memberships:
+    before: dict[str, set[str]] = {}
+    versions: dict[tuple[str, str], int] = {}
+    for profile_id, segment, version, _entered in segments_sql.current(conn, ws, profile_ids):
+        before.setdefault(str(profile_id), set()).add(str(segment))
+        versions[(str(profile_id), str(segment))] = int(version)
+    return _Memberships(before, versions)
+
+
+_SHORTCUTS: dict[tuple[str, int], dict[str, dict[str, int]]] = {}
+
+
+def monotone_shortcuts(rt: WorkspaceRuntime) -> dict[str, dict[str, int]]:
+    """Segment -> the direction of its rule in each series it reads, for the segments whose live
+    evaluation may be skipped (a rule, no group, no ``in_segment``); cached per generation."""
+    key = (rt.id, rt.generation)
+    hit = _SHORTCUTS.get(key)
+    if hit is None:
+        if len(_SHORTCUTS) > 256:
+            _SHORTCUTS.clear()
+        hit = _SHORTCUTS[key] = {
+            s.name: monotone.directions(s.rule, rt) for s in rt.segments.values()
+            if s.rule is not None and s.group is None and not s.segments}
+    return hit
+
+
+def _skips(directions: dict[str, int], segment: CompiledSegment, what: Touched, series: frozenset[str],
+           member: bool, version: int | None) -> bool:
+    if segment.traits & what.traits or segment.consent & what.consent:
+        return False
+    if member and version != segment.version:
+        return False
+    return monotone.skippable(directions, series, member)
 
 
 class RememberingContext:

@@ -150,9 +150,11 @@ def live_profiles(conn: Conn, ws: str, profile_ids: Iterable[str]) -> list[str]:
     """The profiles among ``profile_ids`` that exist and are not merged into another, sorted."""
     out: list[str] = []
     for chunk, marks in _chunks(sorted(set(profile_ids))):
+        # Filtered here, not by ``merged_into IS NULL``: the planner would take that index and read
+        # every live profile of the workspace instead of looking the ids up.
         out += [str(r[0]) for r in conn.all(
-            f"SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id IN ({marks})",
-            (ws, *chunk))]
+            f"SELECT id, merged_into FROM profiles WHERE workspace_id = ? AND id IN ({marks})",
+            (ws, *chunk)) if r[1] is None]
     return sorted(out)
 
 

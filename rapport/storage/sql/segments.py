@@ -84,14 +84,26 @@ def exit_all(conn: Conn, ws: str, profile_ids: Sequence[str], at: int) -> list[R
 
 def set_timers(conn: Conn, ws: str, rows: Sequence[tuple[str, int | None]]) -> None:
     """Each (profile_id, due_at): the profile's next re-evaluation, or none."""
-    for profile_id, due in rows:
-        if due is None:
-            conn.execute("DELETE FROM segment_timers WHERE workspace_id = ? AND profile_id = ?", (ws, profile_id))
-        else:
-            conn.execute(
-                "INSERT INTO segment_timers (workspace_id, profile_id, due_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (workspace_id, profile_id) DO UPDATE SET due_at = excluded.due_at",
-                (ws, profile_id, due))
+    gone = [(ws, p) for p, due in rows if due is None]
+    if gone:
+        conn.executemany("DELETE FROM segment_timers WHERE workspace_id = ? AND profile_id = ?", gone)
+    due = [(ws, p, d) for p, d in rows if d is not None]
+    if due:
+        conn.executemany(
+            "INSERT INTO segment_timers (workspace_id, profile_id, due_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (workspace_id, profile_id) DO UPDATE SET due_at = excluded.due_at", due)
+
+
+def timers_of(conn: Conn, ws: str, profile_ids: Sequence[str]) -> dict[str, int]:
+    """profile_id -> due_at of the timers of ``profile_ids``."""
+    out: dict[str, int] = {}
+    for start in range(0, len(profile_ids), _CHUNK):
+        chunk = profile_ids[start:start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        out.update((str(r[0]), int(r[1])) for r in conn.all(
+            f"SELECT profile_id, due_at FROM segment_timers WHERE workspace_id = ? AND profile_id IN ({marks})",
+            (ws, *chunk)))
+    return out
 
 
 def due_timers(conn: Conn, ws: str, at: int, limit: int) -> list[tuple[str, int]]:
