@@ -429,6 +429,12 @@ def segments_explain(name: str, profile_id: str, workspace: WorkspaceOpt = None,
         name, profile_id, at if at is not None else s.rapport.clock.now_ms())))
 
 
+@segments_app.command("versions")
+def segments_versions(name: str, workspace: WorkspaceOpt = None) -> None:
+    """Every applied version of a segment with the fields that changed from the one before."""
+    _print_json(_segments(workspace, lambda s: s.versions(name)))
+
+
 @segments_app.command("history")
 def segments_history(name: str, workspace: WorkspaceOpt = None,
                      profile_id: Annotated[str | None, typer.Option("--profile")] = None,

@@ -36,7 +36,8 @@ def run_backfills(rapport: Rapport) -> None:
 
 def run_segments(rapport: Rapport) -> None:
     """One pass: populate segments whose new version has never been computed (once the series they
-    read are live), then evaluate profiles whose time-based flip is due."""
+    read are live), evaluate profiles whose time-based flip is due, then refresh the segments whose
+    ``refresh`` cadence has come round."""
     for ws_id, _name, _created in rapport.db.read(ws_sql.list_workspaces):
         rt = rapport.runtime(WorkspaceId(ws_id))
         if not rt.segments:
@@ -52,6 +53,12 @@ def run_segments(rapport: Rapport) -> None:
                     c, rt, rapport.clock, ready))
         while rapport.db.write(lambda c, rt=rt: segments_service.run_due(c, rt, rapport.clock)):  # type: ignore[misc]
             pass
+        # After the due flips, so that the reconciliation finds them already stamped at their instant.
+        scheduled = rapport.db.read(lambda c, rt=rt: segments_service.scheduled_refreshes(  # type: ignore[misc]
+            c, rt, rapport.clock.now_ms()))
+        if scheduled:
+            rapport.db.write(lambda c, rt=rt, names=scheduled: segments_service.refresh(  # type: ignore[misc]
+                c, rt, rapport.clock, names))
 
 
 def create_app(rapport: Rapport, *, worker: bool = True) -> FastAPI:

@@ -90,6 +90,11 @@ def router(rapport: Rapport, scoped: Callable[[Scope], Callable[..., Principal]]
         """One segment of the catalog."""
         return json_response(run(who, lambda s: s.describe(name)))
 
+    @api.get("/{name}/versions")
+    def versions(name: str, who: Principal = Depends(scoped("segments:read"))) -> Response:  # noqa: B008
+        """Every applied version of the segment with the fields that changed from the previous one."""
+        return json_response(run(who, lambda s: s.versions(name)))
+
     @api.get("/{name}/members")
     def members(name: str, cursor: str | None = None, limit: int = Query(50, ge=1, le=MAX_PAGE),
                 activatable: bool | None = None,

@@ -1,11 +1,13 @@
-"""Reading and operating segments for the API and the CLI: catalog, preview, members, export,
-explain, history, overlap and refresh."""
+"""Reading and operating segments for the API and the CLI: catalog, versions, preview, members,
+export, explain, history, overlap and refresh."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from rapport.clock import to_iso
 from rapport.consent.decide import may_use
@@ -17,6 +19,7 @@ from rapport.segments.export import PAGE, Row, personal_columns
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import identity as identity_sql
+from rapport.storage.sql import resources as resources_sql
 from rapport.storage.sql import segments as segments_sql
 from rapport.storage.sql import workspaces as ws_sql
 from rapport.storage.sql.consent import ledger_entry
@@ -38,6 +41,13 @@ def lineage(segment: CompiledSegment, rt: WorkspaceRuntime) -> JsonObject:
             "consent": sorted(segment.consent), "segments": sorted(segment.segments)}
 
 
+def spec_changes(before: JsonObject, after: JsonObject) -> list[JsonObject]:
+    """The fields whose value differs between two versions of a spec, in field order, ``name`` aside."""
+    fields = [k for k in (*before, *(k for k in after if k not in before)) if k != "name"]
+    return [{"field": k, "before": before.get(k), "after": after.get(k)} for k in fields
+            if before.get(k) != after.get(k)]
+
+
 class Segments:
     """One workspace's segments, read and operated through a ``Rapport``."""
 
@@ -52,27 +62,48 @@ class Segments:
             raise NotFoundError(f"no segment {name!r}", code="segment_not_found")
         return segment
 
-    def _entry(self, conn: Conn, segment: CompiledSegment, refreshed: set[tuple[str, int]]) -> JsonObject:
+    def _entry(self, conn: Conn, segment: CompiledSegment, refreshed: dict[tuple[str, int], int]) -> JsonObject:
         spec = segment.spec
+        last = refreshed.get((segment.name, segment.version))
+        upcoming = service.next_refresh(segment, last)
         return {
             "name": segment.name, "version": segment.version, "rule": spec.get("rule"),
             "description": spec.get("description"), "owner": spec.get("owner"), "purpose": segment.purpose,
             "sensitivity": spec.get("sensitivity"), "group": segment.group, "priority": segment.priority,
             "default": segment.is_default, "fixtures": spec.get("fixtures"), "lineage": lineage(segment, self.rt),
             "members": segments_sql.count(conn, self.ws, segment.name),
-            "state": "ready" if (segment.name, segment.version) in refreshed else "refreshing",
+            "state": "ready" if last is not None else "refreshing",
+            "refresh": spec.get("refresh"),
+            "refreshed_at": None if last is None else to_iso(last),
+            "next_refresh_at": None if upcoming is None else to_iso(upcoming),
         }
 
     def catalog(self) -> list[JsonObject]:
         def read(conn: Conn) -> list[JsonObject]:
-            done = segments_sql.refreshed(conn, self.ws)
+            done = segments_sql.refresh_times(conn, self.ws)
             return [self._entry(conn, s, done) for s in sorted(self.rt.segments.values(), key=lambda s: s.name)]
 
         return self.rapport.db.read(read)
 
     def describe(self, name: str) -> JsonObject:
         segment = self._segment(name)
-        return self.rapport.db.read(lambda c: self._entry(c, segment, segments_sql.refreshed(c, self.ws)))
+        return self.rapport.db.read(lambda c: self._entry(c, segment, segments_sql.refresh_times(c, self.ws)))
+
+    def versions(self, name: str) -> JsonObject:
+        """Every applied version of the segment, oldest first, each with what changed from the one before:
+        ``changes`` lists the fields that differ (``before`` / ``after``; absent fields are null)."""
+        rows = self.rapport.db.read(lambda c: resources_sql.history(c, self.ws, "Segment", name))
+        if not rows:
+            raise NotFoundError(f"no segment {name!r}", code="segment_not_found")
+        out: list[JsonObject] = []
+        previous: JsonObject = {}
+        for version, spec_text, _digest, deleted, actor, applied_at in rows:
+            spec = orjson.loads(spec_text)
+            current: JsonObject = {} if deleted else spec
+            out.append({"version": int(version), "applied_at": to_iso(int(applied_at)), "actor": actor,
+                        "deleted": bool(deleted), "spec": spec, "changes": spec_changes(previous, current)})
+            previous = current
+        return {"segment": name, "versions": out}
 
     def preview(self, text: str, at: Millis, limit: int, cursor: str | None) -> JsonObject:
         """The profiles ``text`` selects at ``at`` (count, and a page of members by id)."""

@@ -442,6 +442,24 @@ def series_read(rt: WorkspaceRuntime, segment: CompiledSegment) -> set[str]:
     return out
 
 
+def scheduled_refreshes(conn: Conn, rt: WorkspaceRuntime, at: Millis) -> list[str]:
+    """Segments with a ``refresh`` cadence whose current version was last refreshed a cadence or more
+    before ``at`` (never-refreshed versions are ``pending_refreshes``)."""
+    times = segments_sql.refresh_times(conn, rt.id)
+    out = []
+    for s in rt.segments.values():
+        every, last = s.refresh_ms, times.get((s.name, s.version))
+        if every is not None and last is not None and last + every <= at:
+            out.append(s.name)
+    return sorted(out)
+
+
+def next_refresh(segment: CompiledSegment, refreshed_at: Millis | None) -> Millis | None:
+    """When the batch engine next refreshes ``segment`` on its cadence (None: on demand only)."""
+    every = segment.refresh_ms
+    return None if every is None or refreshed_at is None else refreshed_at + every
+
+
 def pending_refreshes(conn: Conn, rt: WorkspaceRuntime) -> list[str]:
     """Segments whose current version has never been refreshed over the whole workspace."""
     done = segments_sql.refreshed(conn, rt.id)

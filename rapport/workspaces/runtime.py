@@ -71,6 +71,12 @@ class CompiledSegment:
         value = self.spec.get("purpose")
         return str(value) if value else None
 
+    @property
+    def refresh_ms(self) -> int | None:
+        """How often the batch engine reconciles the segment (``refresh:``), or None: on demand only."""
+        value = self.spec.get("refresh")
+        return parse_duration(str(value)) if value else None
+
 
 SEGMENT_SERIES_PURPOSE = "analytics"
 """The purpose of the hidden series behind a segment rule's event functions: profiling."""

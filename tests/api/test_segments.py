@@ -173,3 +173,56 @@ def test_members_explain_overlap_and_activation(
     catalog = {s["name"]: s for s in admin(client, workspace, "GET", "/api/v1/segments").json()["segments"]}
     assert catalog["pro"]["lineage"]["traits"] == ["plan"] and catalog["pro"]["members"] == 2
     assert_error(admin(client, workspace, "GET", "/api/v1/segments/nope/members"), 404, "segment_not_found")
+
+
+def test_versions_list_what_changed(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
+    first = "kind: Segment\nname: buyers\nowner: crm\nrule: computed.orders_90d >= 1\n"
+    assert apply_yaml(client, workspace, first).status_code == 200
+    second = ("kind: Segment\nname: buyers\nowner: growth\nrefresh: 1d\n"
+              "rule: computed.orders_90d >= 2\n")
+    assert apply_yaml(client, workspace, second).status_code == 200
+    assert apply_yaml(client, workspace, second).status_code == 200, "an identical apply makes no version"
+    body = admin(client, workspace, "GET", "/api/v1/segments/buyers/versions").json()
+    assert [v["version"] for v in body["versions"]] == [1, 2]
+    assert {c["field"] for c in body["versions"][0]["changes"]} >= {"owner", "rule"}
+    assert body["versions"][1]["changes"] == [
+        {"field": "owner", "before": "crm", "after": "growth"},
+        {"field": "rule", "before": "computed.orders_90d >= 1", "after": "computed.orders_90d >= 2"},
+        {"field": "refresh", "before": None, "after": "1d"},
+    ]
+    assert body["versions"][1]["spec"]["owner"] == "growth"
+    assert_error(admin(client, workspace, "GET", "/api/v1/segments/nobody/versions"), 404, "segment_not_found")
+
+
+def test_a_refresh_cadence_reconciles_on_time(client: ApiClient, rapport: Rapport, workspace: NewWorkspace,
+                                              clock: FrozenClock) -> None:
+    response = apply_yaml(client, workspace, "kind: Segment\nname: fast\nrule: computed.orders_90d >= 1\nrefresh: 30s\n")
+    detail = assert_error(response, 400, "invalid_resource")["details"][0]
+    assert detail["field"] == "refresh" and "1m" in detail["message"]
+    doc = "kind: Segment\nname: buyers\nrefresh: 1h\nrule: computed.orders_90d >= 1\n"
+    assert apply_yaml(client, workspace, doc).status_code == 200
+    settle(rapport, workspace)
+    identify(client, workspace, "u1", email="u1@example.com")
+    order(client, workspace, "u1", 10, clock.now_ms())
+    assert segments_of(client, workspace, "u1") == ["buyers"]
+    entry = admin(client, workspace, "GET", "/api/v1/segments/buyers").json()
+    first = entry["refreshed_at"]
+    assert entry["refresh"] == "1h" and entry["next_refresh_at"] == to_iso(NOW + HOUR)
+    assert first == to_iso(NOW)
+    # Membership that drifted from the rule (here: removed behind the engine's back) is put right by
+    # the next scheduled refresh, not before.
+    rapport.db.write(lambda c: c.execute("DELETE FROM segment_history WHERE workspace_id = ?",
+                                         (workspace.workspace_id,)))
+    clock.set(NOW + HOUR - 1)
+    run_segments(rapport)
+    assert segments_of(client, workspace, "u1") == []
+    assert admin(client, workspace, "GET", "/api/v1/segments/buyers").json()["refreshed_at"] == first
+    clock.set(NOW + HOUR)
+    run_segments(rapport)
+    assert segments_of(client, workspace, "u1") == ["buyers"]
+    entry = admin(client, workspace, "GET", "/api/v1/segments/buyers").json()
+    assert entry["refreshed_at"] == to_iso(NOW + HOUR) and entry["next_refresh_at"] == to_iso(NOW + 2 * HOUR)
+    without = apply_yaml(client, workspace, "kind: Segment\nname: manual\nrule: computed.orders_90d >= 1\n")
+    assert without.status_code == 200
+    settle(rapport, workspace)
+    assert admin(client, workspace, "GET", "/api/v1/segments/manual").json()["next_refresh_at"] is None

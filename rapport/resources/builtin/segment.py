@@ -1,16 +1,24 @@
-"""Segment: the profiles a rule selects, with its governance (owner, purpose, sensitivity), its
-place in an exclusive group (priority, default) and its fixtures (profiles it must or must not select)."""
+"""Segment: the profiles a rule selects, with its governance (owner, purpose, sensitivity, refresh
+cadence), its place in an exclusive group (priority, default) and its fixtures (profiles it must or
+must not select).
+
+Membership is kept live on every change and on time; ``refresh: 1d`` also has the batch engine
+recompute the segment with SQL that often and reconcile it with the live state (without it, the
+batch refresh runs when a version is first applied and on demand)."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from rapport.resources.checks import boolean, list_of, nested, one_of, reference, rule, text, whole_number
+from rapport.durations import parse_duration
+from rapport.resources.checks import boolean, duration, list_of, nested, one_of, reference, rule, text, whole_number
 from rapport.resources.fields import INVALID, Check, FieldErrors, check_document, optional, show
 from rapport.resources.kinds import KindSpec, register
 from rapport.types import Json, JsonObject
 
 SENSITIVITIES: Final = ("low", "normal", "high")
+MIN_REFRESH_MS: Final = 60_000
+"""``refresh`` (how often the batch engine reconciles the segment) is at least a minute."""
 FIXTURE_HELP: Final = ("a profile: 'user_id:<id>', 'anonymous_id:<id>', 'email:<address>', "
                        "'phone:<+E.164 number>', 'device_id:<id>' or a profile id 'prf_...'")
 
@@ -48,6 +56,7 @@ FIELDS: Final = {
     "priority": optional(whole_number(0), default=0),
     "default": optional(boolean(), default=False),
     "rule": optional(rule('a rule, e.g. computed.orders_90d == 0 and exists(traits.email)')),
+    "refresh": optional(duration()),
     "fixtures": optional(nested({"match": optional(FIXTURE_LIST), "no_match": optional(FIXTURE_LIST)})),
 }
 
@@ -63,6 +72,11 @@ def validate(doc: JsonObject, ctx: FieldErrors) -> JsonObject:
         expected = FIELDS["rule"].check.expected
         ctx.add(f"missing field 'rule' (only a group's default segment may omit it); expected {expected}",
                 expected, "rule")
+    refresh = spec.get("refresh")
+    if isinstance(refresh, str) and parse_duration(refresh) < MIN_REFRESH_MS:
+        ctx.add(f"'refresh: {refresh}' is too often; the batch refresh recomputes the whole segment, so it runs"
+                " at most every minute (live evaluation already follows every change); expected '1m' or more",
+                "a duration of at least '1m'", "refresh")
     fixtures = doc.get("fixtures")
     if isinstance(fixtures, dict):
         _check_fixtures(fixtures, doc.get("rule") is None and bool(spec.get("default")), ctx.at("fixtures"))

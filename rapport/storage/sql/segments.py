@@ -123,6 +123,12 @@ def refreshed(conn: Conn, ws: str) -> set[tuple[str, int]]:
         "SELECT segment, version FROM segment_refreshes WHERE workspace_id = ?", (ws,))}
 
 
+def refresh_times(conn: Conn, ws: str) -> dict[tuple[str, int], int]:
+    """(segment, version) -> when that version was last refreshed by the batch engine."""
+    return {(str(r[0]), int(r[1])): int(r[2]) for r in conn.all(
+        "SELECT segment, version, refreshed_at FROM segment_refreshes WHERE workspace_id = ?", (ws,))}
+
+
 def mark_refreshed(conn: Conn, ws: str, segment: str, version: int, at: int) -> None:
     conn.execute(
         "INSERT INTO segment_refreshes (workspace_id, segment, version, refreshed_at) VALUES (?, ?, ?, ?)"
