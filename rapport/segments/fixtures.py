@@ -28,7 +28,7 @@ from rapport.profiles.sealing import SeriesSealer
 from rapport.profiles.service import ProfileReader
 from rapport.resources.fields import did_you_mean, quoted
 from rapport.rules import And, Node, Not, Or
-from rapport.rules.explain import explain
+from rapport.rules.explain import explain, to_text_value
 from rapport.segments.stored import StoredContext, load, needs
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
@@ -150,34 +150,29 @@ def folded(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, profile_id: str,
     return {sid: tuple(found) for sid, found in out.items()}
 
 
-def reasons(node: Node, tree: JsonObject, negated: bool = False) -> list[str]:
-    """The leaf comparisons that gave ``node`` its value in ``tree`` (``explain(node, ...)``): for an
-    ``and`` that failed its failing parts, for one that held all of them; the reverse for ``or``."""
+def reasons(node: Node, tree: JsonObject) -> list[str]:
+    """The leaf comparisons that gave ``node`` its value in ``tree`` (``explain(node, ...)``, whose
+    reasons already read through ``not``): for an ``and`` that failed its failing parts, for one that
+    held all of them; the reverse for ``or``."""
     children = tree.get("children")
     if isinstance(node, Not) and isinstance(children, list):
-        return reasons(node.item, children[0], not negated)
+        return reasons(node.item, children[0])
     if isinstance(node, And | Or) and isinstance(children, list):
         out: list[str] = []
         for item, child in zip(node.items, children, strict=True):
             if child["value"] == tree["value"]:
-                out += reasons(item, child, negated)
+                out += reasons(item, child)
         return out
-    return [_leaf_reason(tree, negated)]
+    return [_leaf_reason(tree)]
 
 
-def _leaf_reason(tree: JsonObject, negated: bool) -> str:
+def _leaf_reason(tree: JsonObject) -> str:
     reason = str(tree.get("reason") or tree["rule"])
     for key in ("left", "right", "path_value"):
         value = tree.get(key)
         if is_marker(value):
-            reason = reason.replace(str(value), "(encrypted)")
-    if not negated:
-        return reason
-    if reason.endswith("needs it present"):
-        return reason.removesuffix("present") + "missing"
-    if reason.endswith("needs it missing"):
-        return reason.removesuffix("missing") + "present"
-    return reason.replace(", needs ", ", needs not ", 1)
+            reason = reason.replace(to_text_value(value), "(encrypted)")
+    return reason
 
 
 def summary(found: Iterable[str]) -> str:

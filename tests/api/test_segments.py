@@ -196,7 +196,8 @@ def test_versions_list_what_changed(client: ApiClient, rapport: Rapport, workspa
 
 def test_a_refresh_cadence_reconciles_on_time(client: ApiClient, rapport: Rapport, workspace: NewWorkspace,
                                               clock: FrozenClock) -> None:
-    response = apply_yaml(client, workspace, "kind: Segment\nname: fast\nrule: computed.orders_90d >= 1\nrefresh: 30s\n")
+    fast = "kind: Segment\nname: fast\nrule: computed.orders_90d >= 1\nrefresh: 30s\n"
+    response = apply_yaml(client, workspace, fast)
     detail = assert_error(response, 400, "invalid_resource")["details"][0]
     assert detail["field"] == "refresh" and "1m" in detail["message"]
     doc = "kind: Segment\nname: buyers\nrefresh: 1h\nrule: computed.orders_90d >= 1\n"
