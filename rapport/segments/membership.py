@@ -41,6 +41,8 @@ def resolve(qualified: Collection[str], segments: Mapping[str, CompiledSegment],
     """
     members: set[str] = set()
     decided: set[str] = set()
+    if not any(segments[name].group is not None for name in evaluated):
+        return {name for name in evaluated if name in qualified}
     for name in evaluated:
         segment = segments[name]
         if segment.group is None:

@@ -405,6 +405,8 @@ def refresh(conn: Conn, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str]
         stored[str(profile_id)].add(str(segment))
         versions[(str(profile_id), str(segment))] = int(version)
     writer = MembershipWriter(conn, rt, clock)
+    done = segments_sql.refreshed(conn, rt.id)
+    moved: set[str] = set()
     entered: dict[str, int] = dict.fromkeys(wanted, 0)
     exited: dict[str, int] = dict.fromkeys(wanted, 0)
     for layer in membership.layers(wanted, rt.segments):
@@ -419,14 +421,27 @@ def refresh(conn: Conn, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str]
             for profile_id in ids:
                 qualified.setdefault(profile_id, set()).add(name)
         changes: list[Change] = []
+        scope = set(layer)
+        grouped = any(rt.segments[n].group is not None for n in layer)
+        none: set[str] = set()
         for profile_id in everyone:
-            after = membership.resolve(qualified.get(profile_id, set()), rt.segments, layer)
+            found = qualified.get(profile_id, none)
+            if grouped:
+                after = membership.resolve(found, rt.segments, layer)
+            elif found == (stored[profile_id] & scope):
+                continue  # the usual case: nothing to reconcile
+            else:
+                after = found
             changes.extend(membership.changes(profile_id, stored[profile_id], after, layer))
         writer.store(changes, versions, at)
         for c in changes:
             (entered if c.entered else exited)[c.segment] += 1
-    for start in range(0, len(everyone), 500):
-        writer.set_timers(everyone[start:start + 500], at)
+            moved.add(c.profile_id)
+    # Timers hold each profile's next flip over every segment: a new rule version can move them for
+    # anyone; reconciling a version already computed only for the profiles it changed.
+    retime = everyone if any((n, rt.segments[n].version) not in done for n in wanted) else sorted(moved)
+    for start in range(0, len(retime), 500):
+        writer.set_timers(retime[start:start + 500], at)
     for name in wanted:
         segments_sql.mark_refreshed(conn, rt.id, name, rt.segments[name].version, at)
     return [Reconciliation(n, segments_sql.count(conn, rt.id, n), entered[n], exited[n]) for n in sorted(wanted)]

@@ -53,18 +53,10 @@ class CompiledSegment:
     consent: frozenset[str]
     segments: frozenset[str]
 
-    @property
-    def group(self) -> str | None:
-        value = self.spec.get("group")
-        return str(value) if value else None
-
-    @property
-    def priority(self) -> int:
-        return int(self.spec.get("priority") or 0)
-
-    @property
-    def is_default(self) -> bool:
-        return bool(self.spec.get("default"))
+    group: str | None = None
+    """The exclusive group (``group:``), read often enough in membership to be kept as a field."""
+    priority: int = 0
+    is_default: bool = False
 
     @property
     def purpose(self) -> str | None:
@@ -93,6 +85,9 @@ def compile_segment(spec: JsonObject, version: int) -> CompiledSegment:
         traits=frozenset(p.parts[0] for p in found if p.root == "traits" and p.parts),
         consent=frozenset(p.parts[0] for p in found if p.root == "consent" and p.parts),
         segments=rule_segments(rule) if rule is not None else frozenset(),
+        group=str(spec["group"]) if spec.get("group") else None,
+        priority=int(spec.get("priority") or 0),
+        is_default=bool(spec.get("default")),
     )
 
 

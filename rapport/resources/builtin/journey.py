@@ -1,0 +1,366 @@
+"""Journey: the steps a profile walks through after an entry trigger, as DESIGN 4.4 writes them.
+
+A journey is a list of steps run in order; ``wait_for``, ``branch`` and ``split`` hold their own
+step lists, so a journey is a tree and cannot loop. Each step is a mapping with exactly one key,
+its kind (``- delay: 45m``). Errors name the field path down the tree, e.g.
+``steps[6].split.paths.a.steps[0].send.template``. Names of templates and channels are checked
+against the other resources by ``check_references``, since one document cannot see them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import Final
+
+from rapport.durations import parse_duration
+from rapport.errors import ValidationError
+from rapport.resources.checks import (
+    duration,
+    list_of,
+    nested,
+    one_of,
+    positive_number,
+    reference,
+    rule,
+    text,
+    whole_number,
+)
+from rapport.resources.fields import (
+    INVALID,
+    NAME_HELP,
+    Check,
+    FieldErrors,
+    Path,
+    check_document,
+    did_you_mean,
+    optional,
+    quoted,
+    render_path,
+    required,
+    show,
+)
+from rapport.resources.kinds import KindSpec, register
+from rapport.types import Json, JsonObject
+
+STEP_KINDS: Final = ("send", "delay", "wait_for", "branch", "split", "exit", "update_trait", "webhook")
+ENTRY_KINDS: Final = ("event", "segment_entered", "segment_exited", "schedule")
+HOLDOUT: Final = "holdout"
+"""What ``Assign`` records for a profile kept out of a split; no path may take this name."""
+
+TIME_OF_DAY: Final = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+TIME_HELP: Final = "a local time of day 'HH:MM' in quotes, e.g. '09:00'"
+REENTRY_HELP: Final = "'never', 'always' or 'after <duration>' such as 'after 7d'"
+HOLDOUT_HELP: Final = "a percentage from 0 up to (not including) 100, e.g. 10"
+
+
+def time_of_day() -> Check:
+    """A wall-clock time ``HH:MM`` (24-hour), read in the person's time zone."""
+
+    def run(value: Json, ctx: FieldErrors) -> Json:
+        if isinstance(value, int) and not isinstance(value, bool) and 60 <= value < 24 * 60:
+            # YAML 1.1 reads unquoted 21:00 as the base-60 number 1260 (but 09:00 as a string).
+            written = f"{value // 60:02d}:{value % 60:02d}"
+            ctx.add(f"invalid {ctx.label} {value}: if you meant {written}, YAML read the unquoted time as the "
+                    f"number {value}; write it in quotes, '{written}'; expected {TIME_HELP}", TIME_HELP)
+            return INVALID
+        if isinstance(value, str) and TIME_OF_DAY.fullmatch(value):
+            return value
+        return ctx.reject(value, TIME_HELP)
+
+    return Check(TIME_HELP, run)
+
+
+def reentry() -> Check:
+    """``never``, ``always`` or ``after <duration>`` (counted from the previous entry)."""
+
+    def run(value: Json, ctx: FieldErrors) -> Json:
+        if value in ("never", "always"):
+            return value
+        if isinstance(value, str) and value.startswith("after"):
+            amount = value[len("after"):].strip()
+            try:
+                parse_duration(amount)
+            except ValidationError:
+                ctx.add(f"invalid duration {amount!r} in {ctx.label} {value!r}; expected {REENTRY_HELP}, the "
+                        "duration a whole number and one of 's', 'm' (minutes), 'h', 'd', 'w'", REENTRY_HELP)
+                return INVALID
+            return f"after {amount}"
+        if isinstance(value, str):
+            hint = did_you_mean(value, ("never", "always", "after"))
+            ctx.add(f"unknown {ctx.label} {value!r}{hint}; expected {REENTRY_HELP}", REENTRY_HELP)
+            return INVALID
+        return ctx.reject(value, REENTRY_HELP)
+
+    return Check(REENTRY_HELP, run)
+
+
+def percentage() -> Check:
+    """A holdout share: at least 0 and below 100 (a holdout of everyone would run no path)."""
+
+    def run(value: Json, ctx: FieldErrors) -> Json:
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if number and 0 <= value < 100:
+            return value
+        if number and value == 100:
+            ctx.add(f"{ctx.label} 100 keeps every profile out of the split, so no path would ever run; "
+                    f"expected {HOLDOUT_HELP}", HOLDOUT_HELP)
+            return INVALID
+        return ctx.reject(value, HOLDOUT_HELP)
+
+    return Check(HOLDOUT_HELP, run)
+
+
+def any_value(expected: str) -> Check:
+    """Any JSON value (``null`` counts as absent)."""
+    return Check(expected, lambda value, ctx: value)
+
+
+def exactly_one(what: str, options: Mapping[str, Check]) -> Check:
+    """A mapping with exactly one key out of ``options`` (the kind of a step or of an entry)."""
+    expected = f"a mapping with exactly one {what}: {quoted(options)}"
+
+    def run(value: Json, ctx: FieldErrors) -> Json:
+        if not isinstance(value, dict):
+            return ctx.reject(value, expected)
+        if not value:
+            ctx.add(f"{ctx.label} is empty; expected {expected}", expected)
+            return INVALID
+        unknown = [key for key in value if key not in options]
+        for key in unknown:
+            ctx.add(f"unknown {what} {show(key)}{did_you_mean(str(key), options)}; expected one of {quoted(options)}",
+                    expected, key)
+        kinds = [key for key in value if key in options]
+        if len(kinds) > 1:
+            ctx.add(f"{ctx.label} has {len(kinds)} {what}s ({quoted(kinds)}); each needs its own list item, "
+                    f"in the order they should happen; expected {expected}", expected)
+        if unknown or len(kinds) != 1:
+            return INVALID
+        [key] = kinds
+        checked = options[key](value[key], ctx.at(key))
+        return INVALID if checked is INVALID else {key: checked}
+
+    return Check(expected, run)
+
+
+def _steps(value: Json, ctx: FieldErrors) -> Json:
+    """A list of steps; a step after one that always leaves the journey can never run."""
+    expected = STEPS.expected
+    if not isinstance(value, list):
+        return ctx.reject(value, expected)
+    checked = [STEP(item, ctx.at(index)) for index, item in enumerate(value)]
+    for index, item in enumerate(checked[:-1]):
+        if isinstance(item, dict) and always_exits([item]):
+            rest = len(value) - index - 2
+            them = f" and the {rest} step(s) after it" if rest else ""
+            exiting = render_path((*ctx.path, index))
+            why = (f"{exiting} leaves the journey with 'exit: {item['exit']}'" if "exit" in item
+                   else f"every way through {exiting} ends in an exit")
+            ctx.at(index + 1).add(f"unreachable step: {ctx.at(index + 1).label}{them} can never run, because {why}; "
+                                  f"remove {'them' if rest else 'it'} or move {exiting} after "
+                                  f"{'them' if rest else 'it'}", "no steps after an exit in the same list")
+            break
+    return [item for item in checked if item is not INVALID]
+
+
+STEPS: Final = Check("a list of steps, each a mapping with one of " + quoted(STEP_KINDS), _steps)
+
+
+def _path_name() -> Check:
+    names = reference("a path name")
+
+    def run(value: Json, ctx: FieldErrors) -> Json:
+        if value == HOLDOUT:
+            ctx.add(f"a split path cannot be named {HOLDOUT!r}: that name records the profiles the holdout keeps "
+                    f"out; expected another name ({NAME_HELP})", names.expected)
+            return INVALID
+        return names(value, ctx)
+
+    return Check(names.expected, run)
+
+
+PATH: Final = nested({"weight": required(positive_number()), "steps": required(STEPS)})
+PATH_NAME: Final = _path_name()
+
+
+def _paths(value: Json, ctx: FieldErrors) -> Json:
+    expected = PATHS.expected
+    if not isinstance(value, dict):
+        return ctx.reject(value, expected)
+    if not value:
+        ctx.add(f"{ctx.label} is empty; a split needs at least one path; expected {expected}", expected)
+        return INVALID
+    out: JsonObject = {}
+    for name, path in value.items():
+        if PATH_NAME(name, ctx.at(name)) is INVALID:
+            continue
+        checked = PATH(path, ctx.at(name))
+        if checked is not INVALID:
+            out[name] = checked
+    return out
+
+
+PATHS: Final = Check(f"a mapping of path names ({NAME_HELP}) to {{weight, steps}}", _paths)
+
+DELAY_HELP: Final = "a duration such as '45m', or {until: 'HH:MM'} for a local time of day"
+_UNTIL: Final = nested({"until": required(time_of_day())})
+
+
+def _delay(value: Json, ctx: FieldErrors) -> Json:
+    if isinstance(value, dict):
+        return _UNTIL(value, ctx)
+    try:
+        parse_duration(value)
+    except ValidationError:
+        return ctx.reject(value, DELAY_HELP)
+    return value
+
+
+STEP: Final = exactly_one("step kind", {
+    "send": nested({
+        "channel": required(reference("a Channel name")),
+        "template": required(reference("a Template name")),
+        "tags": optional(list_of(reference("a tag, counted by frequency caps per tag"), unique=True)),
+    }),
+    "delay": Check(DELAY_HELP, _delay),
+    "wait_for": nested({
+        "event": required(text("an event name, e.g. 'Order Completed'")),
+        "correlate": optional(text("an event property name that must equal the entry event's, e.g. 'cart_id'")),
+        "timeout": required(duration()),
+        "on_event": optional(STEPS),
+        "on_timeout": optional(STEPS),
+    }),
+    "branch": nested({
+        "if": required(rule("a rule, e.g. consent.marketing_sms")),
+        "then": required(STEPS),
+        "else": optional(STEPS),
+    }),
+    "split": nested({"holdout": optional(percentage()), "paths": required(PATHS)}),
+    "exit": reference("an exit reason, e.g. 'converted'"),
+    "update_trait": nested({"name": required(text("a trait name")), "value": required(any_value("a value"))}),
+    "webhook": nested({"channel": required(reference("a Channel name of type webhook"))}),
+})
+
+
+def _schedule() -> Check:
+    return exactly_one("schedule", {"every": duration(), "at": time_of_day()})
+
+
+def _non_empty_steps(value: Json, ctx: FieldErrors) -> Json:
+    if value == []:
+        ctx.add("a journey needs at least one step; expected " + STEPS.expected, STEPS.expected)
+        return INVALID
+    return STEPS(value, ctx)
+
+
+FIELDS: Final = {
+    "description": optional(text()),
+    "purpose": required(reference("a consent purpose name; a profile enters and is sent to only with it")),
+    "priority": optional(whole_number(0), default=0),
+    "entry": required(exactly_one("entry trigger", {
+        "event": text("an event name, e.g. 'Cart Added'"),
+        "segment_entered": reference("a Segment name"),
+        "segment_exited": reference("a Segment name"),
+        "schedule": _schedule(),
+    })),
+    "reentry": optional(reentry(), default="never"),
+    "exit_when": optional(rule('a rule, checked on every event, e.g. count("Order Completed", within=1h) >= 1')),
+    "goal": optional(nested({
+        "event": required(text("an event name, e.g. 'Order Completed'")),
+        "within": required(duration()),
+        "where": optional(rule("a rule over the goal event's properties, e.g. event.revenue > 0",
+                               event_filter=True)),
+    })),
+    "quiet_hours": optional(nested({
+        "start": required(time_of_day()),
+        "end": required(time_of_day()),
+        "action": optional(one_of("hold", "drop"), default="hold"),
+    })),
+    "steps": required(Check(STEPS.expected, _non_empty_steps)),
+}
+
+
+def validate(doc: JsonObject, ctx: FieldErrors) -> JsonObject:
+    """Check a Journey; quiet hours need a window, and a split's paths need their own names."""
+    spec = check_document(doc, ctx, FIELDS)
+    quiet = spec.get("quiet_hours")
+    if isinstance(quiet, dict) and quiet.get("start") is not None and quiet.get("start") == quiet.get("end"):
+        ctx.add(f"quiet_hours start and end are both {quiet['start']!r}, which is no window at all; expected an "
+                "end different from the start (a window may cross midnight, e.g. '21:00' to '08:00')",
+                "an end different from the start", "quiet_hours", "end")
+    return spec
+
+
+def always_exits(steps: list[Json]) -> bool:
+    """Whether every way through ``steps`` (validated) ends in an ``exit``; a split's holdout exits too."""
+    return any(_step_exits(step) for step in steps)
+
+
+def _step_exits(step: Json) -> bool:
+    if not isinstance(step, dict) or len(step) != 1:
+        return False
+    [(kind, body)] = step.items()
+    if kind == "exit":
+        return True
+    if not isinstance(body, dict):
+        return False
+    if kind == "branch":
+        return always_exits(body.get("then", [])) and always_exits(body.get("else", []))
+    if kind == "wait_for":
+        return always_exits(body.get("on_event", [])) and always_exits(body.get("on_timeout", []))
+    if kind == "split":
+        paths = body.get("paths", {})
+        return bool(paths) and all(always_exits(path.get("steps", [])) for path in paths.values())
+    return False
+
+
+def _walk(steps: Json, path: Path) -> Iterator[tuple[Path, str, JsonObject]]:
+    """Every step below ``steps`` (validated) with its field path, kind and body, in document order."""
+    if not isinstance(steps, list):
+        return
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or len(step) != 1:
+            continue
+        [(kind, body)] = step.items()
+        here = (*path, index, kind)
+        yield here, kind, body if isinstance(body, dict) else {}
+        if not isinstance(body, dict):
+            continue
+        for key in ("on_event", "on_timeout", "then", "else"):
+            yield from _walk(body.get(key), (*here, key))
+        paths = body.get("paths")
+        if isinstance(paths, dict):
+            for name, branch in paths.items():
+                if isinstance(branch, dict):
+                    yield from _walk(branch.get("steps"), (*here, "paths", name, "steps"))
+
+
+def _named(spec: JsonObject) -> Iterator[tuple[str, str, str]]:
+    """``(field path, kind, name)`` of every resource the journey names."""
+    for path, kind, body in _walk(spec.get("steps"), ("steps",)):
+        for key, target in (("channel", "Channel"), ("template", "Template")):
+            name = body.get(key)
+            if kind in ("send", "webhook") and isinstance(name, str):
+                yield render_path((*path, key)), target, name
+
+
+def references(spec: JsonObject) -> set[tuple[str, str]]:
+    """The ``(kind, name)`` of each Template and Channel a validated journey spec sends through."""
+    return {(kind, name) for _, kind, name in _named(spec)}
+
+
+def check_references(spec: JsonObject, known: Mapping[str, set[str]]) -> list[tuple[str, str]]:
+    """``(field path, message)`` for each Template or Channel name of ``spec`` that ``known`` (names by
+    kind, e.g. ``{"Template": {...}, "Channel": {...}}``) does not hold, with the nearest known name."""
+    problems: list[tuple[str, str]] = []
+    for field, kind, name in _named(spec):
+        names = known.get(kind, set())
+        if name not in names:
+            options = f"one of {quoted(sorted(names))}" if names else f"a {kind} name, but none is defined"
+            problems.append((field, f"unknown {kind} {name!r}{did_you_mean(name, names)} in {field}; "
+                                    f"expected {options}"))
+    return problems
+
+
+JOURNEY: Final = register(KindSpec("Journey", validate, tuple(FIELDS)))
