@@ -5,5 +5,7 @@ from __future__ import annotations
 
 from rapport.channels.base import Channel, Message, Receipt, channel_from_spec
 from rapport.channels.feedback import Feedback, parse_sendgrid, parse_ses
+from rapport.channels.memory import MemoryChannel
 
-__all__ = ["Channel", "Feedback", "Message", "Receipt", "channel_from_spec", "parse_sendgrid", "parse_ses"]
+__all__ = ["Channel", "Feedback", "MemoryChannel", "Message", "Receipt", "channel_from_spec", "parse_sendgrid",
+           "parse_ses"]

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal, TypeAlias
 
-from rapport.journeys.daytime import next_local_time
 from rapport.journeys.model import (
     HOLDOUT,
     BranchStep,
@@ -38,6 +37,7 @@ from rapport.journeys.model import (
     WebhookStep,
 )
 from rapport.journeys.split import assign
+from rapport.journeys.timing import next_local_time
 from rapport.rules import EvalContext, EventFn, Path, evaluate, evaluate_where
 from rapport.types import Json, Millis
 
@@ -214,12 +214,14 @@ def _elapsed(journey: Journey, node: Step) -> StepId | None:
 
 
 def _incoming(journey: Journey, state: Enrollment, event: Incoming, now: Millis) -> Result:
+    """The goal first (an order that also meets ``exit_when`` still counts as a conversion), then
+    ``exit_when``, then the wait the enrollment is in, if the event is the one it waits for."""
     goal = journey.goal
     if goal is not None and event.name == goal.event and _may_convert(state) and state.entered_at is not None \
             and now <= state.entered_at + goal.within_ms \
             and (goal.where is None or evaluate_where(goal.where, event.properties, now)):
         finished = state.finished_at if state.finished_at is not None else now
-        state = replace(state, finished_at=finished)
+        state = replace(state, status="converted", step_id=None, waiting_until=None, finished_at=finished)
         return state, (Convert(goal.event),)
     if state.status != "active":
         return state, ()
@@ -269,7 +271,7 @@ def _run(journey: Journey, state: Enrollment, cursor: StepId | None, at: Millis,
             if isinstance(node, WaitStep):
                 until = at + node.timeout_ms
             elif node.until is not None:
-                until = next_local_time(at, node.until, state.timezone)
+                until = next_local_time(at, state.timezone, node.until)
             else:
                 until = at + (node.ms or 0)
             if until > now:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Literal, TypeAlias, cast
 
 from rapport.durations import parse_duration
 from rapport.errors import ValidationError
-from rapport.journeys.daytime import TimeOfDay
+from rapport.journeys.timing import parse_clock
 from rapport.resources.builtin.journey import HOLDOUT, JOURNEY
 from rapport.resources.fields import FieldErrors
 from rapport.rules import Node, parse
@@ -45,7 +46,7 @@ class DelayStep:
 
     id: StepId
     ms: Millis | None = None
-    until: TimeOfDay | None = None
+    until: time | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ class Entry:
     kind: EntryKind
     name: str | None = None
     every_ms: Millis | None = None
-    at: TimeOfDay | None = None
+    at: time | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +147,8 @@ class Goal:
 
 @dataclass(frozen=True, slots=True)
 class QuietHours:
-    start: TimeOfDay
-    end: TimeOfDay
+    start: time
+    end: time
     action: QuietAction = "hold"
 
 
@@ -218,7 +219,10 @@ def children(step: Step) -> tuple[tuple[Step, ...], ...]:
 def build(spec: JsonObject, version: int = 1) -> Journey:
     """The journey of a Journey document (validated here again, so a stored spec from an older
     release cannot slip through); raises ``ValidationError`` with the details of every problem."""
-    ctx = FieldErrors(kind="Journey", name=spec.get("name") if isinstance(spec.get("name"), str) else None)
+    name = spec.get("name")
+    if not isinstance(name, str):
+        raise ValidationError(f"a Journey spec needs its name; got {name!r}", code="invalid_resource")
+    ctx = FieldErrors(kind="Journey", name=name)
     checked = JOURNEY.validate(spec, ctx)
     if ctx.details:
         raise ValidationError(f"invalid Journey {ctx.name!r}: {ctx.details[0]['message']}",
@@ -243,7 +247,7 @@ def build(spec: JsonObject, version: int = 1) -> Journey:
             goal["event"], parse_duration(goal["within"]),
             parse(goal["where"]) if goal.get("where") is not None else None),
         quiet_hours=None if quiet is None else QuietHours(
-            TimeOfDay.parse(quiet["start"]), TimeOfDay.parse(quiet["end"]), quiet["action"]),
+            parse_clock(quiet["start"]), parse_clock(quiet["end"]), quiet["action"]),
         by_id=MappingProxyType(by_id),
         following=MappingProxyType(following),
     )
@@ -272,7 +276,7 @@ def _step(item: JsonObject, step_id: StepId) -> Step:
         return SendStep(step_id, body["channel"], body["template"], tuple(body.get("tags", ())))
     if kind == "delay":
         if isinstance(body, dict):
-            return DelayStep(step_id, until=TimeOfDay.parse(body["until"]))
+            return DelayStep(step_id, until=parse_clock(body["until"]))
         return DelayStep(step_id, ms=parse_duration(body))
     if kind == "wait_for":
         return WaitStep(step_id, body["event"], parse_duration(body["timeout"]), body.get("correlate"),
@@ -303,7 +307,7 @@ def _entry(entry: JsonObject) -> Entry:
         return Entry(cast(EntryKind, kind), name=value)
     if "every" in value:
         return Entry("schedule", every_ms=parse_duration(value["every"]))
-    return Entry("schedule", at=TimeOfDay.parse(value["at"]))
+    return Entry("schedule", at=parse_clock(value["at"]))
 
 
 def _reentry(text: str) -> Reentry:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from rapport.errors import ValidationError
+from rapport.resources.fields import did_you_mean
 from rapport.resources.model import Change, Resource, canonical_json
 from rapport.resources.parse import dump_documents, parse_documents
 from rapport.resources.plan import plan_changes
@@ -51,6 +52,10 @@ def check_references(conn: Conn, ws: WorkspaceId, current: dict[tuple[str, str],
             final.pop(key, None)
         elif change.after is not None:
             final[key] = Resource(change.kind, change.name, change.after)
+    delivery = _delivery_problems(final, desired)
+    if delivery:
+        documents = len({d["document"] for d in delivery})
+        raise ValidationError(f"{documents} invalid resource document(s)", code="invalid_resource", details=delivery)
     if not any(kind == "Segment" for kind, _ in final):
         return
     # Imported on use: only workspaces with segments need the rule engines.
@@ -84,6 +89,42 @@ def check_references(conn: Conn, ws: WorkspaceId, current: dict[tuple[str, str],
     if details:
         documents = len({d["document"] for d in details})
         raise ValidationError(f"{documents} invalid resource document(s)", code="invalid_resource", details=details)
+
+
+def _delivery_problems(final: dict[tuple[str, str], Resource], desired: list[Resource]) -> list[JsonObject]:
+    """Templates name an existing channel whose messages they can make; journeys send through existing
+    channels and templates that fit each other (every journey and template of the final state is
+    checked, so deleting a channel still in use is refused; document 0 is one not in this apply)."""
+    from rapport.resources.builtin.journey import check_deliveries
+    from rapport.resources.builtin.template import MESSAGE_TYPE_OF_CHANNEL, parts_problem
+
+    channels = {name: str(r.spec.get("type")) for (kind, name), r in final.items() if kind == "Channel"}
+    templates = {name: str(r.spec.get("channel")) for (kind, name), r in final.items() if kind == "Template"}
+    position = {(r.kind, r.name): i + 1 for i, r in enumerate(desired)}
+    details: list[JsonObject] = []
+
+    def add(resource: Resource, field: str, message: str, expected: str) -> None:
+        details.append({"document": position.get(resource.key, 0), "kind": resource.kind, "name": resource.name,
+                        "field": field, "message": message, "expected": expected})
+
+    for (kind, name), resource in sorted(final.items()):
+        if kind == "Template":
+            channel = templates[name]
+            if channel not in channels:
+                add(resource, "channel", f"unknown channel {channel!r}{did_you_mean(channel, channels)}",
+                    "the name of a Channel")
+                continue
+            message_type = MESSAGE_TYPE_OF_CHANNEL.get(channels[channel])
+            parts = frozenset(p for p in ("subject", "html", "text", "title", "body", "data") if p in resource.spec)
+            problem = (f"channel {channel!r} is a webhook; webhooks post the event and take no template"
+                       if message_type is None else parts_problem(parts, message_type))
+            if problem is not None:
+                add(resource, "channel", f"template {name!r} for channel {channel!r}: {problem}",
+                    "parts that fit the channel's type")
+        elif kind == "Journey":
+            for field, message in check_deliveries(resource.spec, channels, templates):
+                add(resource, field, message, "channels and templates that exist and fit each other")
+    return details
 
 
 def _fixture_failures(conn: Conn, rt: WorkspaceRuntime, desired: list[Resource],

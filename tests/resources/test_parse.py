@@ -16,7 +16,7 @@ from rapport.resources.parse import MAX_VALUES
 
 Errors = Callable[[str], list[dict[str, Any]]]
 DESIGN = (Path(__file__).parent / "cases" / "design_4_4.yaml").read_text()
-KINDS = "one of 'ComputedTrait', 'ConsentPurpose', 'Segment', 'TrackingPlan'"
+KINDS = "one of 'Channel', 'ComputedTrait', 'ConsentPurpose', 'Journey', 'Segment', 'Template', 'TrackingPlan'"
 NAME = (
     "a name of lower-case letters, digits and '_', starting with a letter, at most 63 characters, "
     "e.g. 'orders_90d'"
@@ -56,7 +56,8 @@ def test_design_examples_of_registered_kinds_validate_and_others_are_unknown_kin
     registered = "---\n".join(
         chunk for chunk in DESIGN.split("---\n") if chunk.split("\n")[0].split(": ")[1] in known_kinds()
     )
-    assert [r.name for r in parse_documents(registered)] == ["orders_90d", "revenue_total", "vip", "lapsed"]
+    assert [r.name for r in parse_documents(registered)] == [
+        "orders_90d", "revenue_total", "vip", "lapsed", "email", "cart_reminder", "cart_abandonment"]
 
 
 def test_empty_text_and_empty_documents() -> None:

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from rapport.resources.builtin import computed_trait, consent_purpose, segment, tracking_plan
+from rapport.resources.builtin import (
+    channel,
+    computed_trait,
+    consent_purpose,
+    journey,
+    segment,
+    template,
+    tracking_plan,
+)
 
-__all__ = ["computed_trait", "consent_purpose", "segment", "tracking_plan"]
+__all__ = ["channel", "computed_trait", "consent_purpose", "journey", "segment", "template", "tracking_plan"]

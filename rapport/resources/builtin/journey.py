@@ -217,6 +217,19 @@ def _delay(value: Json, ctx: FieldErrors) -> Json:
     return value
 
 
+EXIT_REASON: Final = reference("an exit reason, e.g. 'converted'")
+RESERVED_REASONS: Final = (HOLDOUT, "exit_when")
+"""Exit reasons the engine gives itself: a split's holdout and the journey's ``exit_when`` rule."""
+
+
+def _exit_reason(value: Json, ctx: FieldErrors) -> Json:
+    if value in RESERVED_REASONS:
+        ctx.add(f"invalid {ctx.label} {value!r}: the engine records {quoted(RESERVED_REASONS)} for a split's holdout "
+                f"and for exit_when, so an exit step cannot use them; expected another reason", EXIT_REASON.expected)
+        return INVALID
+    return EXIT_REASON(value, ctx)
+
+
 STEP: Final = exactly_one("step kind", {
     "send": nested({
         "channel": required(reference("a Channel name")),
@@ -237,14 +250,10 @@ STEP: Final = exactly_one("step kind", {
         "else": optional(STEPS),
     }),
     "split": nested({"holdout": optional(percentage()), "paths": required(PATHS)}),
-    "exit": reference("an exit reason, e.g. 'converted'"),
+    "exit": Check(EXIT_REASON.expected, _exit_reason),
     "update_trait": nested({"name": required(text("a trait name")), "value": required(any_value("a value"))}),
     "webhook": nested({"channel": required(reference("a Channel name of type webhook"))}),
 })
-
-
-def _schedule() -> Check:
-    return exactly_one("schedule", {"every": duration(), "at": time_of_day()})
 
 
 def _non_empty_steps(value: Json, ctx: FieldErrors) -> Json:
@@ -262,7 +271,7 @@ FIELDS: Final = {
         "event": text("an event name, e.g. 'Cart Added'"),
         "segment_entered": reference("a Segment name"),
         "segment_exited": reference("a Segment name"),
-        "schedule": _schedule(),
+        "schedule": exactly_one("schedule", {"every": duration(), "at": time_of_day()}),
     })),
     "reentry": optional(reentry(), default="never"),
     "exit_when": optional(rule('a rule, checked on every event, e.g. count("Order Completed", within=1h) >= 1')),
@@ -360,6 +369,34 @@ def check_references(spec: JsonObject, known: Mapping[str, set[str]]) -> list[tu
             options = f"one of {quoted(sorted(names))}" if names else f"a {kind} name, but none is defined"
             problems.append((field, f"unknown {kind} {name!r}{did_you_mean(name, names)} in {field}; "
                                     f"expected {options}"))
+    return problems
+
+
+def check_deliveries(spec: JsonObject, channels: Mapping[str, str],
+                     templates: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``check_references`` against the workspace's channels (name -> type) and templates (name -> the
+    channel they are written for), then: a ``send`` goes through the template's own channel and not a
+    webhook channel, and a ``webhook`` step through a webhook channel."""
+    problems = check_references(spec, {"Channel": set(channels), "Template": set(templates)})
+    if problems:
+        return problems
+    for path, kind, body in _walk(spec.get("steps"), ("steps",)):
+        channel = body.get("channel")
+        if not isinstance(channel, str):
+            continue
+        field = render_path((*path, "channel"))
+        if kind == "webhook" and channels[channel] != "webhook":
+            problems.append((field, f"{field} names channel {channel!r} of type {channels[channel]!r}; a webhook "
+                                    "step posts through a channel of type 'webhook'"))
+        if kind != "send":
+            continue
+        if channels[channel] == "webhook":
+            problems.append((field, f"{field} names webhook channel {channel!r}; a send step renders a template "
+                                    "for an smtp, sms, push, inapp or offline channel (use a webhook step)"))
+        template = body.get("template")
+        if isinstance(template, str) and templates[template] != channel:
+            problems.append((field, f"{field} is {channel!r} but template {template!r} is written for channel "
+                                    f"{templates[template]!r}; expected {templates[template]!r}"))
     return problems
 
 

@@ -1,0 +1,1 @@
+"""Tests of journeys: the resource kind, the step tree and the enrollment state machine."""
