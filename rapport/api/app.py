@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from rapport import __version__
-from rapport.api import admin, errors, metrics, tracking
+from rapport.api import admin, errors, metrics, preferences, tracking
 from rapport.api.json import json_response
 from rapport.core import Rapport
 from rapport.profiles import backfill
@@ -76,6 +76,7 @@ def create_app(rapport: Rapport, *, worker: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(tracking.router(rapport))
     app.include_router(admin.router(rapport))
+    app.include_router(preferences.router(rapport))
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Response:

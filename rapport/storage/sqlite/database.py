@@ -12,6 +12,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -84,12 +85,26 @@ CHECKPOINT_EVERY_S = 0.25
 """How often the checkpointer copies committed WAL pages into the database file."""
 
 
+def _wal(raw: sqlite3.Connection, patience_s: float = 30.0) -> None:
+    """Switch to WAL. Switching needs the file to itself for a moment and SQLite answers "locked" at
+    once (without its busy handler) when another connection opens it at the same instant, so retry."""
+    deadline = time.perf_counter() + patience_s
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.perf_counter() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _connect(path: str, *, readonly: bool, autocheckpoint: bool = True) -> SqliteConn:
     raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     raw.execute("PRAGMA busy_timeout = 30000")
     raw.execute("PRAGMA foreign_keys = ON")
     if path != ":memory:":
-        raw.execute("PRAGMA journal_mode = WAL")
+        _wal(raw)
     # FULL: a commit is on disk before the writer answers (acknowledged means durable).
     raw.execute("PRAGMA synchronous = FULL")
     raw.execute("PRAGMA cache_size = -65536")
