@@ -1,0 +1,223 @@
+"""Journey storage: enrollments, their timers, the send log and the entry history used for re-entry.
+
+The two queries a worker runs across workspaces (``due_timers`` and ``due_sends``) take their rows with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers on other processes skip what one of them holds; on
+SQLite the single writer serialises them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rapport.storage.base import Conn, Row
+
+ENROLLMENT_COLUMNS = "id, journey, version, profile_id, state, status, assignments, entered_at, updated_at"
+SEND_COLUMNS = ("workspace_id, idempotency_key, enrollment_id, journey, version, step_id, kind, channel, template,"
+                " tags, profile_id, status, reason, detail, attempts, created_at, due_at, sent_at, provider_id")
+OPEN_SENDS = "('scheduled', 'held')"
+"""Send-log statuses dispatch still acts on; the others (sent, refused, failed) are final."""
+
+
+def enrollment(conn: Conn, ws: str, enrollment_id: str) -> Row | None:
+    """The enrollment ``enrollment_id`` (``ENROLLMENT_COLUMNS``)."""
+    return conn.one(f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND id = ?",
+                    (ws, enrollment_id))
+
+
+def enrollments_of(conn: Conn, ws: str, profile_id: str) -> list[Row]:
+    """Every enrollment of ``profile_id`` (``ENROLLMENT_COLUMNS``), oldest entry first."""
+    return conn.all(f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND profile_id = ?"
+                    " ORDER BY entered_at, id", (ws, profile_id))
+
+
+def active_of(conn: Conn, ws: str, profile_id: str) -> list[Row]:
+    """The active enrollments of ``profile_id`` (``ENROLLMENT_COLUMNS``), locked on PostgreSQL until the
+    transaction ends, so a timer firing in another process cannot overwrite what this event does to them."""
+    if conn.dialect.name == "postgres":
+        return conn.all(f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ?"
+                        " AND profile_id = ? AND status = 'active' ORDER BY entered_at, id FOR UPDATE",
+                        (ws, profile_id))
+    return conn.all(f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND profile_id = ?"
+                    " AND status = 'active' ORDER BY entered_at, id", (ws, profile_id))
+
+
+def claim_enrollment(conn: Conn, ws: str, enrollment_id: str) -> Row | None:
+    """The enrollment (``ENROLLMENT_COLUMNS``), locked until the transaction ends; on PostgreSQL ``None``
+    while another transaction holds it (an event of the profile being stored), so a timer worker skips it
+    this round instead of waiting for it."""
+    dialect = conn.dialect
+    return conn.one(f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND id = ?"
+                    f" {dialect.skip_locked}", (ws, enrollment_id))
+
+
+def finished_since(conn: Conn, ws: str, profile_id: str, journey: str, since: int) -> list[Row]:
+    """Finished enrollments of ``profile_id`` in ``journey`` entered at or after ``since`` (a goal may still
+    count for them)."""
+    return conn.all(f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND profile_id = ?"
+                    " AND journey = ? AND status IN ('completed', 'exited') AND entered_at >= ?"
+                    " ORDER BY entered_at, id", (ws, profile_id, journey, since))
+
+
+def is_active(conn: Conn, ws: str, journey: str, profile_id: str) -> bool:
+    return conn.one("SELECT 1 FROM journey_enrollments WHERE workspace_id = ? AND journey = ? AND profile_id = ?"
+                    " AND status = 'active'", (ws, journey, profile_id)) is not None
+
+
+def last_entered(conn: Conn, ws: str, journey: str, profile_id: str) -> int | None:
+    """When ``profile_id`` last entered ``journey``, or ``None`` if never."""
+    value = conn.value("SELECT last_entered_at FROM journey_entries WHERE workspace_id = ? AND journey = ?"
+                       " AND profile_id = ?", (ws, journey, profile_id))
+    return None if value is None else int(value)
+
+
+def insert_enrollment(conn: Conn, ws: str, row: Sequence[object]) -> bool:
+    """Store a new enrollment (``ENROLLMENT_COLUMNS`` order); ``False`` when the profile already has an
+    active enrollment in the journey (the unique index on active enrollments refused it)."""
+    return conn.execute(
+        f"INSERT INTO journey_enrollments (workspace_id, {ENROLLMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING", (ws, *row)) == 1
+
+
+def record_entry(conn: Conn, ws: str, journey: str, profile_id: str, at: int) -> None:
+    conn.execute(
+        "INSERT INTO journey_entries (workspace_id, journey, profile_id, last_entered_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (workspace_id, journey, profile_id) DO UPDATE SET last_entered_at = excluded.last_entered_at",
+        (ws, journey, profile_id, at))
+
+
+def update_enrollment(conn: Conn, ws: str, enrollment_id: str, state: str, status: str, assignments: str,
+                      now: int) -> None:
+    conn.execute("UPDATE journey_enrollments SET state = ?, status = ?, assignments = ?, updated_at = ?"
+                 " WHERE workspace_id = ? AND id = ?", (state, status, assignments, now, ws, enrollment_id))
+
+
+def set_timer(conn: Conn, ws: str, enrollment_id: str, due_at: int | None) -> None:
+    """Wake ``enrollment_id`` at ``due_at`` (replacing its timer and any lease on it), or never (``None``)."""
+    if due_at is None:
+        conn.execute("DELETE FROM journey_timers WHERE workspace_id = ? AND enrollment_id = ?", (ws, enrollment_id))
+        return
+    conn.execute(
+        "INSERT INTO journey_timers (workspace_id, enrollment_id, due_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (workspace_id, enrollment_id) DO UPDATE SET due_at = excluded.due_at, leased_until = NULL,"
+        " lease_owner = NULL", (ws, enrollment_id, due_at))
+
+
+def timer(conn: Conn, ws: str, enrollment_id: str) -> int | None:
+    value = conn.value("SELECT due_at FROM journey_timers WHERE workspace_id = ? AND enrollment_id = ?",
+                       (ws, enrollment_id))
+    return None if value is None else int(value)
+
+
+def due_timers(conn: Conn, at: int, limit: int, ws: str | None = None) -> list[tuple[str, str, int]]:
+    """(workspace_id, enrollment_id, due_at) of timers due at ``at`` and not leased, earliest first, in
+    workspace ``ws`` or across workspaces (a worker serving them all); locked until the transaction ends."""
+    dialect = conn.dialect
+    if ws is None:
+        rows = conn.all(
+            "SELECT workspace_id, enrollment_id, due_at FROM journey_timers WHERE due_at <= ?"
+            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY due_at, workspace_id, enrollment_id LIMIT ?"
+            f" {dialect.skip_locked}", (at, at, limit))
+    else:
+        rows = conn.all(
+            "SELECT workspace_id, enrollment_id, due_at FROM journey_timers WHERE workspace_id = ? AND due_at <= ?"
+            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY due_at, enrollment_id LIMIT ?"
+            f" {dialect.skip_locked}", (ws, at, at, limit))
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def lease_timer(conn: Conn, ws: str, enrollment_id: str, until: int, owner: str) -> None:
+    """Keep other workers off a timer until ``until`` (its enrollment failed to step; it is retried then)."""
+    conn.execute("UPDATE journey_timers SET leased_until = ?, lease_owner = ? WHERE workspace_id = ?"
+                 " AND enrollment_id = ?", (until, owner, ws, enrollment_id))
+
+
+def next_due(conn: Conn) -> int | None:
+    """The earliest instant a timer or an open send needs a worker (a lease postpones it), across workspaces,
+    for a scheduler deciding how long to sleep."""
+    dialect = conn.dialect
+    timers = conn.value(f"SELECT min({dialect.greatest('due_at', 'leased_until')}) FROM journey_timers")
+    sends = conn.value(f"SELECT min({dialect.greatest('due_at', 'leased_until')}) FROM journey_sends"
+                       f" WHERE status IN {OPEN_SENDS}")
+    found = [int(v) for v in (timers, sends) if v is not None]
+    return min(found) if found else None
+
+
+def insert_sends(conn: Conn, ws: str, rows: Sequence[Sequence[object]]) -> int:
+    """Record intended sends, each (idempotency_key, enrollment_id, journey, version, step_id, kind, channel,
+    template, tags json, profile_id, created_at, due_at), as ``scheduled``; a key already recorded is left
+    as it is. Returns how many were new."""
+    new = 0
+    for row in rows:
+        new += conn.execute(
+            "INSERT INTO journey_sends (workspace_id, idempotency_key, enrollment_id, journey, version, step_id, kind,"
+            " channel, template, tags, profile_id, created_at, due_at, status, attempts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'scheduled', 0)"
+            " ON CONFLICT (workspace_id, idempotency_key) DO NOTHING", (ws, *row))
+    return new
+
+
+def due_sends(conn: Conn, at: int, limit: int, ws: str | None = None) -> list[Row]:
+    """Open sends (``SEND_COLUMNS``) due at ``at`` and not leased to a worker, oldest due first, in workspace
+    ``ws`` or across workspaces; locked until the transaction ends."""
+    dialect = conn.dialect
+    if ws is None:
+        return conn.all(
+            f"SELECT {SEND_COLUMNS} FROM journey_sends WHERE status IN {OPEN_SENDS} AND due_at <= ?"
+            " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY due_at, workspace_id, idempotency_key LIMIT ?"
+            f" {dialect.skip_locked}", (at, at, limit))
+    return conn.all(
+        f"SELECT {SEND_COLUMNS} FROM journey_sends WHERE workspace_id = ? AND status IN {OPEN_SENDS} AND due_at <= ?"
+        " AND (leased_until IS NULL OR leased_until <= ?) ORDER BY due_at, idempotency_key LIMIT ?"
+        f" {dialect.skip_locked}", (ws, at, at, limit))
+
+
+def lease_send(conn: Conn, ws: str, key: str, until: int, owner: str) -> None:
+    """Hand a send to ``owner`` until ``until`` and count the attempt; if the worker dies before marking it,
+    another takes it over once the lease ends and sends again with the same idempotency key."""
+    conn.execute("UPDATE journey_sends SET leased_until = ?, lease_owner = ?, attempts = attempts + 1"
+                 " WHERE workspace_id = ? AND idempotency_key = ?", (until, owner, ws, key))
+
+
+def mark_sent(conn: Conn, ws: str, key: str, provider_id: str, detail: str, at: int) -> None:
+    conn.execute(
+        "UPDATE journey_sends SET status = 'sent', provider_id = ?, detail = ?, sent_at = ?, reason = NULL,"
+        " leased_until = NULL, lease_owner = NULL WHERE workspace_id = ? AND idempotency_key = ? AND status <> 'sent'",
+        (provider_id, detail, at, ws, key))
+
+
+def mark(conn: Conn, ws: str, key: str, status: str, reason: str | None, detail: str, due_at: int | None,
+         owner: str | None = None) -> None:
+    """Record the outcome of a send that did not go out: ``scheduled``/``held`` again at ``due_at``, or final
+    (``refused``, ``failed``). A send already marked ``sent`` is never changed back; with ``owner``, only a
+    send still leased to ``owner`` is changed (once a lease ran out, the send belongs to whoever took it)."""
+    if owner is None:
+        conn.execute(
+            "UPDATE journey_sends SET status = ?, reason = ?, detail = ?, due_at = coalesce(?, due_at),"
+            " leased_until = NULL, lease_owner = NULL WHERE workspace_id = ? AND idempotency_key = ?"
+            " AND status <> 'sent'", (status, reason, detail, due_at, ws, key))
+        return
+    conn.execute(
+        "UPDATE journey_sends SET status = ?, reason = ?, detail = ?, due_at = coalesce(?, due_at),"
+        " leased_until = NULL, lease_owner = NULL WHERE workspace_id = ? AND idempotency_key = ?"
+        " AND status <> 'sent' AND lease_owner = ?", (status, reason, detail, due_at, ws, key, owner))
+
+
+def sends_of(conn: Conn, ws: str, *, enrollment_id: str | None = None, profile_id: str | None = None) -> list[Row]:
+    """The send log (``SEND_COLUMNS``) of an enrollment or a profile, oldest first."""
+    sql = f"SELECT {SEND_COLUMNS} FROM journey_sends WHERE workspace_id = ?"
+    params: list[object] = [ws]
+    if enrollment_id is not None:
+        sql += " AND enrollment_id = ?"
+        params.append(enrollment_id)
+    if profile_id is not None:
+        sql += " AND profile_id = ?"
+        params.append(profile_id)
+    return conn.all(sql + " ORDER BY created_at, step_id", params)
+
+
+def recent_sent(conn: Conn, ws: str, profile_id: str, since: int) -> list[Row]:
+    """(sent_at, channel, tags json, journey) of messages sent to ``profile_id`` since ``since``, for caps
+    and arbitration."""
+    return conn.all("SELECT sent_at, channel, tags, journey FROM journey_sends WHERE workspace_id = ?"
+                    " AND profile_id = ? AND status = 'sent' AND sent_at >= ? ORDER BY sent_at",
+                    (ws, profile_id, since))
