@@ -145,13 +145,17 @@ class MembershipWriter:
                 wanted[profile_id] = names
         if not wanted:
             return []
+        timers = workspace_clocks(rt)
+        due = {} if timers.empty else segments_sql.timers_of(self.conn, rt.id, sorted(wanted))
+        overdue = sorted(p for p, d in due.items() if d <= at)
+        if overdue:  # flips due before this change happen first, each at its own instant
+            catch_up(self.conn, rt, self.clock, at, overdue)
         shortcuts = monotone_shortcuts(rt)
         known: _Memberships | None = None
         if shortcuts and any(not touched[p].structural and shortcuts.keys() & names for p, names in wanted.items()):
-            known = _memberships(self.conn, rt.id, sorted(wanted))
+            known = _memberships(self.conn, rt.id, sorted(wanted))  # after the catch-up's changes
             ready = {name for name, version in segments_sql.refreshed(self.conn, rt.id)
                      if name in shortcuts and rt.segments[name].version == version}
-            due = segments_sql.timers_of(self.conn, rt.id, sorted(wanted))
             for profile_id, names in wanted.items():
                 what = touched[profile_id]
                 flip = due.get(profile_id)
@@ -182,6 +186,9 @@ class MembershipWriter:
         rt = self.rt
         when = _instants(at)
         live = set(stored.live_profiles(self.conn, rt.id, scope))
+        gone = [(p, None) for p in scope if p not in live]
+        if gone:  # merged away: nothing to flip any more
+            segments_sql.set_timers(self.conn, rt.id, gone)
         scope = {p: names for p, names in scope.items() if p in live}
         if not scope:
             return []
@@ -370,6 +377,23 @@ def workspace_clocks(rt: WorkspaceRuntime) -> timing.Clocks:
     return hit
 
 
+def catch_up(conn: Conn, rt: WorkspaceRuntime, clock: Clock, at: Millis, profile_ids: Sequence[str] | None = None,
+             limit: int = 2000) -> None:
+    """Fire every time-based flip due at or before ``at`` (of ``profile_ids``, or of everyone), each as of
+    its own instant, so that an evaluation at ``at`` of some segments only does not pass over the
+    others' flips (a profile's timer is its earliest flip over all segments)."""
+    writer = MembershipWriter(conn, rt, clock)
+    every = set(rt.segments)
+    while True:
+        if profile_ids is None:
+            rows = segments_sql.due_timers(conn, rt.id, at, limit)
+        else:
+            rows = [(p, d) for p, d in segments_sql.timers_of(conn, rt.id, profile_ids).items() if d <= at]
+        if not rows:
+            return
+        writer.evaluate({p: every for p, _ in rows}, dict(rows))
+
+
 def run_due(conn: Conn, rt: WorkspaceRuntime, clock: Clock, limit: int = 2000) -> int:
     """Evaluate profiles whose timer is due, each as of its own due instant; returns how many."""
     rows = segments_sql.due_timers(conn, rt.id, clock.now_ms(), limit)
@@ -398,6 +422,8 @@ def refresh(conn: Conn, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str]
 
     at = clock.now_ms() if at is None else at
     wanted = membership.closure(rt.segments if names is None else names, rt.segments)
+    if not workspace_clocks(rt).empty:
+        catch_up(conn, rt, clock, at)
     everyone = segments_sql.live_profiles(conn, rt.id)
     stored: dict[str, set[str]] = {p: set() for p in everyone}
     versions: dict[tuple[str, str], int] = {}

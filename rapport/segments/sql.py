@@ -19,6 +19,7 @@ of a sum that is not exact; timestamps are taken to lie between the years 1000 a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -255,9 +256,10 @@ class _Compiler:
 
     def totals(self, series: str, window_ms: Millis | None) -> str:
         """Alias of the per-profile aggregates of a series' buckets in a window."""
+        # The aggregate columns are filled in by ``compile_rule`` once the whole rule is compiled: only
+        # those the rule reads are computed (``_columns``).
         return self.alias(("totals", series, window_ms), "w", lambda a: cat(
-            "LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin,"
-            " MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket"
+            f"LEFT JOIN (SELECT profile_id, {_marker(a)}"
             " FROM buckets WHERE workspace_id = ", bind(self.rt.id), " AND series = ", bind(series), " AND ",
             self.window("bucket", window_ms), f" GROUP BY profile_id) {a} ON {a}.profile_id = p.id"))
 
@@ -540,4 +542,25 @@ def compile_rule(rule: Node, rt: WorkspaceRuntime, dialect: Dialect, at: Millis)
         "WHERE p.workspace_id = ", bind(rt.id), " AND p.merged_into IS NULL AND ", condition, "\n",
         f"ORDER BY {order}",
     )
-    return query.text, list(query.params)
+    return _columns(query.text), list(query.params)
+
+
+_AGGREGATES = {"n": "SUM(n)", "nn": "SUM(nn)", "total": "SUM(total)", "vmin": "MIN(vmin)", "vmax": "MAX(vmax)",
+               "first_ts": "MIN(first_ts)", "last_ts": "MAX(last_ts)", "last_bucket": "MAX(bucket)"}
+"""The per-profile aggregates of a series' buckets a rule can read, in a fixed order."""
+_MARKER = re.compile("\x00(w[0-9]+)\x00")
+
+
+def _marker(alias: str) -> str:
+    return f"\x00{alias}\x00"
+
+
+def _columns(text: str) -> str:
+    """``text`` with each aggregate join selecting only the columns the rest of the query reads."""
+    def fill(match: re.Match[str]) -> str:
+        alias = match.group(1)
+        used = set(re.findall(rf"\b{alias}\.(\w+)", text)) - {"profile_id"}
+        names = [c for c in _AGGREGATES if c in used] or ["n"]
+        return ", ".join(f"{_AGGREGATES[c]} AS {c}" for c in names)
+
+    return _MARKER.sub(fill, text)

@@ -168,3 +168,15 @@ def test_a_member_of_a_rising_rule_is_not_evaluated_again(store: Rapport) -> Non
     assert second == {"not_busy", "lapsed"}, "members of rising rules and non-members of falling ones are skipped"
     assert {h for h in history if h[0] == "u1" and h[1] == "pinged_twice"} == {
         ("u1", "pinged_twice", START, START + 15 * MINUTE)}
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_a_change_to_other_segments_does_not_pass_over_a_due_flip(store: Rapport, shortcut: bool) -> None:
+    """The order arrives exactly when the two pings leave the 15-minute window: the batch re-evaluates
+    only the segments reading orders, yet ``pinged_twice`` must still end at its own boundary."""
+    clock = store.clock
+    assert isinstance(clock, FrozenClock)
+    history = play(store, clock, [(0, ("ingest", [("u1", "Ping", 0, "free")] * 2)),
+                                  (15 * MINUTE, ("ingest", [("u1", "Order Completed", 0, "free")])),
+                                  (0, ("ingest", [("u1", "Ping", 0, "free")]))], shortcut=shortcut)
+    assert {h for h in history if h[1] == "pinged_twice"} == {("u1", "pinged_twice", START, START + 15 * MINUTE)}

@@ -1,6 +1,6 @@
 -- computed.orders_90d == 0 and exists(traits.email)
 SELECT p.id FROM profiles p
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
+LEFT JOIN (SELECT profile_id, SUM(n) AS n FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
 LEFT JOIN trait_values t2 ON t2.workspace_id = ? AND t2.profile_id = p.id AND t2.path = ? AND t2.elem = 0
 WHERE p.workspace_id = ? AND p.merged_into IS NULL AND ((CAST(COALESCE(w1.n, 0) AS DOUBLE PRECISION) = ?) AND t2.kind IS NOT NULL)
 ORDER BY p.id COLLATE "C"

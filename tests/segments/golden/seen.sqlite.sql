@@ -1,7 +1,7 @@
 -- last_seen("Page Viewed", within=1h) > 2026-03-01 or first_seen("Signed Up") < 2026-01-01
 SELECT p.id FROM profiles p
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w2 ON w2.profile_id = p.id
+LEFT JOIN (SELECT profile_id, MAX(last_ts) AS last_ts FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
+LEFT JOIN (SELECT profile_id, MIN(first_ts) AS first_ts FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w2 ON w2.profile_id = p.id
 WHERE p.workspace_id = ? AND p.merged_into IS NULL AND ((w1.last_ts IS NOT NULL AND (CAST(w1.last_ts AS REAL) > ?)) OR (w2.first_ts IS NOT NULL AND (CAST(w2.first_ts AS REAL) < ?)))
 ORDER BY p.id
 -- $1: 'ws_golden'

@@ -1,6 +1,6 @@
 -- in_segment("vip") and days_since("Order Completed") > 14
 SELECT p.id FROM profiles p
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
+LEFT JOIN (SELECT profile_id, MAX(last_ts) AS last_ts FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
 WHERE p.workspace_id = ? AND p.merged_into IS NULL AND (EXISTS (SELECT 1 FROM segment_history h WHERE h.workspace_id = ? AND h.profile_id = p.id AND h.segment = ? AND h.entered_at <= ? AND (h.exited_at IS NULL OR h.exited_at > ?)) AND (w1.last_ts IS NOT NULL AND (CAST(? - w1.last_ts AS REAL) / 86400000 > ?)))
 ORDER BY p.id
 -- $1: 'ws_golden'

@@ -1,6 +1,6 @@
 -- sum("Order Completed", "revenue", within=90d, where=event.currency == "EUR") >= 100
 SELECT p.id FROM profiles p
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
+LEFT JOIN (SELECT profile_id, SUM(total) AS total FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
 WHERE p.workspace_id = ? AND p.merged_into IS NULL AND (CAST(COALESCE(w1.total, 0) AS DOUBLE PRECISION) >= ?)
 ORDER BY p.id COLLATE "C"
 -- $1: 'ws_golden'

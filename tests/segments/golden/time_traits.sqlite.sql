@@ -1,6 +1,6 @@
 -- computed.last_seen < 2026-03-01T00:00:00Z or computed.first_seen == "2026-01-01T00:00:00.000Z"
 SELECT p.id FROM profiles p
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
+LEFT JOIN (SELECT profile_id, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
 WHERE p.workspace_id = ? AND p.merged_into IS NULL AND ((w1.last_ts IS NOT NULL AND (CAST(w1.last_ts AS REAL) < ?)) OR (w1.first_ts IS NOT NULL AND (strftime('%Y-%m-%dT%H:%M:%S', ((w1.first_ts - ((w1.first_ts % 1000 + 1000) % 1000)) / 1000), 'unixepoch') || printf('.%03dZ', ((w1.first_ts % 1000 + 1000) % 1000)) = ?)))
 ORDER BY p.id
 -- $1: 'ws_golden'

@@ -1,7 +1,7 @@
 -- computed.revenue_total > 200 and count("Order Completed", within=30d) >= 1
 SELECT p.id FROM profiles p
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
-LEFT JOIN (SELECT profile_id, SUM(n) AS n, SUM(nn) AS nn, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, MAX(bucket) AS last_bucket FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w2 ON w2.profile_id = p.id
+LEFT JOIN (SELECT profile_id, SUM(total) AS total FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? GROUP BY profile_id) w1 ON w1.profile_id = p.id
+LEFT JOIN (SELECT profile_id, SUM(n) AS n FROM buckets WHERE workspace_id = ? AND series = ? AND bucket <= ? AND bucket > ? GROUP BY profile_id) w2 ON w2.profile_id = p.id
 WHERE p.workspace_id = ? AND p.merged_into IS NULL AND ((CAST(COALESCE(w1.total, 0) AS REAL) > ?) AND (CAST(COALESCE(w2.n, 0) AS REAL) >= ?))
 ORDER BY p.id
 -- $1: 'ws_golden'
