@@ -259,9 +259,8 @@ class MembershipWriter:
         if not changes:
             return
         rt, when = self.rt, _instants(at)
-        for c in changes:
-            if not c.entered:
-                segments_sql.exit_(self.conn, rt.id, [(c.segment, c.profile_id)], when(c.profile_id))
+        segments_sql.exit_(self.conn, rt.id, [(c.segment, c.profile_id, when(c.profile_id))
+                                              for c in changes if not c.entered])
         segments_sql.enter(self.conn, rt.id, [(c.segment, c.profile_id, rt.segments[c.segment].version,
                                               when(c.profile_id)) for c in changes if c.entered])
         self._events(changes, versions, when)

@@ -67,18 +67,19 @@ def enter(conn: Conn, ws: str, rows: Sequence[tuple[str, str, int, int]]) -> Non
                          "", [(ws, *row) for row in rows])
 
 
-def exit_(conn: Conn, ws: str, rows: Sequence[tuple[str, str]], at: int) -> None:
-    """Close the open stay of each (segment, profile_id) at ``at``."""
-    for segment, profile_id in rows:
-        conn.execute(
+def exit_(conn: Conn, ws: str, rows: Sequence[tuple[str, str, int]]) -> None:
+    """Close the open stay of each (segment, profile_id) at its instant (one statement batch: on
+    PostgreSQL a round trip per row would dominate a scheduler pass)."""
+    if rows:
+        conn.executemany(
             "UPDATE segment_history SET exited_at = ? WHERE workspace_id = ? AND segment = ? AND profile_id = ?"
-            " AND exited_at IS NULL", (at, ws, segment, profile_id))
+            " AND exited_at IS NULL", [(at, ws, segment, profile_id) for segment, profile_id, at in rows])
 
 
 def exit_all(conn: Conn, ws: str, profile_ids: Sequence[str], at: int) -> list[Row]:
     """Close every open stay of ``profile_ids`` (merged away); returns (profile_id, segment) closed."""
     closed = [(str(r[0]), str(r[1])) for r in current(conn, ws, profile_ids)]
-    exit_(conn, ws, [(s, p) for p, s in closed], at)
+    exit_(conn, ws, [(s, p, at) for p, s in closed])
     return closed
 
 
