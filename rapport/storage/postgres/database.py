@@ -59,23 +59,9 @@ class PostgresConn:
     def insert_rows(self, head: str, width: int, tail: str, rows: Sequence[Params]) -> list[Row]:
         if not rows:
             return []
+        sql = translate(head + " VALUES (" + ", ".join("?" * width) + ") " + tail)
         returning = " RETURNING " in f" {tail.upper()} "
         out: list[Row] = []
-        if " DO UPDATE " not in f" {tail.upper()} ":
-            # Multi-row VALUES: one round trip per chunk instead of psycopg's per-row pipeline cost. Rows get
-            # their serial numbers in list order. (ON CONFLICT DO UPDATE cannot touch one row twice in one
-            # statement, so upserts keep one statement per row.)
-            row_marks = "(" + ", ".join("?" * width) + ")"
-            step = max(1, min(1000, 60_000 // width))  # under PostgreSQL's 65535 bound parameters
-            with self.raw.cursor() as cur:
-                for start in range(0, len(rows), step):
-                    chunk = rows[start:start + step]
-                    cur.execute(translate(head + " VALUES " + ", ".join([row_marks] * len(chunk)) + " " + tail),
-                                [v for row in chunk for v in row])
-                    if returning:
-                        out.extend(cur.fetchall())
-            return out
-        sql = translate(head + " VALUES (" + ", ".join("?" * width) + ") " + tail)
         with self.raw.cursor() as cur:
             cur.executemany(sql, list(rows), returning=returning)
             while returning:
