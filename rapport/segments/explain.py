@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rapport.rules.explain import explain
+from rapport.privacy.pii import is_marker
+from rapport.rules.explain import explain, to_text_value
 from rapport.segments.stored import StoredContext, load, needs
 from rapport.storage.base import Conn
 from rapport.types import JsonObject, Millis
@@ -16,4 +17,26 @@ def explain_profile(conn: Conn, rt: WorkspaceRuntime, segment: CompiledSegment, 
     if segment.rule is None:
         return None
     data = load(conn, rt, needs(segment.rule, rt), [profile_id])[profile_id]
-    return explain(segment.rule, StoredContext(rt, data, at))
+    return masked(explain(segment.rule, StoredContext(rt, data, at)))
+
+
+ENCRYPTED = "(encrypted)"
+
+
+def masked(tree: JsonObject) -> JsonObject:
+    """``tree`` with personal values that are stored encrypted shown as ``(encrypted)`` in the reasons
+    and values (the rule engines compare them as opaque markers; their ciphertext tells a reader nothing)."""
+    out = dict(tree)
+    reason = out.get("reason")
+    for key in ("left", "right", "path_value"):
+        value = out.get(key)
+        if is_marker(value):
+            if isinstance(reason, str):
+                reason = reason.replace(to_text_value(value), ENCRYPTED)
+            out[key] = ENCRYPTED
+    if reason is not None:
+        out["reason"] = reason
+    children = out.get("children")
+    if isinstance(children, list):
+        out["children"] = [masked(c) if isinstance(c, dict) else c for c in children]
+    return out

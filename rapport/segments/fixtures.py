@@ -21,14 +21,14 @@ from typing import Final
 
 from rapport.errors import NotFoundError, ValidationError
 from rapport.identity.normalize import normalize
-from rapport.privacy.pii import is_marker
 from rapport.profiles.computed import Bucket
 from rapport.profiles.recompute import allowed_purposes, fold_events
 from rapport.profiles.sealing import SeriesSealer
 from rapport.profiles.service import ProfileReader
 from rapport.resources.fields import did_you_mean, quoted
 from rapport.rules import And, Node, Not, Or
-from rapport.rules.explain import explain, to_text_value
+from rapport.rules.explain import explain
+from rapport.segments.explain import masked
 from rapport.segments.stored import StoredContext, load, needs
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
@@ -111,7 +111,7 @@ def check_fixtures(conn: Conn, rt: WorkspaceRuntime, segment: CompiledSegment, k
             data = load(conn, rt, wanted, [profile_id])[profile_id]
             if incomplete:
                 data = replace(data, series={**data.series, **folded(conn, rt, keyring, profile_id, incomplete)})
-            tree = explain(rule, StoredContext(rt, data, at))
+            tree = masked(explain(rule, StoredContext(rt, data, at)))
             if tree["value"] is should:
                 continue
             side = "match" if should else "not match"
@@ -167,12 +167,7 @@ def reasons(node: Node, tree: JsonObject) -> list[str]:
 
 
 def _leaf_reason(tree: JsonObject) -> str:
-    reason = str(tree.get("reason") or tree["rule"])
-    for key in ("left", "right", "path_value"):
-        value = tree.get(key)
-        if is_marker(value):
-            reason = reason.replace(to_text_value(value), "(encrypted)")
-    return reason
+    return str(tree.get("reason") or tree["rule"])
 
 
 def summary(found: Iterable[str]) -> str:

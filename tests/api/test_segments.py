@@ -227,3 +227,16 @@ def test_a_refresh_cadence_reconciles_on_time(client: ApiClient, rapport: Rappor
     assert without.status_code == 200
     settle(rapport, workspace)
     assert admin(client, workspace, "GET", "/api/v1/segments/manual").json()["next_refresh_at"] is None
+
+
+def test_explain_masks_encrypted_values(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
+    identify(client, workspace, "a", email="a@example.com")
+    doc = "kind: Segment\nname: no_email\nrule: not exists(traits.email)\n"
+    assert apply_yaml(client, workspace, doc).status_code == 200
+    settle(rapport, workspace)
+    a = profile_of(client, workspace, user_id="a")["id"]
+    response = admin(client, workspace, "GET", "/api/v1/segments/no_email/explain", params={"profile_id": a})
+    leaf = response.json()["tree"]["children"][0]
+    assert leaf == {**leaf, "path_value": "(encrypted)", "negated": True,
+                    "reason": "traits.email = (encrypted), needs it missing"}
+    assert "$pii" not in response.text and "a@example.com" not in response.text
