@@ -96,7 +96,7 @@ def _delivery_problems(final: dict[tuple[str, str], Resource], desired: list[Res
     channels and templates that fit each other (every journey and template of the final state is
     checked, so deleting a channel still in use is refused; document 0 is one not in this apply)."""
     from rapport.resources.builtin.journey import check_deliveries
-    from rapport.resources.builtin.template import MESSAGE_TYPE_OF_CHANNEL, parts_problem
+    from rapport.resources.builtin.template import MESSAGE_TYPE_OF_CHANNEL, PARTS, parts_problem
 
     channels = {name: str(r.spec.get("type")) for (kind, name), r in final.items() if kind == "Channel"}
     templates = {name: str(r.spec.get("channel")) for (kind, name), r in final.items() if kind == "Template"}
@@ -115,7 +115,7 @@ def _delivery_problems(final: dict[tuple[str, str], Resource], desired: list[Res
                     "the name of a Channel")
                 continue
             message_type = MESSAGE_TYPE_OF_CHANNEL.get(channels[channel])
-            parts = frozenset(p for p in ("subject", "html", "text", "title", "body", "data") if p in resource.spec)
+            parts = frozenset(p for p in PARTS if p in resource.spec)
             problem = (f"channel {channel!r} is a webhook; webhooks post the event and take no template"
                        if message_type is None else parts_problem(parts, message_type))
             if problem is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 
@@ -80,30 +81,34 @@ def hold_for_nobody(rt: WorkspaceRuntime, at: Millis) -> frozenset[str]:
         s.name for s in rt.segments.values() if s.rule is None)
 
 
+C = TypeVar("C")
+
+
+def _per_generation(cache: dict[tuple[str, int], C], rt: WorkspaceRuntime, build: Callable[[], C]) -> C:
+    """``build()`` once per workspace definitions generation (the cache is emptied past 256 entries)."""
+    key = (rt.id, rt.generation)
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) > 256:
+            cache.clear()
+        hit = cache[key] = build()
+    return hit
+
+
 _NEEDS: dict[tuple[str, int], dict[str, stored.Needs]] = {}
 _COMPILED: dict[tuple[str, int], dict[str, Predicate]] = {}
 
 
 def compiled(rt: WorkspaceRuntime) -> dict[str, Predicate]:
     """Each segment's rule compiled to closures (cached per definitions generation)."""
-    key = (rt.id, rt.generation)
-    hit = _COMPILED.get(key)
-    if hit is None:
-        if len(_COMPILED) > 256:
-            _COMPILED.clear()
-        hit = _COMPILED[key] = {s.name: compile_rule(s.rule) for s in rt.segments.values() if s.rule is not None}
-    return hit
+    return _per_generation(_COMPILED, rt, lambda: {
+        s.name: compile_rule(s.rule) for s in rt.segments.values() if s.rule is not None})
 
 
 def segment_needs(rt: WorkspaceRuntime) -> dict[str, stored.Needs]:
     """What each segment's rule reads of a profile (cached per definitions generation)."""
-    key = (rt.id, rt.generation)
-    hit = _NEEDS.get(key)
-    if hit is None:
-        if len(_NEEDS) > 256:
-            _NEEDS.clear()
-        hit = _NEEDS[key] = {s.name: stored.needs(s.rule, rt) for s in rt.segments.values() if s.rule is not None}
-    return hit
+    return _per_generation(_NEEDS, rt, lambda: {
+        s.name: stored.needs(s.rule, rt) for s in rt.segments.values() if s.rule is not None})
 
 
 def union(items: Iterable[stored.Needs]) -> stored.Needs:
@@ -306,15 +311,9 @@ _SHORTCUTS: dict[tuple[str, int], dict[str, dict[str, int]]] = {}
 def monotone_shortcuts(rt: WorkspaceRuntime) -> dict[str, dict[str, int]]:
     """Segment -> the direction of its rule in each series it reads, for the segments whose live
     evaluation may be skipped (a rule, no group, no ``in_segment``); cached per generation."""
-    key = (rt.id, rt.generation)
-    hit = _SHORTCUTS.get(key)
-    if hit is None:
-        if len(_SHORTCUTS) > 256:
-            _SHORTCUTS.clear()
-        hit = _SHORTCUTS[key] = {
-            s.name: monotone.directions(s.rule, rt) for s in rt.segments.values()
-            if s.rule is not None and s.group is None and not s.segments}
-    return hit
+    return _per_generation(_SHORTCUTS, rt, lambda: {
+        s.name: monotone.directions(s.rule, rt) for s in rt.segments.values()
+        if s.rule is not None and s.group is None and not s.segments})
 
 
 def _skips(directions: dict[str, int], segment: CompiledSegment, what: Touched, series: frozenset[str],
@@ -367,13 +366,7 @@ _CLOCKS: dict[tuple[str, int], timing.Clocks] = {}
 
 def workspace_clocks(rt: WorkspaceRuntime) -> timing.Clocks:
     """What makes the workspace's segments move with time (cached per definitions generation)."""
-    key = (rt.id, rt.generation)
-    hit = _CLOCKS.get(key)
-    if hit is None:
-        if len(_CLOCKS) > 256:
-            _CLOCKS.clear()
-        hit = _CLOCKS[key] = timing.clocks(rt.segments.values(), rt)
-    return hit
+    return _per_generation(_CLOCKS, rt, lambda: timing.clocks(rt.segments.values(), rt))
 
 
 def catch_up(conn: Conn, rt: WorkspaceRuntime, clock: Clock, at: Millis, profile_ids: Sequence[str] | None = None,
