@@ -111,6 +111,9 @@ class PendingSend:
     profile_id: str
     attempts: int
     created_at: Millis
+    in_doubt: str | None = None
+    """The worker that was handed this send and died before recording what its channel answered: the message
+    may have been delivered (a retry goes out with the same idempotency key)."""
 
 
 GateHook: TypeAlias = Callable[[Conn, PendingSend, gate.GateInput], gate.GateInput]
@@ -419,6 +422,9 @@ class JourneyEngine:
                 ready.append((send, outcome))
                 continue
             status, reason, detail, due = outcome
+            if send.in_doubt is not None and status in ("refused", "failed"):
+                detail += (f" (an earlier attempt, handed to worker {send.in_doubt} which stopped before recording"
+                           " the channel's answer, may have been delivered)")
             sql.mark(conn, send.workspace_id, send.idempotency_key, status, reason, detail, due)
             counts[status] = counts.get(status, 0) + 1
         return ready
@@ -518,10 +524,11 @@ class JourneyEngine:
 
 def _pending(row: Row) -> PendingSend:
     (ws, key, enrollment_id, journey, version, step_id, kind, channel, template, tags, profile_id, _status,
-     _reason, _detail, attempts, created_at, _due, _sent_at, _provider) = row
+     _reason, _detail, attempts, created_at, _due, _sent_at, _provider, lease_owner) = row
     return PendingSend(str(ws), str(key), str(enrollment_id), str(journey), int(version), str(step_id), str(kind),
                        str(channel), None if template is None else str(template), frozenset(orjson.loads(tags)),
-                       str(profile_id), int(attempts), int(created_at))
+                       str(profile_id), int(attempts), int(created_at),
+                       None if lease_owner is None else str(lease_owner))
 
 
 def _message(key: str, recipient: Recipient, out: Mapping[str, object]) -> Message:

@@ -13,7 +13,8 @@ from rapport.storage.base import Conn, Row
 
 ENROLLMENT_COLUMNS = "id, journey, version, profile_id, state, status, assignments, entered_at, updated_at"
 SEND_COLUMNS = ("workspace_id, idempotency_key, enrollment_id, journey, version, step_id, kind, channel, template,"
-                " tags, profile_id, status, reason, detail, attempts, created_at, due_at, sent_at, provider_id")
+                " tags, profile_id, status, reason, detail, attempts, created_at, due_at, sent_at, provider_id,"
+                " lease_owner")
 OPEN_SENDS = "('scheduled', 'held')"
 """Send-log statuses dispatch still acts on; the others (sent, refused, failed) are final."""
 
