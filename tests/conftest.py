@@ -34,7 +34,11 @@ from rapport.settings import Secret, Settings
 # Shared 2-core machines: generation speed varies with load, so timing health checks and
 # deadlines would fail runs for reasons unrelated to behaviour.
 hypothesis_settings.register_profile("rapport", suppress_health_check=[HealthCheck.too_slow], deadline=None)
-hypothesis_settings.load_profile("rapport")
+# CI replays a fixed sequence of examples (the same on every run, so a green run stays green); developers'
+# runs draw new ones, and what they find is kept as an explicit @example.
+hypothesis_settings.register_profile("ci", parent=hypothesis_settings.get_profile("rapport"), derandomize=True,
+                                     database=None)
+hypothesis_settings.load_profile(os.environ.get("RAPPORT_HYPOTHESIS_PROFILE", "rapport"))
 
 POSTGRES_URL_ENV = "RAPPORT_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "RAPPORT_REQUIRE_POSTGRES"
