@@ -27,7 +27,16 @@ class Settings:
     """Events waiting for the writer before ingestion answers 429."""
     log_level: str = "info"
     log_json: bool = True
+    public_url: str = ""
+    """The base URL people reach this server at, for links in messages (preference center, unsubscribe,
+    open and click tracking); empty: ``http://HOST:PORT``."""
     extra: Mapping[str, str] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The process environment, where Channel resources' ``*_env`` fields name their secrets."""
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:
@@ -53,5 +62,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_queue=int(env.get("RAPPORT_MAX_QUEUE", "20000")),
         log_level=env.get("RAPPORT_LOG_LEVEL", "info"),
         log_json=env.get("RAPPORT_LOG_FORMAT", "json") == "json",
+        public_url=env.get("RAPPORT_PUBLIC_URL", ""),
         extra={k: v for k, v in env.items() if k.startswith("RAPPORT_")},
+        environ=dict(env),
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
+import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -14,7 +15,9 @@ from starlette.responses import Response
 from rapport import __version__
 from rapport.api import admin, errors, metrics, preferences, tracking
 from rapport.api.json import json_response
+from rapport.channels.base import Channel
 from rapport.core import Rapport
+from rapport.journeys import service as journeys_service
 from rapport.profiles import backfill
 from rapport.segments import service as segments_service
 from rapport.storage.sql import profiles as profiles_sql
@@ -61,10 +64,28 @@ def run_segments(rapport: Rapport) -> None:
                 c, rt, rapport.clock, names))
 
 
-def create_app(rapport: Rapport, *, worker: bool = True) -> FastAPI:
+async def run_journeys(rapport: Rapport, engines: journeys_service.Engines) -> None:
+    """One pass: feed queued events to each workspace's journeys, step due timers, dispatch due sends."""
+    for ws_id, _name, _created in await run_in_threadpool(rapport.db.read, ws_sql.list_workspaces):
+        rt = rapport.runtime(WorkspaceId(ws_id))
+        if not rt.journeys and not rt.channels:
+            continue
+        await run_in_threadpool(journeys_service.step_pass, engines, rt)
+        await journeys_service.dispatch_pass(engines, rt)
+
+
+def journey_engines(rapport: Rapport, overrides: Mapping[str, Channel] | None = None) -> journeys_service.Engines:
+    settings = rapport.settings
+    delivery = journeys_service.Delivery(settings.base_url, settings.environ, overrides)
+    return journeys_service.Engines(rapport.db, rapport.keyring, rapport.clock, delivery)
+
+
+def create_app(rapport: Rapport, *, worker: bool = True, channels: Mapping[str, Channel] | None = None) -> FastAPI:
+    """The server; with ``worker``, the background worker runs beside it (backfills, segment timers and
+    refreshes, journeys). ``channels`` replace the workspace's Channel resources by name (a local sink)."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_worker(rapport)) if worker else None
+        task = asyncio.create_task(_worker(rapport, journey_engines(rapport, channels))) if worker else None
         yield
         if task is not None:
             task.cancel()
@@ -93,11 +114,14 @@ def create_app(rapport: Rapport, *, worker: bool = True) -> FastAPI:
     return app
 
 
-async def _worker(rapport: Rapport) -> None:
-    while True:
-        try:
-            await run_in_threadpool(run_backfills, rapport)
-            await run_in_threadpool(run_segments, rapport)
-        except Exception:
-            log.exception("background pass failed")
-        await asyncio.sleep(0.5)
+async def _worker(rapport: Rapport, engines: journeys_service.Engines) -> None:
+    async with httpx.AsyncClient() as client:
+        engines.client = client
+        while True:
+            try:
+                await run_in_threadpool(run_backfills, rapport)
+                await run_in_threadpool(run_segments, rapport)
+                await run_journeys(rapport, engines)
+            except Exception:
+                log.exception("background pass failed")
+            await asyncio.sleep(0.5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 from typing import Final
 
@@ -41,6 +41,21 @@ def message_id(idempotency_key: str, domain: str) -> str:
     return f"<{digest}@{domain}>"
 
 
+class _Policy(EmailPolicy):
+    """The SMTP policy (CRLF, lines folded at 78), except that ``List-Unsubscribe`` is written unfolded: its
+    signed URLs have no spaces to fold at, and the generic folding would turn them into RFC 2047 encoded words,
+    which no mailbox provider reads as URLs. RFC 5322 allows such a line up to 998 characters."""
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        text = str(value)
+        if name.lower() == "list-unsubscribe" and text.isascii() and len(name) + len(text) < 990:
+            return f"{name}: {text}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+POLICY: Final = _Policy(linesep="\r\n")
+
+
 def build_email(message: Message, sender: str, now_ms: int) -> EmailMessage:
     """The MIME message for ``message``: plain text, HTML, or both as ``multipart/alternative`` (text
     first, so clients that prefer the last part they understand show the HTML).
@@ -52,7 +67,7 @@ def build_email(message: Message, sender: str, now_ms: int) -> EmailMessage:
     if not (message.text or message.html):
         raise Terminal("email needs a text or html body; the rendered message has neither", code="invalid_message")
     domain = sender_address(sender).rpartition("@")[2]
-    mail = EmailMessage(policy=SMTP)
+    mail = EmailMessage(policy=POLICY)
     mail["From"] = sender
     mail["To"] = message.to
     mail["Subject"] = message.subject
@@ -118,8 +133,9 @@ class SmtpChannel:
         settings = self.settings
         mail = build_email(message, settings.sender, self.clock.now_ms())
         try:
+            # Bytes, not the message object: aiosmtplib would serialise it again with its own policy.
             _, reply = await aiosmtplib.send(
-                mail,
+                mail.as_bytes(),
                 sender=sender_address(settings.sender),
                 recipients=[message.to],
                 hostname=settings.host,

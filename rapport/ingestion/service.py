@@ -21,6 +21,7 @@ from rapport.consent.decide import may_use
 from rapport.consent.model import ConsentState, LedgerEntry
 from rapport.identity.service import IdentityWriter
 from rapport.ingestion.model import IngestResult, Message, Quarantined
+from rapport.journeys.feed import journey_hears
 from rapport.privacy import pii
 from rapport.profiles.computed import Bucket, bucket_of, property_value
 from rapport.profiles.sealing import SeriesSealer
@@ -29,6 +30,7 @@ from rapport.segments.service import MembershipWriter, Touched
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import events as events_sql
+from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import quarantine as quarantine_sql
 from rapport.storage.sql.consent import ledger_entry
@@ -168,6 +170,10 @@ class BatchJob:
             writes.consent.clear()
         if writes.events:
             seqs = events_sql.insert_events(conn, writes.events)
+            if self.rt.journeys:
+                journeys_sql.enqueue(conn, self.rt.id, [
+                    seqs[key] for message, key, *_ in writes.derive
+                    if key in seqs and journey_hears(self.rt, message.type, message.name)])
             for message, key, profile_id, sealed, allowed, is_restricted in writes.derive:
                 seq = seqs.get(key)
                 if seq is None:

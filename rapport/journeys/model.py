@@ -12,7 +12,7 @@ ends, with the step after the one that holds it; when the top-level list ends, t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from fractions import Fraction
@@ -24,7 +24,7 @@ from rapport.errors import ValidationError
 from rapport.journeys.timing import parse_clock
 from rapport.resources.builtin.journey import HOLDOUT, JOURNEY
 from rapport.resources.fields import FieldErrors
-from rapport.rules import Node, parse
+from rapport.rules import Node, event_functions, parse, paths, segments
 from rapport.types import Json, JsonObject, Millis
 
 StepId: TypeAlias = str
@@ -197,6 +197,34 @@ class Journey:
         return any(isinstance(step, BranchStep) for step in self.by_id.values())
 
 
+def journey_rules(journey: Journey) -> list[Node]:
+    """The rules a journey evaluates over the profile: ``exit_when`` and its branches' conditions."""
+    rules = [journey.exit_when] if journey.exit_when is not None else []
+    return rules + [step.rule for step in journey.by_id.values() if isinstance(step, BranchStep)]
+
+
+def listened(journeys: Iterable[Journey]) -> frozenset[str] | None:
+    """The names of the events ``journeys`` react to: their entry events (``Segment Entered``/``Exited`` for
+    segment entries), ``wait_for`` and goal events, and the events their ``exit_when`` counts. ``None`` when
+    an ``exit_when`` reads anything but event functions (traits, consent, segments): any event may then end
+    an enrollment, so every event counts."""
+    names: set[str] = set()
+    for journey in journeys:
+        entry = journey.entry
+        if entry.kind == "event" and entry.name is not None:
+            names.add(entry.name)
+        elif entry.kind in ("segment_entered", "segment_exited"):
+            names.add("Segment Entered" if entry.kind == "segment_entered" else "Segment Exited")
+        names.update(step.event for step in journey.by_id.values() if isinstance(step, WaitStep))
+        if journey.goal is not None:
+            names.add(journey.goal.event)
+        if journey.exit_when is not None:
+            if paths(journey.exit_when) or segments(journey.exit_when):
+                return None
+            names.update(fn.event for fn in event_functions(journey.exit_when))
+    return frozenset(names)
+
+
 def walk(steps: tuple[Step, ...]) -> Iterator[Step]:
     """Every step of ``steps`` and of the lists they hold, in document order."""
     for step in steps:
@@ -336,5 +364,7 @@ __all__ = [
     "WebhookStep",
     "build",
     "children",
+    "journey_rules",
+    "listened",
     "walk",
 ]

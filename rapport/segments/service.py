@@ -22,12 +22,14 @@ from typing import TypeVar
 import orjson
 
 from rapport.clock import Clock, to_iso
+from rapport.journeys.feed import journey_hears
 from rapport.rules import EvalContext, EventFn, Path
 from rapport.rules.compile import Predicate, compile_rule
 from rapport.segments import membership, monotone, stored, timing
 from rapport.segments.membership import Change
 from rapport.storage.base import Conn
 from rapport.storage.sql import events as events_sql
+from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import segments as segments_sql
 from rapport.types import Millis
 from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime
@@ -285,7 +287,10 @@ class MembershipWriter:
             rows.append((rt.id, message_id, message_id, c.profile_id, c.profile_id, "track", name, None, None, at, at,
                          0, 0, orjson.dumps(body).decode()))
         if rows:
-            events_sql.insert_events(self.conn, rows)
+            seqs = events_sql.insert_events(self.conn, rows)
+            if rt.journeys:
+                journeys_sql.enqueue(self.conn, rt.id, [seqs[str(row[1])] for row in rows if str(row[1]) in seqs
+                                                        and journey_hears(rt, "track", str(row[6]))])
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,8 +60,11 @@ class WorkspaceSettings:
     consent_mapping: JsonObject = field(default_factory=dict)
     identity: JsonObject = field(default_factory=dict)
     timezone: str = "UTC"
+    frequency_caps: tuple[JsonObject, ...] = ()
+    """Caps on messages per person, counted in their calendar days: ``{"scope": "channel" | "tag" | "global",
+    "limit": N, "period_days": D, "channel": name?, "tag": name?}``."""
 
-    _FIELDS = ("pii_fields", "dedupe", "event_purposes", "consent_mapping", "identity", "timezone")
+    _FIELDS = ("pii_fields", "dedupe", "event_purposes", "consent_mapping", "identity", "timezone", "frequency_caps")
 
     @classmethod
     def from_json(cls, data: JsonObject) -> WorkspaceSettings:
@@ -89,12 +92,44 @@ class WorkspaceSettings:
                 kw[name] = data[name]
         if "timezone" in data:
             kw["timezone"] = _timezone(data["timezone"])
+        if "frequency_caps" in data:
+            kw["frequency_caps"] = _caps(data["frequency_caps"])
         return cls(**kw)
 
     def to_json(self) -> JsonObject:
         return {"pii_fields": list(self.pii_fields), "dedupe": self.dedupe,
                 "event_purposes": list(self.event_purposes), "consent_mapping": self.consent_mapping,
-                "identity": self.identity, "timezone": self.timezone}
+                "identity": self.identity, "timezone": self.timezone, "frequency_caps": list(self.frequency_caps)}
+
+
+CAP_FIELDS = ("scope", "limit", "period_days", "channel", "tag")
+
+
+def _caps(value: Any) -> tuple[JsonObject, ...]:
+    """Frequency caps as the send gate reads them; each one checked by building it."""
+    from rapport.journeys.gate import FrequencyCap
+
+    expected = ('a list of caps such as {"scope": "channel", "channel": "email", "limit": 2, "period_days": 7} '
+                '(scope channel, tag or global)')
+    if not isinstance(value, list):
+        raise ValidationError(f"'frequency_caps' must be {expected}", code="invalid_settings")
+    out = []
+    for index, cap in enumerate(value):
+        where = f"frequency_caps[{index}]"
+        if not isinstance(cap, dict) or set(cap) - set(CAP_FIELDS) or cap.get("scope") not in (
+                "channel", "tag", "global"):
+            raise ValidationError(f"{where} is not a cap; expected {expected}", code="invalid_settings")
+        limit, days = cap.get("limit"), cap.get("period_days", 1)
+        if not (isinstance(limit, int) and isinstance(days, int)) or isinstance(limit, bool) or isinstance(days, bool):
+            raise ValidationError(f"{where}: 'limit' and 'period_days' must be whole numbers",
+                                  code="invalid_settings")
+        for name in ("channel", "tag"):
+            if cap.get(name) is not None and not isinstance(cap[name], str):
+                raise ValidationError(f"{where}: {name!r} must be a name", code="invalid_settings")
+        FrequencyCap(cap["scope"], limit, days, cap.get("channel"), cap.get("tag"))
+        out.append({"scope": cap["scope"], "limit": limit, "period_days": days,
+                    **{k: cap[k] for k in ("channel", "tag") if cap.get(k) is not None}})
+    return tuple(out)
 
 
 def _timezone(value: Any) -> str:

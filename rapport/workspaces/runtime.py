@@ -16,12 +16,16 @@ from rapport.consent.mapping import ConsentMapping
 from rapport.consent.purposes import Catalog
 from rapport.durations import parse_duration
 from rapport.identity.model import IdentityRules
+from rapport.journeys.model import Journey, journey_rules, listened
+from rapport.journeys.model import build as build_journey
 from rapport.privacy.pii import TRAIT_ONLY_FIELDS
 from rapport.profiles.builtins import BUILTIN_TRAITS
 from rapport.profiles.computed import SeriesKey, TraitDef
+from rapport.resources.builtin.template import PARTS as TEMPLATE_PARTS
 from rapport.rules import Node, event_functions, parse, paths, to_text
 from rapport.rules import segments as rule_segments
 from rapport.segments.functions import series_key as event_series_key
+from rapport.templates.render import Parts
 from rapport.types import JsonObject, WorkspaceId
 from rapport.workspaces.model import WorkspaceSettings
 
@@ -106,6 +110,16 @@ class WorkspaceRuntime:
     plans: tuple[JsonObject, ...]
     pii_fields: frozenset[str]
     segments: Mapping[str, CompiledSegment] = field(default_factory=dict)
+    journeys: Mapping[str, Journey] = field(default_factory=dict)
+    """The published (latest) version of each journey."""
+    templates: Mapping[str, Parts] = field(default_factory=dict)
+    """Each Template's message parts (Liquid sources)."""
+    channels: Mapping[str, JsonObject] = field(default_factory=dict)
+    """Each Channel resource's checked spec (adapters are built from them by the worker)."""
+    journey_events: frozenset[str] | None = frozenset()
+    """Names of the events the journeys listen to (entry, ``wait_for``, goal, the events ``exit_when`` counts,
+    ``Segment Entered``/``Exited``); ``None`` when some ``exit_when`` reads traits or consent, so every event
+    matters."""
 
     def trait_purposes(self) -> frozenset[str]:
         return frozenset(t.purpose for t in self.traits.values())
@@ -160,6 +174,13 @@ def build_runtime(
         segments[segment.name] = segment
         for fn in event_functions(segment.rule) if segment.rule is not None else ():
             read(event_series_key(fn), SEGMENT_SERIES_PURPOSE)
+    journeys: dict[str, Journey] = {}
+    for spec in by_kind.get("Journey", []):
+        journey = build_journey(spec, versions[("Journey", str(spec["name"]))])
+        journeys[journey.name] = journey
+        for node in journey_rules(journey):
+            for fn in event_functions(node):
+                read(event_series_key(fn), SEGMENT_SERIES_PURPOSE)
     return WorkspaceRuntime(
         id=WorkspaceId(ws_id),
         name=name,
@@ -174,4 +195,9 @@ def build_runtime(
         plans=tuple(by_kind.get("TrackingPlan", [])),
         pii_fields=pii_fields,
         segments=segments,
+        journeys=journeys,
+        templates={str(spec["name"]): {part: spec[part] for part in TEMPLATE_PARTS if spec.get(part) is not None}
+                   for spec in by_kind.get("Template", [])},
+        channels={str(spec["name"]): spec for spec in by_kind.get("Channel", [])},
+        journey_events=listened(journeys.values()),
     )

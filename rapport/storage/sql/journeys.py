@@ -222,3 +222,41 @@ def recent_sent(conn: Conn, ws: str, profile_id: str, since: int) -> list[Row]:
     return conn.all("SELECT sent_at, channel, tags, journey FROM journey_sends WHERE workspace_id = ?"
                     " AND profile_id = ? AND status = 'sent' AND sent_at >= ? ORDER BY sent_at",
                     (ws, profile_id, since))
+
+
+# --- the inbox: stored events waiting for the engine -------------------------------------------------------
+
+def enqueue(conn: Conn, ws: str, event_seqs: Sequence[int]) -> None:
+    """Queue stored events (by ``events.seq``) for the journey engine, in this order."""
+    if event_seqs:
+        conn.executemany("INSERT INTO journey_inbox (workspace_id, event_seq) VALUES (?, ?)",
+                         [(ws, seq) for seq in event_seqs])
+
+
+def inbox(conn: Conn, ws: str, limit: int) -> list[Row]:
+    """The oldest queued events of ``ws``: (inbox seq, event seq, profile id, type, name, ts, body), in queue
+    order. On PostgreSQL the queue rows stay locked until the transaction ends, so a second consumer of the
+    workspace waits and then sees what is left: events of a profile are fed in order."""
+    lock = " FOR UPDATE OF i" if conn.dialect.name == "postgres" else ""
+    return conn.all(
+        "SELECT i.seq, e.seq, e.profile_id, e.type, e.name, e.ts, e.body FROM journey_inbox i"
+        " JOIN events e ON e.workspace_id = i.workspace_id AND e.seq = i.event_seq"
+        f" WHERE i.workspace_id = ? ORDER BY i.seq LIMIT ?{lock}", (ws, limit))
+
+
+def dequeue(conn: Conn, ws: str, through: int) -> int:
+    """Remove the queued events of ``ws`` up to inbox seq ``through`` (events erased meanwhile included)."""
+    return conn.execute("DELETE FROM journey_inbox WHERE workspace_id = ? AND seq <= ?", (ws, through))
+
+
+def inbox_size(conn: Conn, ws: str) -> int:
+    return int(conn.value("SELECT count(*) FROM journey_inbox WHERE workspace_id = ?", (ws,)) or 0)
+
+
+def recent_sends(conn: Conn, ws: str, profile_id: str, since: int) -> list[Row]:
+    """(journey, channel, tags, status, sent_at, due_at) of the profile's sends that went out at or after
+    ``since`` or wait to go out (scheduled or held): frequency caps count the first, arbitration reads both."""
+    return conn.all(
+        "SELECT journey, channel, tags, status, sent_at, due_at FROM journey_sends WHERE workspace_id = ?"
+        " AND profile_id = ? AND ((status = 'sent' AND sent_at >= ?) OR status IN ('scheduled', 'held'))",
+        (ws, profile_id, since))

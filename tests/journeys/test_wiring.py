@@ -1,0 +1,201 @@
+"""Journeys in the running server: events ingested through the tracking API and segment changes reach the
+workspace's journeys, and the worker's passes send real email through a real SMTP server (aiosmtpd on
+loopback), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+from collections.abc import Iterator
+from email.message import Message as MimeMessage
+from typing import Any
+
+import pytest
+from api.support import ApiClient, admin, apply_yaml, track
+from channels.support import Recorder, SmtpServer, serve_smtp
+
+from rapport.api.app import journey_engines, run_journeys, run_segments
+from rapport.clock import FrozenClock
+from rapport.core import NewWorkspace, Rapport
+from rapport.journeys import service as journeys_service
+from rapport.storage.sql import journeys as journeys_sql
+from rapport.types import DAY, HOUR, MINUTE, WorkspaceId
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    yield from serve_smtp(Recorder())
+
+
+def resources(port: int) -> str:
+    return f"""
+kind: Channel
+name: email
+type: smtp
+host: 127.0.0.1
+port: {port}
+from: "Shop <hello@shop.example>"
+---
+kind: Template
+name: welcome
+channel: email
+subject: "Welcome, {{{{ traits.first_name | default: 'friend' }}}}"
+text: "Thanks for signing up on {{{{ event.plan }}}}."
+---
+kind: Template
+name: tips
+channel: email
+subject: "Three tips"
+text: "Tip one."
+---
+kind: Template
+name: vip
+channel: email
+subject: "You are a VIP"
+html: "<p>Hello {{{{ traits.first_name }}}}</p>"
+---
+kind: Segment
+name: pro
+rule: traits.plan == "pro"
+---
+kind: Journey
+name: onboarding
+purpose: marketing_email
+entry: {{event: Signed Up}}
+steps:
+  - send: {{channel: email, template: welcome}}
+  - delay: 1d
+  - send: {{channel: email, template: tips}}
+---
+kind: Journey
+name: vip_welcome
+purpose: marketing_email
+entry: {{segment_entered: pro}}
+steps:
+  - send: {{channel: email, template: vip}}
+"""
+
+
+class World:
+    def __init__(self, rapport: Rapport, client: ApiClient, ws: NewWorkspace, smtp: SmtpServer) -> None:
+        self.rapport, self.client, self.ws, self.smtp = rapport, client, ws, smtp
+        self.engines = journey_engines(rapport)
+        assert isinstance(rapport.clock, FrozenClock)
+        self.clock: FrozenClock = rapport.clock
+
+    def person(self, user_id: str, consent: bool, **traits: Any) -> None:
+        response = track(self.client, self.ws, "/v1/identify", {"userId": user_id, "traits": traits})
+        assert response.status_code == 200, response.text
+        # Analytics consent keeps the events' properties (without it they are stored minimized).
+        for purpose in ("analytics", "marketing_email") if consent else ("analytics",):
+            response = admin(self.client, self.ws, "POST", "/api/v1/consent", json={
+                "identifiers": {"user_id": user_id}, "purpose": purpose, "state": "granted",
+                "source": "signup form"})
+            assert response.status_code in (200, 201), response.text
+
+    def event(self, user_id: str, name: str, **properties: Any) -> None:
+        response = track(self.client, self.ws, "/v1/track", {"userId": user_id, "event": name,
+                                                              "properties": properties})
+        assert response.status_code == 200, response.text
+
+    def work(self) -> None:
+        """One background pass: segments first (their changes queue events), then journeys."""
+        self.rapport.invalidate(self.ws.workspace_id)
+        run_segments(self.rapport)
+        asyncio.run(run_journeys(self.rapport, self.engines))
+
+    def mail(self) -> list[MimeMessage]:
+        return [email.message_from_bytes(r.content) for r in self.smtp.handler.received]
+
+    def sends(self) -> list[tuple[Any, ...]]:
+        return self.rapport.db.read(lambda c: journeys_sql.sends_of(c, self.ws.workspace_id))
+
+
+@pytest.fixture
+def world(rapport: Rapport, client: ApiClient, workspace: NewWorkspace, smtp: SmtpServer) -> World:
+    response = apply_yaml(client, workspace, resources(smtp.port))
+    assert response.status_code == 200, response.text
+    return World(rapport, client, workspace, smtp)
+
+
+def test_an_event_enrolls_and_the_worker_sends_each_step_on_time(world: World) -> None:
+    world.person("u1", True, email="Ada@Example.com", first_name="Ada")
+    world.event("u1", "Signed Up", plan="basic")
+    world.work()
+    [welcome] = world.mail()
+    assert welcome["To"] == "ada@example.com"
+    assert welcome["Subject"] == "Welcome, Ada"
+    assert "Thanks for signing up on basic." in welcome.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    # RFC 8058: the one-click unsubscribe of the channel's purpose, on the server's public URL.
+    assert "/unsubscribe/" in welcome["List-Unsubscribe"] and "purpose=marketing_email" in welcome["List-Unsubscribe"]
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    world.clock.advance(DAY - MINUTE)
+    world.work()
+    assert len(world.mail()) == 1, "the delay holds the second step until a full day has passed"
+    world.clock.advance(MINUTE)
+    world.work()
+    assert [m["Subject"] for m in world.mail()] == ["Welcome, Ada", "Three tips"]
+    world.work()
+    assert len(world.mail()) == 2, "a further pass sends nothing again"
+    assert {(row[5], row[11]) for row in world.sends()} == {("0", "sent"), ("2", "sent")}
+
+
+def test_nobody_is_enrolled_or_mailed_without_consent(world: World) -> None:
+    world.person("u2", False, email="bo@example.com")
+    world.event("u2", "Signed Up", plan="basic")
+    world.work()
+    world.clock.advance(2 * DAY)
+    world.work()
+    assert world.mail() == [] and world.sends() == []
+
+
+def test_entering_a_segment_enrolls_in_its_journey(world: World) -> None:
+    world.person("u3", True, email="cy@example.com", first_name="Cy")
+    world.work()
+    assert world.mail() == []
+    world.person("u3", True, plan="pro")
+    world.work()
+    [vip] = world.mail()
+    assert vip["Subject"] == "You are a VIP" and vip["To"] == "cy@example.com"
+
+
+def test_consent_withdrawn_before_a_delayed_step_stops_it(world: World) -> None:
+    world.person("u4", True, email="di@example.com")
+    world.event("u4", "Signed Up", plan="basic")
+    world.work()
+    assert len(world.mail()) == 1
+    response = admin(world.client, world.ws, "POST", "/api/v1/consent", json={
+        "identifiers": {"user_id": "u4"}, "purpose": "marketing_email", "state": "withdrawn", "source": "support"})
+    assert response.status_code in (200, 201), response.text
+    world.clock.advance(DAY + HOUR)
+    world.work()
+    assert len(world.mail()) == 1
+    log = {row[5]: (row[11], row[12]) for row in world.sends()}
+    assert log["2"] == ("refused", "consent_missing")
+
+
+def test_a_channel_whose_secret_is_missing_keeps_its_sends_waiting(rapport: Rapport, client: ApiClient,
+                                                                    workspace: NewWorkspace, smtp: SmtpServer) -> None:
+    text = resources(smtp.port).replace('from: "Shop <hello@shop.example>"',
+                                        'from: "Shop <hello@shop.example>"\nusername: shop\n'
+                                        'password_env: RAPPORT_TEST_UNSET_SMTP_PASSWORD')
+    assert apply_yaml(client, workspace, text).status_code == 200
+    world = World(rapport, client, workspace, smtp)
+    world.person("u5", True, email="ed@example.com")
+    world.event("u5", "Signed Up", plan="basic")
+    world.work()
+    [row] = world.sends()
+    assert (row[11], row[12]) == ("scheduled", "transient")
+    assert "RAPPORT_TEST_UNSET_SMTP_PASSWORD" in row[13]
+    assert world.mail() == []
+
+
+def test_engines_are_rebuilt_when_definitions_change(world: World) -> None:
+    rt = world.rapport.runtime(WorkspaceId(world.ws.workspace_id))
+    engine = world.engines.of(rt)
+    assert world.engines.of(rt) is engine
+    assert apply_yaml(world.client, world.ws, resources(world.smtp.port).replace("Three tips", "Four tips")
+                      ).status_code == 200
+    fresh = world.rapport.runtime(WorkspaceId(world.ws.workspace_id), fresh=True)
+    assert world.engines.of(fresh) is not engine
+    assert journeys_service.channel_purposes(fresh) == {"email": "marketing_email"}
