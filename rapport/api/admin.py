@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from rapport.api import segments
+from rapport.api import journeys, segments
 from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.clock import to_iso
@@ -238,4 +238,5 @@ def router(rapport: Rapport) -> APIRouter:
                                            "detail": orjson.loads(r[4]), "at": to_iso(r[5])} for r in rows]})
 
     api.include_router(segments.router(rapport, scoped))
+    api.include_router(journeys.router(rapport, scoped))
     return api

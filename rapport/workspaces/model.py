@@ -15,15 +15,16 @@ CredentialKind = Literal["write_key", "admin_token"]
 Scope = Literal[
     "profiles:read", "profiles:write", "events:read", "consent:read", "consent:write",
     "resources:read", "resources:write", "quarantine:read", "quarantine:write", "settings:write",
-    "credentials:write", "segments:read", "segments:write",
+    "credentials:write", "segments:read", "segments:write", "journeys:read", "journeys:write",
 ]
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     "admin": frozenset(Scope.__args__),  # type: ignore[attr-defined]
     "marketer": frozenset({"profiles:read", "events:read", "consent:read", "consent:write",
-                           "resources:read", "resources:write", "segments:read", "segments:write"}),
+                           "resources:read", "resources:write", "segments:read", "segments:write",
+                           "journeys:read", "journeys:write"}),
     "analyst": frozenset({"profiles:read", "events:read", "consent:read", "resources:read", "quarantine:read",
-                          "segments:read"}),
+                          "segments:read", "journeys:read"}),
     "viewer": frozenset({"resources:read"}),
 }
 

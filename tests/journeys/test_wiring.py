@@ -199,3 +199,48 @@ def test_engines_are_rebuilt_when_definitions_change(world: World) -> None:
     fresh = world.rapport.runtime(WorkspaceId(world.ws.workspace_id), fresh=True)
     assert world.engines.of(fresh) is not engine
     assert journeys_service.channel_purposes(fresh) == {"email": "marketing_email"}
+
+
+def test_the_api_shows_each_message_with_the_gates_reason(world: World) -> None:
+    world.person("u6", True, email="fy@example.com")
+    world.person("u7", True, email="gu@example.com")
+    for user in ("u6", "u7"):
+        world.event(user, "Signed Up", plan="basic")
+    world.work()
+    admin(world.client, world.ws, "POST", "/api/v1/consent", json={
+        "identifiers": {"user_id": "u7"}, "purpose": "marketing_email", "state": "withdrawn", "source": "support"})
+    world.clock.advance(DAY)
+    world.work()
+    [listed] = [j for j in admin(world.client, world.ws, "GET", "/api/v1/journeys").json()["journeys"]
+                if j["name"] == "onboarding"]
+    assert listed["enrollments"] == {"active": 0, "completed": 2, "exited": 0}
+    assert listed["messages"] == {"sent": 3, "scheduled": 0, "held": 0, "refused": 1, "failed": 0}
+    assert listed["entry"] == {"event": "Signed Up"} and listed["purpose"] == "marketing_email"
+    detail = admin(world.client, world.ws, "GET", "/api/v1/journeys/onboarding").json()
+    stats = {s["id"]: s for s in detail["step_stats"]}
+    assert stats["0"]["messages"]["sent"] == 2 and stats["1"]["kind"] == "delay"
+    assert stats["2"]["messages"]["refused"] == 1 and stats["2"]["reasons"] == {"consent_missing": 1}
+    assert [v["version"] for v in detail["versions"]] == [1]
+    pid = admin(world.client, world.ws, "GET", "/api/v1/profiles/lookup", params={"user_id": "u7"}).json()["id"]
+    body = admin(world.client, world.ws, "GET", f"/api/v1/profiles/{pid}/messages").json()
+    assert [(m["step"], m["status"], m["reason"]) for m in body["messages"]] == [
+        ("0", "sent", None), ("2", "refused", "consent_missing")]
+    assert "marketing_email" in body["messages"][1]["detail"]
+    assert [e["status"] for e in body["enrollments"]] == ["completed"]
+    first = admin(world.client, world.ws, "GET", "/api/v1/journeys/onboarding/enrollments",
+                  params={"limit": 1}).json()
+    second = admin(world.client, world.ws, "GET", "/api/v1/journeys/onboarding/enrollments",
+                   params={"limit": 1, "cursor": first["next"]}).json()
+    assert len(first["enrollments"]) == len(second["enrollments"]) == 1 and second["next"] is None
+    assert first["enrollments"][0]["id"] != second["enrollments"][0]["id"]
+
+
+def test_journey_routes_check_roles_and_names(world: World) -> None:
+    viewer = world.rapport.create_token(WorkspaceId(world.ws.workspace_id), "viewer", "v", "test")
+    response = admin(world.client, world.ws, "GET", "/api/v1/journeys", token=viewer)
+    assert response.status_code == 403 and response.json()["code"] == "forbidden"
+    missing = admin(world.client, world.ws, "GET", "/api/v1/journeys/onbording")
+    assert missing.status_code == 404 and "onboarding" in missing.json()["message"]
+    bad = admin(world.client, world.ws, "GET", "/api/v1/journeys/onboarding/enrollments",
+                params={"status": "paused"})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"

@@ -216,14 +216,6 @@ def sends_of(conn: Conn, ws: str, *, enrollment_id: str | None = None, profile_i
     return conn.all(sql + " ORDER BY created_at, step_id", params)
 
 
-def recent_sent(conn: Conn, ws: str, profile_id: str, since: int) -> list[Row]:
-    """(sent_at, channel, tags json, journey) of messages sent to ``profile_id`` since ``since``, for caps
-    and arbitration."""
-    return conn.all("SELECT sent_at, channel, tags, journey FROM journey_sends WHERE workspace_id = ?"
-                    " AND profile_id = ? AND status = 'sent' AND sent_at >= ? ORDER BY sent_at",
-                    (ws, profile_id, since))
-
-
 # --- the inbox: stored events waiting for the engine -------------------------------------------------------
 
 def enqueue(conn: Conn, ws: str, event_seqs: Sequence[int]) -> None:
@@ -260,3 +252,33 @@ def recent_sends(conn: Conn, ws: str, profile_id: str, since: int) -> list[Row]:
         "SELECT journey, channel, tags, status, sent_at, due_at FROM journey_sends WHERE workspace_id = ?"
         " AND profile_id = ? AND ((status = 'sent' AND sent_at >= ?) OR status IN ('scheduled', 'held'))",
         (ws, profile_id, since))
+
+
+def enrollment_counts(conn: Conn, ws: str) -> list[Row]:
+    """(journey, version, status, count) over every enrollment of the workspace."""
+    return conn.all("SELECT journey, version, status, count(*) FROM journey_enrollments WHERE workspace_id = ?"
+                    " GROUP BY journey, version, status", (ws,))
+
+
+def send_counts(conn: Conn, ws: str, journey: str | None = None) -> list[Row]:
+    """(journey, step_id, channel, status, reason, count) of the send log, of one journey or all."""
+    if journey is None:
+        return conn.all("SELECT journey, step_id, channel, status, reason, count(*) FROM journey_sends"
+                        " WHERE workspace_id = ? GROUP BY journey, step_id, channel, status, reason", (ws,))
+    return conn.all("SELECT journey, step_id, channel, status, reason, count(*) FROM journey_sends"
+                    " WHERE workspace_id = ? AND journey = ? GROUP BY journey, step_id, channel, status, reason",
+                    (ws, journey))
+
+
+def enrollments_in(conn: Conn, ws: str, journey: str, status: str | None, after: str | None,
+                   limit: int) -> list[Row]:
+    """A page of the journey's enrollments (``ENROLLMENT_COLUMNS``) by id, after id ``after``."""
+    sql = f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND journey = ?"
+    params: list[object] = [ws, journey]
+    if status is not None:
+        sql += " AND status = ?"
+        params.append(status)
+    if after is not None:
+        sql += " AND id > ?"
+        params.append(after)
+    return conn.all(sql + " ORDER BY id LIMIT ?", (*params, limit))

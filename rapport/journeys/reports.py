@@ -1,0 +1,149 @@
+"""Reading journeys for the API and the CLI: the catalog with enrollment and send counts, per-step
+statistics, enrollments, and each person's messages with the gate's reason for every one that did not go
+out."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from rapport.clock import to_iso
+from rapport.errors import NotFoundError, ValidationError
+from rapport.journeys.engine import decode_state
+from rapport.journeys.model import Journey, walk
+from rapport.profiles.service import ProfileReader
+from rapport.storage.base import Conn, Row
+from rapport.storage.sql import journeys as sql
+from rapport.storage.sql import resources as resources_sql
+from rapport.types import JsonObject, WorkspaceId
+
+if TYPE_CHECKING:
+    from rapport.core import Rapport
+
+STATUSES = ("active", "completed", "exited")
+SEND_STATUSES = ("sent", "scheduled", "held", "refused", "failed")
+MAX_PAGE = 1000
+
+
+def _when(value: object) -> str | None:
+    return None if value is None else to_iso(int(value))  # type: ignore[call-overload]
+
+
+def describe_entry(journey: Journey) -> JsonObject:
+    entry = journey.entry
+    if entry.kind == "schedule":
+        return {"schedule": {"every_ms": entry.every_ms} if entry.every_ms is not None
+                else {"at": entry.at.strftime("%H:%M") if entry.at else None}}
+    return {entry.kind: entry.name}
+
+
+def message_json(row: tuple[object, ...]) -> JsonObject:
+    """One row of the send log (``sql.SEND_COLUMNS``) as the API shows it."""
+    (_ws, key, enrollment_id, journey, version, step_id, kind, channel, template, _tags, profile_id, status,
+     reason, detail, attempts, created_at, due_at, sent_at, provider_id, _owner) = row
+    return {"idempotency_key": key, "journey": journey, "version": version, "step": step_id, "kind": kind,
+            "channel": channel, "template": template, "profile_id": profile_id, "enrollment_id": enrollment_id,
+            "status": status, "reason": reason, "detail": detail or None, "attempts": attempts,
+            "created_at": _when(created_at), "due_at": _when(due_at) if status in ("scheduled", "held") else None,
+            "sent_at": _when(sent_at), "provider_id": provider_id}
+
+
+def enrollment_json(row: tuple[object, ...]) -> JsonObject:
+    state = decode_state(str(row[4]))
+    return {"id": state.id, "journey": state.journey, "version": state.version, "profile_id": state.profile_id,
+            "status": state.status, "step": state.step_id, "waiting_until": _when(state.waiting_until),
+            "entered_at": _when(state.entered_at), "finished_at": _when(state.finished_at), "reason": state.reason}
+
+
+class Journeys:
+    """One workspace's journeys, read through a ``Rapport``."""
+
+    def __init__(self, rapport: Rapport, ws: WorkspaceId) -> None:
+        self.rapport, self.ws = rapport, ws
+        self.rt = rapport.runtime(ws)
+
+    def journey(self, name: str) -> Journey:
+        found = self.rt.journeys.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.rt.journeys)) or "none yet"
+            raise NotFoundError(f"no journey {name!r} (known: {known})", code="journey_not_found")
+        return found
+
+    def catalog(self) -> list[JsonObject]:
+        """Every published journey with its enrollments by status and its messages by status."""
+        enrollments: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATUSES, 0))
+        sends: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEND_STATUSES, 0))
+
+        def read(conn: Conn) -> None:
+            for journey, _version, status, n in sql.enrollment_counts(conn, self.ws):
+                enrollments[str(journey)][str(status)] = enrollments[str(journey)].get(str(status), 0) + int(n)
+            for journey, _step, _channel, status, _reason, n in sql.send_counts(conn, self.ws):
+                sends[str(journey)][str(status)] = sends[str(journey)].get(str(status), 0) + int(n)
+
+        self.rapport.db.read(read)
+        return [{"name": j.name, "version": j.version, "purpose": j.purpose, "priority": j.priority,
+                 "entry": describe_entry(j), "reentry": j.reentry.policy, "steps": len(j.by_id),
+                 "enrollments": enrollments[j.name], "messages": sends[j.name]}
+                for j in sorted(self.rt.journeys.values(), key=lambda j: j.name)]
+
+    def detail(self, name: str) -> JsonObject:
+        """One journey: its catalog entry, its published versions, and per step the messages by status and
+        the refusal reasons, plus how many active enrollments wait at each step."""
+        journey = self.journey(name)
+        waiting: dict[str, int] = defaultdict(int)
+        steps: dict[str, JsonObject] = {}
+        for step in walk(journey.steps):
+            steps[step.id] = {"id": step.id, "kind": type(step).__name__.removesuffix("Step").lower(),
+                              "messages": dict.fromkeys(SEND_STATUSES, 0), "reasons": {}, "waiting": 0}
+
+        def read(conn: Conn) -> list[Row]:
+            for _j, step_id, _channel, status, reason, n in sql.send_counts(conn, self.ws, name):
+                entry = steps.setdefault(str(step_id), {"id": str(step_id), "kind": "send", "reasons": {},
+                                                        "messages": dict.fromkeys(SEND_STATUSES, 0), "waiting": 0})
+                entry["messages"][str(status)] += int(n)
+                if reason is not None and status in ("refused", "failed", "held", "scheduled"):
+                    reasons = entry["reasons"]
+                    reasons[str(reason)] = reasons.get(str(reason), 0) + int(n)
+            after: str | None = None
+            while True:
+                page = sql.enrollments_in(conn, self.ws, name, "active", after, 1000)
+                for row in page:
+                    state = decode_state(str(row[4]))
+                    if state.step_id is not None:
+                        waiting[state.step_id] += 1
+                if len(page) < 1000:
+                    break
+                after = str(page[-1][0])
+            return resources_sql.history(conn, self.ws, "Journey", name)
+
+        history = self.rapport.db.read(read)
+        for step_id, n in waiting.items():
+            if step_id in steps:
+                steps[step_id]["waiting"] = n
+        [entry] = [j for j in self.catalog() if j["name"] == name]
+        return {**entry, "versions": [{"version": int(r[0]), "applied_at": _when(r[5]), "actor": r[4],
+                                       "deleted": bool(r[3])} for r in history],
+                "step_stats": list(steps.values())}
+
+    def enrollments(self, name: str, status: str | None, cursor: str | None, limit: int) -> JsonObject:
+        self.journey(name)
+        if status is not None and status not in STATUSES:
+            raise ValidationError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}",
+                                  code="invalid_request")
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"'limit' must be from 1 to {MAX_PAGE}", code="invalid_request")
+        rows = self.rapport.db.read(lambda c: sql.enrollments_in(c, self.ws, name, status, cursor, limit + 1))
+        page = rows[:limit]
+        return {"enrollments": [enrollment_json(r) for r in page],
+                "next": str(page[-1][0]) if len(rows) > limit else None}
+
+    def messages(self, profile_id: str) -> JsonObject:
+        """A person's messages, oldest first, each with its status and, when it did not go out, why."""
+        def read(conn: Conn) -> JsonObject:
+            reader = ProfileReader(conn, self.rt, self.rapport.keyring)
+            pid = reader.live_id(profile_id)
+            return {"profile_id": pid,
+                    "messages": [message_json(r) for r in sql.sends_of(conn, self.ws, profile_id=pid)],
+                    "enrollments": [enrollment_json(r) for r in sql.enrollments_of(conn, self.ws, pid)]}
+        out: JsonObject = self.rapport.db.read(read)
+        return out
