@@ -19,6 +19,7 @@ from rapport.settings import load_settings
 from rapport.types import WorkspaceId
 
 if TYPE_CHECKING:
+    from rapport.journeys.reports import Journeys
     from rapport.segments.catalog import Segments
 
 app = typer.Typer(help="Rapport: consent-first customer data and personalization.", no_args_is_help=True,
@@ -31,6 +32,9 @@ app.add_typer(quarantine_app, name="quarantine")
 segments_app = typer.Typer(help="Segments: catalog, preview, members, export, explain, history, overlap, refresh.",
                            no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
+journeys_app = typer.Typer(help="Journeys: catalog, statistics, enrollments, a person's messages, simulation.",
+                           no_args_is_help=True)
+app.add_typer(journeys_app, name="journeys")
 console = Console(stderr=True)
 
 WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace name or id.")]
@@ -315,6 +319,19 @@ def _segments(workspace: str | None, fn: Callable[[Segments], Any]) -> Any:
         rapport.close()
 
 
+def _journeys(workspace: str | None, fn: Callable[[Journeys], Any]) -> Any:
+    """Run ``fn`` on the workspace's journeys; errors print and exit 1."""
+    from rapport.journeys.reports import Journeys
+
+    rapport = _rapport()
+    try:
+        return fn(Journeys(rapport, rapport.workspace_id(workspace)))
+    except RapportError as exc:
+        _fail(exc)
+    finally:
+        rapport.close()
+
+
 def _print_json(value: object) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
@@ -468,6 +485,59 @@ def segments_refresh(names: Annotated[list[str] | None, typer.Argument(help="Seg
     for r in report:
         console.print(f"{r['name']}: {r['members']} members, {r['differences']} difference(s) "
                       f"({r['entered']} entered, {r['exited']} exited)")
+
+
+@journeys_app.command("list")
+def journeys_list(workspace: WorkspaceOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every published journey with its enrollments and messages by status."""
+    entries = _journeys(workspace, lambda j: j.catalog())
+    if json:
+        _print_json(entries)
+        return
+    for e in entries:
+        counts = "  ".join(f"{k} {v}" for k, v in e["enrollments"].items())
+        sent = "  ".join(f"{k} {v}" for k, v in e["messages"].items() if v)
+        sys.stdout.write(f"{e['name']}  v{e['version']}  entry {orjson.dumps(e['entry']).decode()}  {counts}\n"
+                         f"    messages: {sent or 'none yet'}\n")
+
+
+@journeys_app.command("show")
+def journeys_show(name: str, workspace: WorkspaceOpt = None) -> None:
+    """One journey: versions and, per step, messages by status, refusal reasons and waiting enrollments."""
+    _print_json(_journeys(workspace, lambda j: j.detail(name)))
+
+
+@journeys_app.command("messages")
+def journeys_messages(profile_id: str, workspace: WorkspaceOpt = None) -> None:
+    """A person's messages (sent, waiting, or refused with the gate's reason) and enrollments."""
+    _print_json(_journeys(workspace, lambda j: j.messages(profile_id)))
+
+
+@journeys_app.command("simulate")
+def journeys_simulate(
+    name: str,
+    workspace: WorkspaceOpt = None,
+    profile: Annotated[list[str] | None, typer.Option("--profile", "-p", help="A profile id (repeatable).")] = None,
+    sample: Annotated[int, typer.Option(help="Stored profiles to sample when no --profile is given.")] = 100,
+    synthetic: Annotated[int, typer.Option(help="Profiles without data that granted every purpose.")] = 0,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Simulated days.")] = 30,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run a journey on a simulated clock over stored or synthetic profiles: who went where and what would be
+    sent (or refused, and why). Nothing is stored or sent."""
+    out = _journeys(workspace, lambda j: j.simulate(name, profiles=profile or (), sample=sample,
+                                                    synthetic=synthetic, days=days))
+    if json:
+        _print_json(out)
+        return
+    summary = out["summary"]
+    sys.stdout.write(f"{name} v{out['version']} over {out['days']} days from {out['start']}: "
+                     f"{summary['entered']} of {summary['profiles']} profiles entered\n")
+    for title in ("ended", "steps_reached", "paths", "messages"):
+        if summary[title]:
+            sys.stdout.write(f"{title.replace('_', ' ')}:\n")
+            for key, value in summary[title].items():
+                sys.stdout.write(f"  {value:>6}  {key}\n")
 
 
 @app.command()

@@ -4,18 +4,24 @@ out."""
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
+from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from rapport.clock import to_iso
+from rapport.consent.model import LedgerEntry
 from rapport.errors import NotFoundError, ValidationError
+from rapport.journeys import gate
 from rapport.journeys.engine import decode_state
 from rapport.journeys.model import Journey, walk
 from rapport.profiles.service import ProfileReader
+from rapport.rules import DictContext
 from rapport.storage.base import Conn, Row
 from rapport.storage.sql import journeys as sql
 from rapport.storage.sql import resources as resources_sql
-from rapport.types import JsonObject, WorkspaceId
+from rapport.types import DAY, JsonObject, WorkspaceId
 
 if TYPE_CHECKING:
     from rapport.core import Rapport
@@ -147,3 +153,54 @@ class Journeys:
                     "enrollments": [enrollment_json(r) for r in sql.enrollments_of(conn, self.ws, pid)]}
         out: JsonObject = self.rapport.db.read(read)
         return out
+
+    def simulate(self, name: str, *, profiles: Sequence[str] = (), sample: int = 100, synthetic: int = 0,
+                 days: int = 30, seed: int = 7) -> JsonObject:
+        """Walk stored profiles (``profiles``, or a seeded sample of ``sample`` live ones) and ``synthetic``
+        profiles (no data, every purpose granted) through journey ``name`` on a simulated clock for ``days``;
+        nothing is stored or sent."""
+        from rapport.journeys import feed, simulate
+        from rapport.journeys.service import channel_purposes
+        from rapport.segments import stored
+        from rapport.storage.sql import consent as consent_sql
+        from rapport.storage.sql import segments as segments_sql
+
+        journey = self.journey(name)
+        rt = self.rt
+        start = self.rapport.clock.now_ms()
+
+        def read(conn: Conn) -> list[simulate.Person]:
+            reader = ProfileReader(conn, rt, self.rapport.keyring)
+            ids = [reader.live_id(p) for p in profiles]
+            if not ids and sample:
+                everyone = segments_sql.live_profiles(conn, self.ws)
+                ids = random.Random(seed).sample(everyone, min(sample, len(everyone)))
+            data = stored.load(conn, rt, feed.journey_needs(rt), ids)
+            ledgers: dict[str, list[LedgerEntry]] = defaultdict(list)
+            for row in consent_sql.entries(conn, self.ws, ids):
+                ledgers[str(row[2])].append(consent_sql.ledger_entry(row))
+            people = []
+            for pid in ids:
+                zone = data[pid].traits.get(feed.TIMEZONE_TRAIT)
+                people.append(simulate.Person(
+                    pid, partial(stored.StoredContext, rt, data[pid]), tuple(ledgers[pid]),
+                    zone if isinstance(zone, str) else rt.settings.timezone))
+            return people
+
+        people = self.rapport.db.read(read)
+        for index in range(synthetic):
+            pid = f"synthetic-{index + 1}"
+            grants = tuple(LedgerEntry(f"sim-{pid}-{p.name}", 0, pid, p.name, "granted", p.legal_basis, "simulation",
+                                       None, None, start, start - 1, None) for p in rt.catalog)
+            people.append(simulate.Person(pid, partial(DictContext, {"traits": {}, "computed": {}}), grants,
+                                          rt.settings.timezone))
+        caps = [gate.FrequencyCap(c["scope"], int(c["limit"]), int(c.get("period_days", 1)), c.get("channel"),
+                                  c.get("tag")) for c in rt.settings.frequency_caps]
+        walks = simulate.simulate(journey, people, start, start + days * DAY, rt.catalog, channel_purposes(rt), caps)
+        return {"journey": name, "version": journey.version, "start": to_iso(start), "days": days,
+                "summary": simulate.summary(walks),
+                "walks": [{"profile_id": w.profile_id, "status": w.status, "reason": w.reason, "steps": list(w.steps),
+                           "paths": dict(w.paths),
+                           "messages": [{"at": to_iso(m.at), "step": m.step, "channel": m.channel,
+                                         "template": m.template, "outcome": m.outcome, "reason": m.reason}
+                                        for m in w.messages]} for w in walks]}

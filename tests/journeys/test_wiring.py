@@ -244,3 +244,25 @@ def test_journey_routes_check_roles_and_names(world: World) -> None:
     bad = admin(world.client, world.ws, "GET", "/api/v1/journeys/onboarding/enrollments",
                 params={"status": "paused"})
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+
+
+def test_simulation_walks_profiles_without_storing_or_sending(world: World) -> None:
+    from rapport.journeys.reports import Journeys
+
+    world.person("s1", True, email="s1@example.com")
+    world.person("s2", False, email="s2@example.com")
+    journeys = Journeys(world.rapport, WorkspaceId(world.ws.workspace_id))
+    ids = [admin(world.client, world.ws, "GET", "/api/v1/profiles/lookup", params={"user_id": u}).json()["id"]
+           for u in ("s1", "s2")]
+    out = journeys.simulate("onboarding", profiles=ids, synthetic=3, days=3)
+    summary = out["summary"]
+    assert (summary["profiles"], summary["entered"]) == (5, 4)
+    assert summary["ended"] == {"completed": 4, "not_entered:no consent for purpose 'marketing_email'": 1}
+    assert summary["messages"] == {"0 email/welcome: send": 4, "2 email/tips: send": 4}
+    walks = {w["profile_id"]: w for w in out["walks"]}
+    assert walks[ids[1]]["status"] == "not_entered" and "marketing_email" in walks[ids[1]]["reason"]
+    day_later = [m["at"] for m in walks[ids[0]]["messages"]]
+    assert day_later[1] > day_later[0]
+    short = journeys.simulate("onboarding", profiles=ids[:1], days=0)
+    assert short["summary"]["ended"] == {"active": 1}, "the delay of a day is past a zero-day horizon"
+    assert world.mail() == [] and world.sends() == []
