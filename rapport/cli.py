@@ -599,8 +599,23 @@ def demo(
         rapport.close()
         return
     from rapport.api.server import serve as run
+    from rapport.demo.sink import DEFAULT_PORT, start_sink
 
-    run(rapport, bind_host, bind_port)
+    mail = rapport.settings.data_dir / "mail"
+    try:
+        sink = start_sink(mail, DEFAULT_PORT)
+    except OSError as exc:
+        console.print(f"[yellow]the demo SMTP sink could not listen on 127.0.0.1:{DEFAULT_PORT} ({exc}); "
+                      "journey emails wait and retry until something accepts them there[/yellow]")
+        sink = None
+    else:
+        console.print(f"journey emails go to a local SMTP sink on 127.0.0.1:{DEFAULT_PORT}, kept in {mail}/ "
+                      f"(read one with: cat \"$(ls -d {mail}/*.eml | tail -1)\")")
+    try:
+        run(rapport, bind_host, bind_port)
+    finally:
+        if sink is not None:
+            sink.stop()
 
 
 def main() -> None:

@@ -24,11 +24,14 @@ from rapport.segments import stored
 from rapport.storage.base import Conn, Database
 from rapport.storage.sql import journeys as sql
 from rapport.storage.sql import resources as resources_sql
-from rapport.types import Json, Millis
+from rapport.types import DAY, Json, Millis
 from rapport.workspaces.runtime import WorkspaceRuntime
 
 log = logging.getLogger("rapport.journeys")
 
+LATE_ENTRY_MS: Millis = DAY
+"""An event older than this when the engine sees it still steps enrollments but enrolls nobody: history
+(an import, a backfill, a phone that was offline for a week) must not start journeys meant for the moment."""
 TIMEZONE_TRAIT = "timezone"
 """The trait holding a person's IANA time zone (quiet hours, delays until a time of day)."""
 
@@ -139,6 +142,7 @@ def consume(conn: Conn, rt: WorkspaceRuntime, engine: JourneyEngine, limit: int 
         return Consumed(0, 0, 0)
     journeys = list(rt.journeys.values())
     needs = journey_needs(rt)
+    fresh_after = engine.clock.now_ms() - LATE_ENTRY_MS
     entered = stepped = 0
     for _qseq, event_seq, profile_id, kind, name, ts, body in rows:
         at = int(ts)
@@ -147,7 +151,8 @@ def consume(conn: Conn, rt: WorkspaceRuntime, engine: JourneyEngine, limit: int 
         timezone = zone if found and isinstance(zone, str) else rt.settings.timezone
         conn.execute("SAVEPOINT journey_event")
         try:
-            result = engine.on_event(conn, rt.id, journeys, str(profile_id), event_name(str(kind), name),
+            result = engine.on_event(conn, rt.id, journeys if at >= fresh_after else [], str(profile_id),
+                                     event_name(str(kind), name),
                                      _properties(body), facts, at, timezone=timezone)
         except Exception:
             conn.execute("ROLLBACK TO SAVEPOINT journey_event")

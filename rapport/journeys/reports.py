@@ -4,13 +4,12 @@ out."""
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rapport.clock import to_iso
+from rapport.clock import seeded_rng, to_iso
 from rapport.consent.model import LedgerEntry
 from rapport.errors import NotFoundError, ValidationError
 from rapport.journeys import gate
@@ -174,7 +173,7 @@ class Journeys:
             ids = [reader.live_id(p) for p in profiles]
             if not ids and sample:
                 everyone = segments_sql.live_profiles(conn, self.ws)
-                ids = random.Random(seed).sample(everyone, min(sample, len(everyone)))
+                ids = seeded_rng(seed).sample(everyone, min(sample, len(everyone)))
             data = stored.load(conn, rt, feed.journey_needs(rt), ids)
             ledgers: dict[str, list[LedgerEntry]] = defaultdict(list)
             for row in consent_sql.entries(conn, self.ws, ids):

@@ -15,6 +15,8 @@ import httpx
 import orjson
 
 from rapport.channels.base import Channel, Message, Receipt, channel_from_spec
+from rapport.channels.inapp import InAppChannel
+from rapport.channels.offline import OfflineChannel
 from rapport.clock import Clock
 from rapport.consent import links
 from rapport.errors import Transient, ValidationError
@@ -77,14 +79,22 @@ def channel_purposes(rt: WorkspaceRuntime) -> dict[str, str]:
     return out
 
 
-def build_channels(rt: WorkspaceRuntime, clock: Clock, delivery: Delivery,
+def build_channels(db: Database, rt: WorkspaceRuntime, clock: Clock, delivery: Delivery,
                    client: httpx.AsyncClient | None) -> dict[str, Channel]:
-    """The adapters of the workspace's Channel resources (``delivery.overrides`` win by name)."""
+    """The adapters of the workspace's Channel resources (``delivery.overrides`` win by name); in-app and
+    offline channels deliver into ``db``."""
     out: dict[str, Channel] = {}
     for name, spec in rt.channels.items():
         override = (delivery.overrides or {}).get(name)
         if override is not None:
             out[name] = override
+            continue
+        kind = spec.get("type")
+        if kind == "inapp":
+            out[name] = InAppChannel(db, rt.id, name, clock)
+            continue
+        if kind == "offline":
+            out[name] = OfflineChannel(db, rt.id, name, clock)
             continue
         try:
             out[name] = channel_from_spec(spec, delivery.environ, clock=clock, client=client)
@@ -154,7 +164,7 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
                 claims.append(gate.Claim(str(journey), priority, int(due_at), "held"))
         return replace(base, caps=caps, recent_sends=past, claims=claims)
 
-    return JourneyEngine(db, clock, build_channels(rt, clock, delivery, client), journeys=versions,
+    return JourneyEngine(db, clock, build_channels(db, rt, clock, delivery, client), journeys=versions,
                          templates=rt.templates, recipient=recipient, catalog=rt.catalog,
                          facts=feed.facts_for(rt), gate_input=gate_input, update_trait=update_trait,
                          channel_purposes=purposes)

@@ -266,3 +266,19 @@ def test_simulation_walks_profiles_without_storing_or_sending(world: World) -> N
     short = journeys.simulate("onboarding", profiles=ids[:1], days=0)
     assert short["summary"]["ended"] == {"active": 1}, "the delay of a day is past a zero-day horizon"
     assert world.mail() == [] and world.sends() == []
+
+
+def test_old_events_step_enrollments_but_enroll_nobody(world: World) -> None:
+    from rapport.clock import to_iso
+
+    world.person("h1", True, email="h1@example.com")
+    old = to_iso(world.clock.now_ms() - 2 * DAY)
+    response = track(world.client, world.ws, "/v1/track", {"userId": "h1", "event": "Signed Up",
+                                                            "timestamp": old,
+                                                            "sentAt": to_iso(world.clock.now_ms())})
+    assert response.status_code == 200, response.text
+    world.work()
+    assert world.sends() == [], "history does not start journeys"
+    world.event("h1", "Signed Up", plan="basic")
+    world.work()
+    assert len(world.mail()) == 1

@@ -229,11 +229,12 @@ def inbox(conn: Conn, ws: str, limit: int) -> list[Row]:
     """The oldest queued events of ``ws``: (inbox seq, event seq, profile id, type, name, ts, body), in queue
     order. On PostgreSQL the queue rows stay locked until the transaction ends, so a second consumer of the
     workspace waits and then sees what is left: events of a profile are fed in order."""
-    lock = " FOR UPDATE OF i" if conn.dialect.name == "postgres" else ""
-    return conn.all(
-        "SELECT i.seq, e.seq, e.profile_id, e.type, e.name, e.ts, e.body FROM journey_inbox i"
-        " JOIN events e ON e.workspace_id = i.workspace_id AND e.seq = i.event_seq"
-        f" WHERE i.workspace_id = ? ORDER BY i.seq LIMIT ?{lock}", (ws, limit))
+    sql = ("SELECT i.seq, e.seq, e.profile_id, e.type, e.name, e.ts, e.body FROM journey_inbox i"
+           " JOIN events e ON e.workspace_id = i.workspace_id AND e.seq = i.event_seq"
+           " WHERE i.workspace_id = ? ORDER BY i.seq LIMIT ?")
+    if conn.dialect.name == "postgres":
+        return conn.all(sql + " FOR UPDATE OF i", (ws, limit))
+    return conn.all(sql, (ws, limit))
 
 
 def dequeue(conn: Conn, ws: str, through: int) -> int:
