@@ -88,6 +88,8 @@ class Recipient:
     computed: Mapping[str, Json] = field(default_factory=dict)
     segments: tuple[str, ...] = ()
     unsubscribe_url: str | None = None
+    instrument: Callable[[str, str], str] | None = None
+    """(html, idempotency key) -> the html with open and click tracking, for a person who allows it."""
 
 
 RecipientFn: TypeAlias = Callable[[Conn, str, str, str], Recipient | None]
@@ -542,8 +544,11 @@ def _message(key: str, recipient: Recipient, out: Mapping[str, object]) -> Messa
         return None
 
     data = out.get("data")
+    html = text("html")
+    if html is not None and recipient.instrument is not None:
+        html = recipient.instrument(html, key)
     return Message(key, recipient.to, subject=text("subject", "title"), text=text("text", "body"),
-                   html=text("html"), data=dict(data) if isinstance(data, Mapping) else {},
+                   html=html, data=dict(data) if isinstance(data, Mapping) else {},
                    unsubscribe_url=recipient.unsubscribe_url)
 
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 
 import httpx
 import orjson
 
+from rapport.channels import tracking
 from rapport.channels.base import Channel, Message, Receipt, channel_from_spec
 from rapport.channels.inapp import InAppChannel
 from rapport.channels.offline import OfflineChannel
 from rapport.clock import Clock
 from rapport.consent import links
+from rapport.consent.decide import may_use
 from rapport.errors import Transient, ValidationError
 from rapport.journeys import feed, gate
 from rapport.journeys.engine import DispatchResult, JourneyEngine, PendingSend, Recipient
@@ -26,6 +29,8 @@ from rapport.profiles.service import ProfileReader
 from rapport.resources.builtin.channel import MEDIUM
 from rapport.segments.service import MembershipWriter, Touched
 from rapport.storage.base import Conn, Database
+from rapport.storage.sql import consent as consent_sql
+from rapport.storage.sql import feedback as feedback_sql
 from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import segments as segments_sql
@@ -134,10 +139,21 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
         now = clock.now_ms()
         segments = tuple(sorted(str(r[1]) for r in segments_sql.current(conn, rt.id, [profile_id])))
         unsubscribe = None
+        instrument = None
         purpose = purposes.get(channel)
         if kind == "smtp" and purpose is not None and rt.catalog.get(purpose).needs_consent:
             unsubscribe = links.make_link(delivery.public_url, rt, profile_id, now, keyring=keyring, purpose=purpose)
-        return Recipient(to, traits, reader.computed(profile_id, now), segments, unsubscribe)
+        if kind == "smtp" and analytics is not None:
+            entries = [consent_sql.ledger_entry(r) for r in consent_sql.entries(conn, rt.id, [profile_id])]
+            if may_use(entries, analytics, now).allowed:  # no pixel at all for people who did not allow it
+                instrument = partial(_instrument, keep=[unsubscribe] if unsubscribe else [])
+        return Recipient(to, traits, reader.computed(profile_id, now), segments, unsubscribe, instrument)
+
+    def _instrument(html: str, key: str, *, keep: list[str]) -> str:
+        urls = tracking.tracking_urls(delivery.public_url, rt, key, keyring=keyring)
+        return tracking.instrument_html(html, urls.open_url, urls.click_url_for, keep=keep)
+
+    analytics = rt.catalog.purposes.get("analytics")
 
     def update_trait(conn: Conn, ws: str, profile_id: str, name: str, value: Json, at: Millis) -> None:
         if name.lower() in rt.pii_fields:
@@ -162,7 +178,8 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
                 claims.append(gate.Claim(str(journey), priority, int(sent_at), "sent"))
             else:
                 claims.append(gate.Claim(str(journey), priority, int(due_at), "held"))
-        return replace(base, caps=caps, recent_sends=past, claims=claims)
+        suppressions = feedback_sql.suppressions_of(conn, rt.id, [send.profile_id]).get(send.profile_id, ())
+        return replace(base, caps=caps, recent_sends=past, claims=claims, suppressions=suppressions)
 
     return JourneyEngine(db, clock, build_channels(db, rt, clock, delivery, client), journeys=versions,
                          templates=rt.templates, recipient=recipient, catalog=rt.catalog,

@@ -11,7 +11,7 @@ from email.message import Message as MimeMessage
 from typing import Any
 
 import pytest
-from api.support import ApiClient, admin, apply_yaml, track
+from api.support import ApiClient, admin, apply_yaml, basic, track
 from channels.support import Recorder, SmtpServer, serve_smtp
 
 from rapport.api.app import journey_engines, run_journeys, run_segments
@@ -157,6 +157,25 @@ def test_entering_a_segment_enrolls_in_its_journey(world: World) -> None:
     world.work()
     [vip] = world.mail()
     assert vip["Subject"] == "You are a VIP" and vip["To"] == "cy@example.com"
+    html = vip.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "<p>Hello Cy</p>" in html and "/t/o/" in html, "the open pixel of a person who allows analytics"
+
+
+def test_a_hard_bounce_suppresses_the_next_message(world: World) -> None:
+    world.person("b1", True, email="gone@example.com")
+    world.event("b1", "Signed Up", plan="basic")
+    world.work()
+    [first] = world.sends()
+    bounce = [{"email": "gone@example.com", "event": "bounce", "type": "bounce", "status": "5.1.1",
+               "reason": "550 5.1.1 mailbox does not exist", "timestamp": world.clock.now_ms() // 1000,
+               "sg_event_id": "evt-1", "smtp-id": first[18]}]
+    response = world.client.post("/v1/feedback/sendgrid", json=bounce, headers=basic(world.ws.admin_token))
+    assert response.status_code == 200, response.text
+    world.clock.advance(DAY)
+    world.work()
+    assert len(world.mail()) == 1
+    log = {row[5]: (row[11], row[12]) for row in world.sends()}
+    assert log["2"] == ("refused", "suppressed_bounce")
 
 
 def test_consent_withdrawn_before_a_delayed_step_stops_it(world: World) -> None:
