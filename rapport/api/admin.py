@@ -32,25 +32,33 @@ LOOKUP_TYPES = ("user_id", "anonymous_id", "email", "phone", "device_id")
 MAX_APPLY_BYTES = 2 * 1024 * 1024
 
 
+def admin_principal(rapport: Rapport, request: Request, scope: Scope) -> Principal:
+    """The admin token of a request (``Authorization: Bearer``), which must carry ``scope``."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() != "bearer ":
+        raise AuthError("missing admin token: send 'Authorization: Bearer <token>'", code="missing_credentials")
+    who = rapport.authenticate(header[7:].strip())
+    if who.kind != "admin_token":
+        raise ForbiddenError("a write key can only ingest events; use an admin token", code="wrong_credential_kind")
+    if not who.can(scope):
+        raise ForbiddenError(f"role {who.role!r} lacks the {scope!r} permission", code="forbidden",
+                             details=[{"required": scope, "role": who.role}])
+    return who
+
+
+def admin_scopes(rapport: Rapport) -> Callable[[Scope], Callable[..., Principal]]:
+    """``scoped(scope)``: a route dependency giving the request's admin token, which must carry ``scope``."""
+    def scoped(scope: Scope) -> Callable[..., Principal]:
+        def check(request: Request) -> Principal:
+            return admin_principal(rapport, request, scope)
+        return check
+    return scoped
+
+
 def router(rapport: Rapport) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["admin"])
 
-    def principal(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        if header[:7].lower() != "bearer ":
-            raise AuthError("missing admin token: send 'Authorization: Bearer <token>'", code="missing_credentials")
-        found = rapport.authenticate(header[7:].strip())
-        if found.kind != "admin_token":
-            raise ForbiddenError("a write key can only ingest events; use an admin token", code="wrong_credential_kind")
-        return found
-
-    def scoped(scope: Scope) -> Callable[..., Principal]:
-        def check(who: Principal = Depends(principal)) -> Principal:  # noqa: B008
-            if not who.can(scope):
-                raise ForbiddenError(f"role {who.role!r} lacks the {scope!r} permission", code="forbidden",
-                                     details=[{"required": scope, "role": who.role}])
-            return who
-        return check
+    scoped = admin_scopes(rapport)
 
     def read(who: Principal, fn: Callable[[Conn, ProfileReader], Any]) -> Any:
         rt = rapport.runtime(who.workspace_id)

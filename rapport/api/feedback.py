@@ -40,6 +40,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from rapport.api.admin import admin_principal
 from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.api.tracking import write_key_from
@@ -49,7 +50,7 @@ from rapport.clock import to_iso
 from rapport.consent import service as consent_service
 from rapport.consent.decide import latest_entry, may_use
 from rapport.core import Rapport
-from rapport.errors import AuthError, ForbiddenError, NotFoundError, Transient, ValidationError
+from rapport.errors import ForbiddenError, NotFoundError, Transient, ValidationError
 from rapport.identity.normalize import normalize
 from rapport.journeys.feed import journey_hears
 from rapport.profiles.service import ProfileReader
@@ -61,7 +62,7 @@ from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import workspaces as ws_sql
 from rapport.types import Json, JsonObject, Millis, WorkspaceId
-from rapport.workspaces.model import Principal, Scope
+from rapport.workspaces.model import Principal
 from rapport.workspaces.runtime import WorkspaceRuntime
 
 log = logging.getLogger("rapport.feedback")
@@ -380,18 +381,6 @@ def router(rapport: Rapport, *, confirm_subscription: SubscriptionConfirmer | No
         """SendGrid's event webhook: a JSON array of events."""
         return await webhook(request, "sendgrid", parse_sendgrid)
 
-    def admin(request: Request, scope: Scope) -> Principal:
-        header = request.headers.get("authorization", "")
-        if header[:7].lower() != "bearer ":
-            raise AuthError("missing admin token: send 'Authorization: Bearer <token>'", code="missing_credentials")
-        who = rapport.authenticate(header[7:].strip())
-        if who.kind != "admin_token":
-            raise ForbiddenError("a write key can only ingest events; use an admin token", code="wrong_credential_kind")
-        if not who.can(scope):
-            raise ForbiddenError(f"role {who.role!r} lacks the {scope!r} permission", code="forbidden",
-                                 details=[{"required": scope, "role": who.role}])
-        return who
-
     def live(conn: Conn, ws: str, profile_id: str) -> str:
         root = identity_sql.live_root(conn, ws, profile_id)
         if root is None:
@@ -401,7 +390,7 @@ def router(rapport: Rapport, *, confirm_subscription: SubscriptionConfirmer | No
     @api.get("/api/v1/profiles/{profile_id}/suppressions", tags=["admin"])
     def suppressions(profile_id: str, request: Request) -> Response:
         """The profile's hard-bounce and complaint suppressions (those of profiles merged into it included)."""
-        who = admin(request, "profiles:read")
+        who = admin_principal(rapport, request, "profiles:read")
 
         def fn(conn: Conn) -> JsonObject:
             pid = live(conn, who.workspace_id, profile_id)
@@ -415,7 +404,7 @@ def router(rapport: Rapport, *, confirm_subscription: SubscriptionConfirmer | No
         """Lift the profile's ``reason`` suppression on ``channel`` (of one address with ``?address_hash=``),
         e.g. after the person fixed their mailbox; audited. Needs the ``consent:write`` permission (roles
         admin and marketer): lifting one lets messages reach the person again."""
-        who = admin(request, "consent:write")
+        who = admin_principal(rapport, request, "consent:write")
         if reason not in SUPPRESSION_REASONS:
             raise ValidationError(f"unknown suppression reason {reason!r}; expected one of "
                                   f"{', '.join(map(repr, SUPPRESSION_REASONS))}", code="invalid_suppression")

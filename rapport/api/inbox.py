@@ -9,7 +9,6 @@ profile holding that identifier and of every profile merged into it, and nothing
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -18,19 +17,20 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from rapport.api.admin import admin_scopes
 from rapport.api.json import json_response
 from rapport.api.tracking import ingest_principal, write_key_from
 from rapport.channels.inapp import InboxMessage
 from rapport.channels.offline import Task, tasks_csv
 from rapport.core import Rapport
-from rapport.errors import AuthError, ForbiddenError, NotFoundError, ValidationError
+from rapport.errors import NotFoundError, ValidationError
 from rapport.profiles.service import ProfileReader
 from rapport.storage.base import Conn
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import inbox as inbox_sql
 from rapport.storage.sql import resources as resources_sql
 from rapport.types import Json, JsonObject
-from rapport.workspaces.model import Principal, Scope
+from rapport.workspaces.model import Principal
 from rapport.workspaces.runtime import WorkspaceRuntime
 
 PERSON_TYPES: Final = ("user_id", "anonymous_id")
@@ -122,22 +122,7 @@ def router(rapport: Rapport) -> APIRouter:
 
     # --- offline task lists, with an admin token ------------------------------------------------------------
 
-    def principal(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        if header[:7].lower() != "bearer ":
-            raise AuthError("missing admin token: send 'Authorization: Bearer <token>'", code="missing_credentials")
-        found = rapport.authenticate(header[7:].strip())
-        if found.kind != "admin_token":
-            raise ForbiddenError("a write key can only ingest events; use an admin token", code="wrong_credential_kind")
-        return found
-
-    def scoped(scope: Scope) -> Callable[..., Principal]:
-        def check(who: Principal = Depends(principal)) -> Principal:  # noqa: B008
-            if not who.can(scope):
-                raise ForbiddenError(f"role {who.role!r} lacks the {scope!r} permission", code="forbidden",
-                                     details=[{"required": scope, "role": who.role}])
-            return who
-        return check
+    scoped = admin_scopes(rapport)
 
     def offline_channel(conn: Conn, ws: str, name: str) -> None:
         """Raise unless ``name`` is an offline Channel of the workspace (a deleted one keeps its tasks)."""
