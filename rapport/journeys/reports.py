@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from rapport.clock import seeded_rng, to_iso
 from rapport.consent.model import LedgerEntry
 from rapport.errors import NotFoundError, ValidationError
-from rapport.journeys import gate
 from rapport.journeys.engine import decode_state
 from rapport.journeys.model import Journey, walk
 from rapport.profiles.service import ProfileReader
@@ -159,7 +158,7 @@ class Journeys:
         profiles (no data, every purpose granted) through journey ``name`` on a simulated clock for ``days``;
         nothing is stored or sent."""
         from rapport.journeys import feed, simulate
-        from rapport.journeys.service import channel_purposes
+        from rapport.journeys.service import channel_purposes, frequency_caps
         from rapport.segments import stored
         from rapport.storage.sql import consent as consent_sql
         from rapport.storage.sql import segments as segments_sql
@@ -193,8 +192,7 @@ class Journeys:
                                        None, None, start, start - 1, None) for p in rt.catalog)
             people.append(simulate.Person(pid, partial(DictContext, {"traits": {}, "computed": {}}), grants,
                                           rt.settings.timezone))
-        caps = [gate.FrequencyCap(c["scope"], int(c["limit"]), int(c.get("period_days", 1)), c.get("channel"),
-                                  c.get("tag")) for c in rt.settings.frequency_caps]
+        caps = frequency_caps(rt)
         walks = simulate.simulate(journey, people, start, start + days * DAY, rt.catalog, channel_purposes(rt), caps)
         return {"journey": name, "version": journey.version, "start": to_iso(start), "days": days,
                 "summary": simulate.summary(walks),

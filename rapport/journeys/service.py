@@ -84,6 +84,13 @@ def channel_purposes(rt: WorkspaceRuntime) -> dict[str, str]:
     return out
 
 
+def frequency_caps(rt: WorkspaceRuntime) -> tuple[gate.FrequencyCap, ...]:
+    """The workspace's ``frequency_caps`` setting as the gate reads it."""
+    return tuple(gate.FrequencyCap(c["scope"], int(c["limit"]), int(c.get("period_days", 1)),
+                                   c.get("channel"), c.get("tag"))
+                 for c in rt.settings.frequency_caps)
+
+
 def build_channels(db: Database, rt: WorkspaceRuntime, clock: Clock, delivery: Delivery,
                    client: httpx.AsyncClient | None) -> dict[str, Channel]:
     """The adapters of the workspace's Channel resources (``delivery.overrides`` win by name); in-app and
@@ -119,9 +126,7 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
     arbitration from the send log."""
     kinds = {name: str(spec.get("type")) for name, spec in rt.channels.items()}
     purposes = channel_purposes(rt)
-    caps = tuple(gate.FrequencyCap(c["scope"], int(c["limit"]), int(c.get("period_days", 1)),
-                                   c.get("channel"), c.get("tag"))
-                 for c in rt.settings.frequency_caps)
+    caps = frequency_caps(rt)
     longest = max((c.period_days for c in caps), default=1) + 1
 
     def recipient(conn: Conn, ws: str, profile_id: str, channel: str) -> Recipient | None:
