@@ -105,7 +105,7 @@ def now_ms() -> float:
     return time.time() * 1000
 
 
-def recipient(_conn: Conn, _ws: str, profile_id: str, _channel: str) -> Recipient:
+def recipient(_conn: Conn, _ws: str, profile_id: str, _channel: str, _group: str | None) -> Recipient:
     return Recipient(f"{profile_id}@bench.example", traits={"first_name": "Ada"},
                      unsubscribe_url=f"https://shop.example/u/{profile_id}")
 

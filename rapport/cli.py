@@ -35,6 +35,8 @@ app.add_typer(segments_app, name="segments")
 journeys_app = typer.Typer(help="Journeys: catalog, statistics, enrollments, a person's messages, simulation.",
                            no_args_is_help=True)
 app.add_typer(journeys_app, name="journeys")
+templates_app = typer.Typer(help="Message templates: preview as a profile.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
 console = Console(stderr=True)
 
 WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace name or id.")]
@@ -66,6 +68,36 @@ def serve(host: Annotated[str | None, typer.Option()] = None,
 
     rapport = _rapport()
     run(rapport, host or rapport.settings.host, port or rapport.settings.port)
+
+
+@app.command()
+def worker() -> None:
+    """Run journeys without the HTTP server: feed events to journeys, step due timers, send messages.
+
+    The server runs this work too; extra workers send more. On PostgreSQL several may run at once; on
+    SQLite the server's own worker is the one to use. Stops on SIGINT/SIGTERM; killed at any moment, it
+    loses nothing (a message it had handed to a channel is sent again with the same idempotency key once
+    its lease, ``RAPPORT_SEND_LEASE_SECONDS``, ends)."""
+    import asyncio
+    import signal
+
+    from rapport.api.app import journey_worker
+    from rapport.api.server import configure_logging
+
+    rapport = _rapport()
+    configure_logging(rapport.settings.log_level, rapport.settings.log_json)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await journey_worker(rapport, stop)
+
+    try:
+        asyncio.run(run())
+    finally:
+        rapport.close()
 
 
 @workspace_app.command("create")
@@ -538,6 +570,102 @@ def journeys_simulate(
             sys.stdout.write(f"{title.replace('_', ' ')}:\n")
             for key, value in summary[title].items():
                 sys.stdout.write(f"  {value:>6}  {key}\n")
+
+
+def _event_option(value: str | None) -> dict[str, Any]:
+    """The ``--event`` option: the triggering event's properties as a JSON object."""
+    if value is None:
+        return {}
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        console.print(f"[red]error[/red] --event is not JSON: {exc}")
+        raise typer.Exit(1) from None
+    if not isinstance(event, dict):
+        console.print("[red]error[/red] --event must be a JSON object of the event's properties")
+        raise typer.Exit(1)
+    return event
+
+
+@journeys_app.command("test-send")
+def journeys_test_send(
+    name: str,
+    workspace: WorkspaceOpt = None,
+    step: Annotated[str | None, typer.Option(help="One send step's id (default: every send step).")] = None,
+    to: Annotated[list[str] | None, typer.Option("--to", help="An email address or E.164 phone number "
+                                                              "(repeatable).")] = None,
+    seed_list: Annotated[str | None, typer.Option("--seed-list", help="A seed list of the workspace settings.")] = None,
+    as_profile: Annotated[str | None, typer.Option("--as-profile", help="Render as this profile id "
+                                                                         "(default: sample data).")] = None,
+    event: Annotated[str | None, typer.Option(help="The triggering event's properties as JSON.")] = None,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Send a journey's messages to seed addresses, subjects marked [Test]; the send gate is not applied (the
+    output says which checks) and journey statistics do not count them. Exit 2 when a send failed."""
+    import asyncio
+
+    from rapport.journeys.proofs import test_send
+
+    body: dict[str, Any] = {"event": _event_option(event)}
+    body.update({k: v for k, v in (("step", step), ("seed_list", seed_list), ("as_profile", as_profile)) if v})
+    if to:
+        body["to"] = to
+    rapport = _rapport()
+    try:
+        out = asyncio.run(test_send(rapport, rapport.workspace_id(workspace), name, body, "cli"))
+    except RapportError as exc:
+        _fail(exc)
+        return
+    finally:
+        rapport.close()
+    if json:
+        _print_json(out)
+    else:
+        source = f"seed list {out['seed_list']}" if out["seed_list"] else "the given addresses"
+        who = f"as profile {out['as_profile']}" if out["as_profile"] else "with sample data"
+        sys.stdout.write(f"test send {out['test_send_id']} of {name} v{out['version']} to {source}, {who}: "
+                         f"{out['sent']} sent, {out['failed']} failed\n")
+        for s in out["sends"]:
+            result = f"sent ({s['provider_id']})" if s["status"] == "sent" else f"FAILED: {s['error']}"
+            sys.stdout.write(f"  step {s['step']} {s['channel']}/{s['template']} -> {s['to']}: {result}\n")
+        for s in out["skipped"]:
+            sys.stdout.write(f"  step {s['step']} {s['channel']}/{s['template']} skipped: {s['reason']}\n")
+        sys.stdout.write("not applied because this is a test: "
+                         + ", ".join(n["check"] for n in out["not_applied"]) + "\n")
+    if out["failed"]:
+        raise typer.Exit(2)
+
+
+@templates_app.command("preview")
+def templates_preview(
+    name: str,
+    workspace: WorkspaceOpt = None,
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="A profile id.")] = None,
+    user_id: Annotated[str | None, typer.Option("--user-id", help="The profile's user id.")] = None,
+    event: Annotated[str | None, typer.Option(help="The triggering event's properties as JSON.")] = None,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Render a template as a profile, strictly: a value it outputs that the profile lacks is an error naming the
+    variable and its line. Without --profile or --user-id, with sample values."""
+    from rapport.journeys.proofs import preview_template
+
+    body: dict[str, Any] = {"event": _event_option(event)}
+    body.update({k: v for k, v in (("profile_id", profile), ("user_id", user_id)) if v})
+    rapport = _rapport()
+    try:
+        out = preview_template(rapport, rapport.workspace_id(workspace), name, body)
+    except RapportError as exc:
+        _fail(exc)
+        return
+    finally:
+        rapport.close()
+    if json:
+        _print_json(out)
+        return
+    sys.stdout.write(f"{name} as {out['profile_id'] or 'sample data'}:\n")
+    for part, value in out["parts"].items():
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        sys.stdout.write(f"--- {part}\n{text}\n")
 
 
 @app.command()

@@ -27,6 +27,9 @@ class Settings:
     """Events waiting for the writer before ingestion answers 429."""
     log_level: str = "info"
     log_json: bool = True
+    send_lease_seconds: float = 300.0
+    """How long a worker holds a message it handed to a channel before another worker may send it again (with
+    the same idempotency key) because the first one died; longer than any channel's timeout."""
     public_url: str = ""
     """The base URL people reach this server at, for links in messages (preference center, unsubscribe,
     open and click tracking); empty: ``http://HOST:PORT``."""
@@ -63,6 +66,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("RAPPORT_LOG_LEVEL", "info"),
         log_json=env.get("RAPPORT_LOG_FORMAT", "json") == "json",
         public_url=env.get("RAPPORT_PUBLIC_URL", ""),
+        send_lease_seconds=float(env.get("RAPPORT_SEND_LEASE_SECONDS", "300")),
         extra={k: v for k, v in env.items() if k.startswith("RAPPORT_")},
         environ=dict(env),
     )

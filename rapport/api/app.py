@@ -76,7 +76,8 @@ async def run_journeys(rapport: Rapport, engines: journeys_service.Engines) -> N
 
 def journey_engines(rapport: Rapport, overrides: Mapping[str, Channel] | None = None) -> journeys_service.Engines:
     settings = rapport.settings
-    delivery = journeys_service.Delivery(settings.base_url, settings.environ, overrides)
+    delivery = journeys_service.Delivery(settings.base_url, settings.environ, overrides,
+                                         round(settings.send_lease_seconds * 1000))
     return journeys_service.Engines(rapport.db, rapport.keyring, rapport.clock, delivery)
 
 
@@ -114,6 +115,24 @@ def create_app(rapport: Rapport, *, worker: bool = True, channels: Mapping[str, 
 
     app.state.rapport = rapport
     return app
+
+
+async def journey_worker(rapport: Rapport, stop: asyncio.Event, channels: Mapping[str, Channel] | None = None, *,
+                         interval: float = 0.5) -> None:
+    """Journeys only, until ``stop`` is set (the pass under way finishes first): what ``rapport worker`` runs
+    beside the server to send more. On PostgreSQL any number may run (they lease timers and sends with
+    ``SKIP LOCKED`` and take a workspace's queued events one consumer at a time); a worker killed at any
+    moment loses nothing."""
+    engines = journey_engines(rapport, channels)
+    async with httpx.AsyncClient() as client:
+        engines.client = client
+        while not stop.is_set():
+            try:
+                await run_journeys(rapport, engines)
+            except Exception:
+                log.exception("journey pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
 
 async def _worker(rapport: Rapport, engines: journeys_service.Engines) -> None:

@@ -11,6 +11,10 @@ previewers follow GET links; the withdrawal happens on ``POST`` with ``List-Unsu
 while the purpose's latest choice is already a withdrawal or denial (two racing POSTs on PostgreSQL
 can at worst record the same withdrawal twice, which decides the same).
 
+Subscription groups (``SubscriptionGroup`` resources) are listed beside the purposes with the person's
+membership, and changed by the same form; a group message's one-click link (``?group=NAME``) leaves that
+group only. Group choices are ledger entries too (``rapport.consent.subscriptions``).
+
 Pages are server-rendered HTML with every value escaped, inline styles only, and headers that keep
 the token out of caches, referrers and search engines. They show no personal data beyond the
 person's choices, since links get forwarded. Clients asking for ``application/json`` get JSON,
@@ -33,12 +37,14 @@ from starlette.responses import HTMLResponse, Response
 from rapport.api.body import read_limited
 from rapport.api.errors import error_response
 from rapport.api.json import json_response
-from rapport.consent import links
+from rapport.consent import links, subscriptions
 from rapport.consent import service as consent_service
 from rapport.consent.decide import current_state, latest_entry
 from rapport.consent.model import NECESSARY, Decision, Purpose
+from rapport.consent.subscriptions import Membership
 from rapport.core import Rapport
 from rapport.errors import NotFoundError, UserError, ValidationError
+from rapport.resources.builtin.subscription_group import SubscriptionGroup
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import identity as identity_sql
@@ -113,6 +119,11 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
         shown = [Choice(p, state[p.name]) for p in rt.catalog if p.name != NECESSARY and claims.covers(p.name)]
         return sorted(shown, key=lambda c: (not c.is_subscription, c.purpose.name))
 
+    def groups(conn: Conn, rt: WorkspaceRuntime, claims: links.LinkClaims, pid: str, at: Millis) -> list[Membership]:
+        entries = [consent_sql.ledger_entry(r) for r in consent_sql.entries(conn, rt.id, [pid])]
+        return [subscriptions.membership(entries, g, at) for _, g in sorted(rt.subscription_groups.items())
+                if claims.covers(subscriptions.ledger_key(g.name))]
+
     def record(conn: Conn, rt: WorkspaceRuntime, pid: str, purpose: str, state: str, source: str,
                proof: str) -> None:
         consent_service.record(conn, rt, rapport.keyring, rapport.clock, {
@@ -122,14 +133,19 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
     async def preferences(token: str, request: Request) -> Response:
         """The person's consents and subscriptions, with a form to change them."""
         async def work() -> Response:
-            def view() -> list[Choice]:
+            def view() -> tuple[list[Choice], list[Membership]]:
                 rt, claims = open_link(token)
                 at = rapport.clock.now_ms()
-                return rapport.db.read(lambda c: choices(c, rt, claims, person(c, rt, claims), at))
-            shown = await run_in_threadpool(view)
+
+                def read(c: Conn) -> tuple[list[Choice], list[Membership]]:
+                    pid = person(c, rt, claims)
+                    return choices(c, rt, claims, pid, at), groups(c, rt, claims, pid, at)
+                return rapport.db.read(read)
+            shown, members = await run_in_threadpool(view)
             if wants_json(request):
-                return json_response({"purposes": [c.to_json() for c in shown]}, headers=PAGE_HEADERS)
-            return html(preferences_page(request.url.path, shown, None))
+                return json_response({"purposes": [c.to_json() for c in shown],
+                                      "groups": [m.to_json() for m in members]}, headers=PAGE_HEADERS)
+            return html(preferences_page(request.url.path, shown, None, members))
         return await answer(request, work)
 
     @api.post("/preferences/{token}")
@@ -143,12 +159,19 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
                 extra = sorted(ticked - set(listed))
                 raise ValidationError(f"'granted' names purposes the form did not show: {', '.join(extra)}",
                                       code="invalid_preferences", details=[{"purposes": extra}])
+            listed_groups = [v for k, v in fields if k == "group_shown"]
+            joined = {v for k, v in fields if k == "group"}
+            if not joined <= set(listed_groups):
+                extra = sorted(joined - set(listed_groups))
+                raise ValidationError(f"'group' names subscription groups the form did not show: {', '.join(extra)}",
+                                      code="invalid_preferences", details=[{"groups": extra}])
 
-            def apply() -> tuple[list[Choice], list[str]]:
+            def apply() -> tuple[list[Choice], list[str], list[Membership], list[str]]:
                 rt, claims = open_link(token)
                 proof = links.link_proof(claims, client_ip(request), request.headers.get("user-agent"))
+                wanted = [named_group(rt, claims, name) for name in dict.fromkeys(listed_groups)]
 
-                def job(conn: Conn) -> tuple[list[Choice], list[str]]:
+                def job(conn: Conn) -> tuple[list[Choice], list[str], list[Membership], list[str]]:
                     pid = person(conn, rt, claims)
                     at = rapport.clock.now_ms()
                     current = {c.purpose.name: c for c in choices(conn, rt, claims, pid, at)}
@@ -159,20 +182,47 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
                         if want != current[purpose.name].decision.allowed:
                             record(conn, rt, pid, purpose.name, "granted" if want else "withdrawn", PAGE_SOURCE, proof)
                             changed.append(purpose.name)
-                    return choices(conn, rt, claims, pid, at), changed
+                    members = {m.group.name: m for m in groups(conn, rt, claims, pid, at)}
+                    changed_groups = []
+                    for group in wanted:
+                        want = group.name in joined
+                        if want != members[group.name].subscribed:
+                            subscriptions.record(conn, rt, rapport.clock, pid, group.name,
+                                                 "granted" if want else "withdrawn", PAGE_SOURCE, proof)
+                            changed_groups.append(group.name)
+                    return (choices(conn, rt, claims, pid, at), changed, groups(conn, rt, claims, pid, at),
+                            changed_groups)
                 return rapport.db.write(job)
-            shown, changed = await run_in_threadpool(apply)
+            shown, changed, members, changed_groups = await run_in_threadpool(apply)
             if wants_json(request):
-                return json_response({"purposes": [c.to_json() for c in shown], "changed": changed},
+                return json_response({"purposes": [c.to_json() for c in shown], "changed": changed,
+                                      "groups": [m.to_json() for m in members], "changed_groups": changed_groups},
                                      headers=PAGE_HEADERS)
-            notice = f"Saved: {len(changed)} change{'s' if len(changed) != 1 else ''}." if changed else "No changes."
-            return html(preferences_page(request.url.path, shown, notice))
+            count = len(changed) + len(changed_groups)
+            notice = f"Saved: {count} change{'s' if count != 1 else ''}." if count else "No changes."
+            return html(preferences_page(request.url.path, shown, notice, members))
         return await answer(request, work)
 
     @api.get("/unsubscribe/{token}")
-    async def confirm_unsubscribe(token: str, request: Request, purpose: str | None = None) -> Response:
+    async def confirm_unsubscribe(token: str, request: Request, purpose: str | None = None,
+                                  group: str | None = None) -> Response:
         """A confirmation page whose form makes the one-click POST; following this link changes nothing."""
         async def work() -> Response:
+            def view_group() -> Membership | None:
+                rt, claims = open_link(token)
+                found = group_target(rt, claims, group, purpose)
+                if found is None:
+                    return None
+                at = rapport.clock.now_ms()
+                current = rapport.db.read(lambda c: groups(c, rt, claims, person(c, rt, claims), at))
+                return next(m for m in current if m.group.name == found.name)
+            member = await run_in_threadpool(view_group)
+            if member is not None:
+                if wants_json(request):
+                    return json_response(member.to_json(), headers=PAGE_HEADERS)
+                action = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return html(confirm_group_page(action, member))
+
             def view() -> Choice:
                 rt, claims = open_link(token)
                 found = target(rt, claims, purpose)
@@ -187,13 +237,39 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
         return await answer(request, work)
 
     @api.post("/unsubscribe/{token}")
-    async def unsubscribe(token: str, request: Request, purpose: str | None = None) -> Response:
-        """RFC 8058 one-click unsubscribe: body ``List-Unsubscribe=One-Click``; withdraws consent at once."""
+    async def unsubscribe(token: str, request: Request, purpose: str | None = None,
+                          group: str | None = None) -> Response:
+        """RFC 8058 one-click unsubscribe: body ``List-Unsubscribe=One-Click``; withdraws consent at once (or,
+        for a group message's link, leaves the group)."""
         async def work() -> Response:
             fields = form_fields(request.headers.get("content-type", ""), await read_limited(request, MAX_FORM_BYTES))
             if ONE_CLICK not in fields:
                 raise ValidationError("a one-click unsubscribe POST must carry 'List-Unsubscribe=One-Click' "
                                       "(RFC 8058) as form data", code="not_one_click")
+
+            def leave() -> tuple[SubscriptionGroup, bool] | None:
+                rt, claims = open_link(token)
+                found = group_target(rt, claims, group, purpose)
+                if found is None:
+                    return None
+                proof = links.link_proof(claims, client_ip(request), request.headers.get("user-agent"))
+
+                def job(conn: Conn) -> bool:
+                    pid = person(conn, rt, claims)
+                    entries = [consent_sql.ledger_entry(r) for r in consent_sql.entries(conn, rt.id, [pid])]
+                    latest = latest_entry(entries, subscriptions.ledger_key(found.name), rapport.clock.now_ms())
+                    if latest is not None and latest.state in ("denied", "withdrawn"):
+                        return False
+                    subscriptions.record(conn, rt, rapport.clock, pid, found.name, "withdrawn", UNSUBSCRIBE_SOURCE,
+                                         proof)
+                    return True
+                return found, rapport.db.write(job)
+            left = await run_in_threadpool(leave)
+            if left is not None:
+                if wants_json(request):
+                    return json_response({"group": left[0].name, "state": "withdrawn", "recorded": left[1]},
+                                         headers=PAGE_HEADERS)
+                return html(done_group_page(left[0]))
 
             def apply() -> tuple[Purpose, bool]:
                 rt, claims = open_link(token)
@@ -234,6 +310,32 @@ def target(rt: WorkspaceRuntime, claims: links.LinkClaims, name: str | None) -> 
         raise links.LinkError(f"this link covers {covered} only, not {purpose.name!r}", code="link_scope",
                               details=[{"purpose": purpose.name, "scope": list(claims.scope)}])
     return purpose
+
+
+def group_target(rt: WorkspaceRuntime, claims: links.LinkClaims, name: str | None,
+                 purpose: str | None = None) -> SubscriptionGroup | None:
+    """The subscription group a request acts on: ``name``, or the group a group message's link covers when no
+    purpose is named either; ``None`` for a request about a purpose."""
+    scope = () if claims.scope == links.ALL else claims.scope
+    if name is None:
+        if purpose is not None or len(scope) != 1 or not scope[0].startswith(subscriptions.PREFIX):
+            return None
+        name = scope[0].removeprefix(subscriptions.PREFIX)
+    elif purpose is not None:
+        raise ValidationError("name either '?purpose=' or '?group=', not both", code="invalid_preferences")
+    return named_group(rt, claims, name)
+
+
+def named_group(rt: WorkspaceRuntime, claims: links.LinkClaims, name: str) -> SubscriptionGroup:
+    """The subscription group ``name``, which the link must cover and the workspace still define."""
+    if not claims.covers(subscriptions.ledger_key(name)):
+        raise links.LinkError(f"this link does not cover subscription group {name!r}", code="link_scope",
+                              details=[{"group": name}])
+    group = rt.subscription_groups.get(name)
+    if group is None:
+        raise links.LinkGone(f"the subscription group {name!r} no longer exists; its messages are no longer sent",
+                             code="subscription_group_gone", details=[{"group": name}])
+    return group
 
 
 async def answer(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
@@ -345,14 +447,37 @@ def _fieldset(legend: str, shown: Sequence[Choice]) -> str:
     return f"<fieldset><legend>{escape(legend)}</legend>{''.join(rows)}</fieldset>"
 
 
-def preferences_page(action: str, shown: Sequence[Choice], notice: str | None) -> str:
-    """The preference center: subscriptions, then other consents, each a checkbox."""
+def _group_fieldset(members: Sequence[Membership]) -> str:
+    if not members:
+        return ""
+    rows = []
+    for member in members:
+        name = escape(member.group.name)
+        checked = " checked" if member.subscribed else ""
+        rows.append(f'<input type="hidden" name="group_shown" value="{name}">'
+                    f'<label><input type="checkbox" name="group" value="{name}"{checked}> '
+                    f"{escape(member.group.description or member.group.name)}"
+                    f"<small>{escape(_GROUP_STATUS[member.reason][member.subscribed])}</small></label>")
+    return f"<fieldset><legend>Messages you receive</legend>{''.join(rows)}</fieldset>"
+
+
+_GROUP_STATUS = {
+    "default": {True: "On: everyone gets these until they leave", False: "Off: you have not joined"},
+    "joined": {True: "On: you joined", False: "On: you joined"},
+    "left": {True: "Off: you left", False: "Off: you left"},
+}
+
+
+def preferences_page(action: str, shown: Sequence[Choice], notice: str | None,
+                     members: Sequence[Membership] = ()) -> str:
+    """The preference center: subscriptions, the subscription groups, then other consents, each a checkbox."""
     body = f'<p class="notice" role="status">{escape(notice)}</p>' if notice else ""
-    if not shown:
+    if not shown and not members:
         body += "<p>There is nothing to choose here.</p>"
     else:
         body += (f'<form method="post" action="{escape(action)}">'
                  f"{_fieldset('Subscriptions', [c for c in shown if c.is_subscription])}"
+                 f"{_group_fieldset(members)}"
                  f"{_fieldset('How we may use your data', [c for c in shown if not c.is_subscription])}"
                  '<button type="submit">Save my choices</button></form>')
     return page("Your preferences", body)
@@ -366,6 +491,21 @@ def confirm_page(action: str, choice: Choice) -> str:
             f'<input type="hidden" name="{ONE_CLICK[0]}" value="{ONE_CLICK[1]}">'
             '<button type="submit">Unsubscribe</button></form>')
     return page("Unsubscribe", f"<p>Unsubscribe from \u201c{label}\u201d?</p>{state}{form}")
+
+
+def confirm_group_page(action: str, member: Membership) -> str:
+    """Asks before leaving a subscription group: a GET must never change anything."""
+    label = escape(member.group.description or member.group.name)
+    state = f"<p>Now: {escape(_GROUP_STATUS[member.reason][member.subscribed])}.</p>"
+    form = (f'<form method="post" action="{escape(action)}">'
+            f'<input type="hidden" name="{ONE_CLICK[0]}" value="{ONE_CLICK[1]}">'
+            '<button type="submit">Unsubscribe</button></form>')
+    return page("Unsubscribe", f"<p>Stop receiving \u201c{label}\u201d?</p>{state}{form}")
+
+
+def done_group_page(group: SubscriptionGroup) -> str:
+    return page("Unsubscribed", f"<p>Done: you will no longer receive \u201c{escape(group.description or group.name)}"
+                                "\u201d.</p>")
 
 
 def done_page(purpose: Purpose) -> str:

@@ -10,10 +10,12 @@
 
 Exactly once: a send is a log row keyed by its idempotency key (enrollment and step), inserted with
 ``ON CONFLICT DO NOTHING``, so a replayed step records nothing twice. Dispatch leases a row, calls the
-channel with that key, and marks the row ``sent``; a row marked ``sent`` is never taken again. A crash
-between the channel call and the mark leaves the row leased; when the lease ends another dispatch sends it
-again with the same key, which the peer recognises (the email ``Message-ID`` is derived from it), so the
-message is neither lost nor delivered twice.
+channel with that key, and marks the row ``sent``; a row marked ``sent`` is never taken again. Marks are
+committed as the channel answers (a group commit of whatever answered meanwhile), not once a whole batch
+is done, so a crash leaves few sends whose answer is unrecorded. A crash between the channel call and the
+mark leaves the row leased; when the lease ends another dispatch sends it again with the same key, which the
+peer recognises (the email ``Message-ID`` is derived from it), so the message is neither lost nor
+delivered twice; the send log notes that the retry followed an attempt left in doubt.
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ class Recipient:
     """(html, idempotency key) -> the html with open and click tracking, for a person who allows it."""
 
 
-RecipientFn: TypeAlias = Callable[[Conn, str, str, str], Recipient | None]
-"""(conn, workspace, profile, channel) -> the recipient, or ``None`` when the person has no address there."""
+RecipientFn: TypeAlias = Callable[[Conn, str, str, str, str | None], Recipient | None]
+"""(conn, workspace, profile, channel, the message's subscription group or ``None``) -> the recipient (whose
+unsubscribe link leaves that group), or ``None`` when the person has no address there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,7 @@ class JourneyEngine:
         update_trait: TraitFn | None = None,
         channel_purposes: Mapping[str, str] | None = None,
         owner: str | None = None,
+        send_lease_ms: Millis = SEND_LEASE_MS,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -227,6 +231,7 @@ class JourneyEngine:
         self.update_trait = update_trait
         self.channel_purposes = channel_purposes or {}
         self.owner = owner or clock.new_id("worker")
+        self.send_lease_ms = send_lease_ms
 
     # --- entering and events (inside the caller's transaction) -------------------------------------------
 
@@ -389,18 +394,37 @@ class JourneyEngine:
         ready = await asyncio.to_thread(self.db.write, lambda conn: self._claim(conn, limit, ws, counts))
         if not ready:
             return DispatchResult(MappingProxyType(counts))
-        receipts = await asyncio.gather(*(self._send(send, message) for send, message in ready))
-        await asyncio.to_thread(self.db.write, lambda conn: self._mark(conn, ready, receipts, counts))
+        # Group commit of the answers: while one commit of marks runs, the answers arriving meanwhile wait
+        # for the next, so a send is recorded about one commit after its channel answered.
+        answered: list[tuple[PendingSend, Message, Receipt | Transient | Terminal]] = []
+        committing: asyncio.Task[None] | None = None
+
+        async def commit() -> None:
+            while answered:
+                batch = answered[:]
+                answered.clear()
+                await asyncio.to_thread(self.db.write, lambda conn, batch=batch: self._mark(conn, batch, counts))
+
+        for done in asyncio.as_completed([self._send(send, message) for send, message in ready]):
+            answered.append(await done)
+            if committing is None or committing.done():
+                if committing is not None:
+                    await committing  # surfaces a failed commit
+                committing = asyncio.create_task(commit())
+        if committing is not None:
+            await committing
+        await commit()
         return DispatchResult(MappingProxyType(counts))
 
-    async def _send(self, send: PendingSend, message: Message) -> Receipt | Transient | Terminal:
+    async def _send(self, send: PendingSend,
+                    message: Message) -> tuple[PendingSend, Message, Receipt | Transient | Terminal]:
         try:
-            return await self.channels[send.channel].send(message)
+            return send, message, await self.channels[send.channel].send(message)
         except (Transient, Terminal) as exc:
-            return exc
+            return send, message, exc
         except Exception as exc:  # an adapter bug must not strand the other sends of the batch
             log.exception("channel %r raised instead of classifying its failure", send.channel)
-            return Transient(f"channel {send.channel!r} raised {type(exc).__name__}: {exc}")
+            return send, message, Transient(f"channel {send.channel!r} raised {type(exc).__name__}: {exc}")
 
     def _claim(self, conn: Conn, limit: int, ws: str | None,
                counts: dict[str, int]) -> list[tuple[PendingSend, Message]]:
@@ -420,7 +444,7 @@ class JourneyEngine:
                 continue
             conn.execute("RELEASE SAVEPOINT journey_send")
             if isinstance(outcome, Message):
-                sql.lease_send(conn, send.workspace_id, send.idempotency_key, now + SEND_LEASE_MS, self.owner)
+                sql.lease_send(conn, send.workspace_id, send.idempotency_key, now + self.send_lease_ms, self.owner)
                 ready.append((send, outcome))
                 continue
             status, reason, detail, due = outcome
@@ -448,14 +472,15 @@ class JourneyEngine:
             purpose = self.message_purpose(journey.purpose, send.channel)
         except ValidationError as exc:
             return "failed", "unknown_purpose", str(exc), None
-        decision = gate.decide(self._gate_input(conn, send, journey, purpose, state, entries, now))
+        checked = self._gate_input(conn, send, journey, purpose, state, entries, now)
+        decision = gate.decide(checked)
         if decision.outcome in ("refuse", "drop"):
             return "refused", decision.reason or decision.outcome, decision.detail, None
         if decision.outcome == "hold":
             return "held", decision.reason or "hold", decision.detail, decision.until
         if decision.outcome == "defer":
             return "scheduled", decision.reason or "defer", decision.detail, decision.until
-        recipient = self.recipient(conn, ws, send.profile_id, send.channel)
+        recipient = self.recipient(conn, ws, send.profile_id, send.channel, checked.subscription_group)
         if recipient is None:
             return "refused", "no_address", f"the person has no address for channel {send.channel!r}", None
         event = dict(state.entry_properties) if state is not None else {}
@@ -495,14 +520,18 @@ class JourneyEngine:
             quiet=None if quiet is None else gate.QuietHours(quiet.start, quiet.end, quiet.action))
         return base if self.gate_input is None else self.gate_input(conn, send, base)
 
-    def _mark(self, conn: Conn, ready: Sequence[tuple[PendingSend, Message]],
-              results: Sequence[Receipt | Transient | Terminal], counts: dict[str, int]) -> None:
+    def _mark(self, conn: Conn, answered: Sequence[tuple[PendingSend, Message, Receipt | Transient | Terminal]],
+              counts: dict[str, int]) -> None:
         now = self.clock.now_ms()
-        for (send, _message), result in zip(ready, results, strict=True):
+        for send, _message, result in answered:
             ws, key = send.workspace_id, send.idempotency_key
             attempts = send.attempts + 1
             if isinstance(result, Receipt):
-                sql.mark_sent(conn, ws, key, result.provider_id, result.detail, now)
+                detail = result.detail
+                if send.in_doubt is not None:
+                    detail += (f"{'; ' if detail else ''}sent again with the same idempotency key after worker "
+                               f"{send.in_doubt} stopped before recording an earlier attempt")
+                sql.mark_sent(conn, ws, key, result.provider_id, detail, now)
                 status = "sent"
             elif isinstance(result, Transient) and attempts < MAX_ATTEMPTS:
                 sql.mark(conn, ws, key, "scheduled", "transient", str(result), now + backoff(attempts), self.owner)

@@ -29,6 +29,7 @@ from rapport.types import Json, JsonObject, Millis
 
 StepId: TypeAlias = str
 EntryKind = Literal["event", "segment_entered", "segment_exited", "schedule"]
+PublishPolicy = Literal["drain", "migrate"]
 QuietAction = Literal["hold", "drop"]
 
 
@@ -38,6 +39,8 @@ class SendStep:
     channel: str
     template: str
     tags: tuple[str, ...] = ()
+    subscription_group: str | None = None
+    """The step's own ``SubscriptionGroup``, over the journey's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,14 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Audience:
+    """Who a schedule enrolls: the members of ``segment``, those matching ``rule``, or members matching it."""
+
+    segment: str | None = None
+    rule: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Reentry:
     """Whether a profile may enter again: ``never``, ``always`` (once the previous enrollment has
     finished) or ``after`` ``after_ms`` since its previous entry (and once it has finished)."""
@@ -166,8 +177,15 @@ class Journey:
     exit_when: Node | None = None
     goal: Goal | None = None
     quiet_hours: QuietHours | None = None
+    subscription_group: str | None = None
+    """The ``SubscriptionGroup`` the journey's messages belong to (a send step may name its own)."""
     by_id: Mapping[StepId, Step] = field(default_factory=dict, compare=False, repr=False)
     following: Mapping[StepId, StepId | None] = field(default_factory=dict, compare=False, repr=False)
+    audience: Audience | None = None
+    on_publish: PublishPolicy = "drain"
+    migrate: Mapping[StepId, StepId] = field(default_factory=dict)
+    """With ``on_publish: migrate``: the step of the version this one replaced -> the step of this version
+    its waiting enrollments move to (``rapport.journeys.versions``)."""
 
     @property
     def first(self) -> StepId | None:
@@ -276,8 +294,12 @@ def build(spec: JsonObject, version: int = 1) -> Journey:
             parse(goal["where"]) if goal.get("where") is not None else None),
         quiet_hours=None if quiet is None else QuietHours(
             parse_clock(quiet["start"]), parse_clock(quiet["end"]), quiet["action"]),
+        subscription_group=checked.get("subscription_group"),
         by_id=MappingProxyType(by_id),
         following=MappingProxyType(following),
+        audience=_audience(checked.get("audience")),
+        on_publish=checked.get("on_publish") or "drain",
+        migrate=MappingProxyType(dict(checked.get("migrate") or {})),
     )
 
 
@@ -301,7 +323,8 @@ def _steps(items: list[JsonObject], prefix: str) -> tuple[Step, ...]:
 def _step(item: JsonObject, step_id: StepId) -> Step:
     [(kind, body)] = item.items()
     if kind == "send":
-        return SendStep(step_id, body["channel"], body["template"], tuple(body.get("tags", ())))
+        return SendStep(step_id, body["channel"], body["template"], tuple(body.get("tags", ())),
+                        body.get("subscription_group"))
     if kind == "delay":
         if isinstance(body, dict):
             return DelayStep(step_id, until=parse_clock(body["until"]))
@@ -338,6 +361,13 @@ def _entry(entry: JsonObject) -> Entry:
     return Entry("schedule", at=parse_clock(value["at"]))
 
 
+def _audience(audience: JsonObject | None) -> Audience | None:
+    if audience is None:
+        return None
+    text = audience.get("rule")
+    return Audience(audience.get("segment"), parse(text) if text is not None else None)
+
+
 def _reentry(text: str) -> Reentry:
     if text in ("never", "always"):
         return Reentry("never" if text == "never" else "always")
@@ -346,6 +376,7 @@ def _reentry(text: str) -> Reentry:
 
 __all__ = [
     "HOLDOUT",
+    "Audience",
     "BranchStep",
     "DelayStep",
     "Entry",

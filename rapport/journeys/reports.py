@@ -1,6 +1,22 @@
 """Reading journeys for the API and the CLI: the catalog with enrollment and send counts, per-step
-statistics, enrollments, and each person's messages with the gate's reason for every one that did not go
-out."""
+statistics with delivery feedback, enrollments, and each person's messages with the gate's reason for every
+one that did not go out.
+
+Feedback counts, per step and for the whole journey (``feedback_counts``, one SQL query per journey):
+
+- ``sent``: messages the channel's peer accepted (the send log);
+- ``delivered``, ``bounced`` (hard and soft), ``complained``: provider feedback matched to a send (the
+  ``Email Delivered``/``Bounced``/``Complained`` events the feedback webhooks store with the send's journey and
+  step);
+- ``opened``, ``clicked``: messages opened, and messages with at least one tracked click (each message counts
+  once however often it is opened or clicked), from the people who allow analytics;
+- ``unsubscribed``: provider-reported unsubscribes matched to a send, plus one-click and link unsubscribes
+  attributed to the last message the person was sent before unsubscribing, within ``ATTRIBUTION_MS``.
+
+Rates: ``bounce_rate`` divides by ``sent``; ``open_rate``, ``click_rate`` (CTR), ``unsubscribe_rate`` and
+``complaint_rate`` by the messages that did not bounce (``sent - bounced``), which is the delivered count
+whether or not the provider reports deliveries. A rate with nothing to divide by is ``null``.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +35,7 @@ from rapport.rules import DictContext
 from rapport.storage.base import Conn, Row
 from rapport.storage.sql import journeys as sql
 from rapport.storage.sql import resources as resources_sql
-from rapport.types import DAY, JsonObject, WorkspaceId
+from rapport.types import DAY, JsonObject, Millis, WorkspaceId
 
 if TYPE_CHECKING:
     from rapport.core import Rapport
@@ -27,6 +43,63 @@ if TYPE_CHECKING:
 STATUSES = ("active", "completed", "exited")
 SEND_STATUSES = ("sent", "scheduled", "held", "refused", "failed")
 MAX_PAGE = 1000
+FEEDBACK = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
+ATTRIBUTION_MS: Millis = 7 * DAY
+"""How long after a message an unsubscribe through the person's link is counted against it."""
+FEEDBACK_EVENTS = {"Email Delivered": "delivered", "Email Bounced": "bounced", "Email Complained": "complained",
+                   "Email Unsubscribed": "unsubscribed"}
+"""The events the feedback webhooks store for a matched send, and the count each one feeds."""
+ENGAGEMENT = {"open": "opened", "click": "clicked"}
+UNSUBSCRIBE_SOURCE = "unsubscribe_link"
+"""The consent ledger source of the one-click and preference-link unsubscribes (``rapport.api.preferences``)."""
+PROPERTY_SQL = {
+    "sqlite": ("json_extract(body, '$.properties.journey')", "json_extract(body, '$.properties.step')"),
+    "postgres": ("(body::jsonb #>> '{properties,journey}')", "(body::jsonb #>> '{properties,step}')"),
+}
+"""Per dialect, SQL reading the ``journey`` and ``step`` properties of a stored event's JSON body."""
+
+
+def feedback_counts(conn: Conn, ws: str, journey: str, attribution_ms: Millis = ATTRIBUTION_MS) -> list[Row]:
+    """(step_id, count name, n) of the journey's messages: sent, engagement, provider feedback and attributed
+    unsubscribes (see the module docstring), in one aggregate query."""
+    journey_prop, step_prop = PROPERTY_SQL[conn.dialect.name]
+    names = list(FEEDBACK_EVENTS)
+    marks = ",".join("?" * len(names))
+    return conn.all(
+        "SELECT step_id, 'sent', count(*) FROM journey_sends WHERE workspace_id = ? AND journey = ?"
+        " AND status = 'sent' GROUP BY step_id"
+        " UNION ALL"
+        " SELECT s.step_id, g.kind, count(DISTINCT s.idempotency_key) FROM email_engagement g"
+        " JOIN journey_sends s ON s.workspace_id = g.workspace_id AND s.idempotency_key = g.idempotency_key"
+        " WHERE g.workspace_id = ? AND s.journey = ? GROUP BY s.step_id, g.kind"
+        " UNION ALL"
+        f" SELECT {step_prop}, name, count(*) FROM events WHERE workspace_id = ? AND name IN ({marks})"
+        f" AND {journey_prop} = ? GROUP BY {step_prop}, name"
+        " UNION ALL"
+        " SELECT s.step_id, 'link_unsubscribed', count(*) FROM consent_ledger c"
+        " JOIN journey_sends s ON s.workspace_id = c.workspace_id AND s.profile_id = c.profile_id"
+        " WHERE c.workspace_id = ? AND c.source = ? AND c.state = 'withdrawn' AND s.journey = ?"
+        " AND s.status = 'sent' AND s.sent_at <= c.recorded_at AND s.sent_at >= c.recorded_at - ?"
+        " AND NOT EXISTS (SELECT 1 FROM journey_sends later WHERE later.workspace_id = c.workspace_id"
+        " AND later.profile_id = c.profile_id AND later.status = 'sent' AND later.sent_at <= c.recorded_at"
+        " AND (later.sent_at > s.sent_at OR (later.sent_at = s.sent_at AND later.idempotency_key > s.idempotency_key)))"
+        " GROUP BY s.step_id",
+        (ws, journey, ws, journey, ws, *names, journey, ws, UNSUBSCRIBE_SOURCE, journey, attribution_ms))
+
+
+def feedback_stats(counts: dict[str, int]) -> JsonObject:
+    """The counts (``FEEDBACK``) with their rates."""
+    out: dict[str, int | float | None] = {name: counts.get(name, 0) for name in FEEDBACK}
+    sent, bounced = counts.get("sent", 0), counts.get("bounced", 0)
+    reached = max(sent - bounced, 0)
+
+    def rate(name: str, base: int) -> float | None:
+        return round(counts.get(name, 0) / base, 4) if base else None
+
+    out.update({"open_rate": rate("opened", reached), "click_rate": rate("clicked", reached),
+                "unsubscribe_rate": rate("unsubscribed", reached), "bounce_rate": rate("bounced", sent),
+                "complaint_rate": rate("complained", reached)})
+    return dict(out)
 
 
 def _when(value: object) -> str | None:
@@ -124,10 +197,28 @@ class Journeys:
         for step_id, n in waiting.items():
             if step_id in steps:
                 steps[step_id]["waiting"] = n
-        [entry] = [j for j in self.catalog() if j["name"] == name]
-        return {**entry, "versions": [{"version": int(r[0]), "applied_at": _when(r[5]), "actor": r[4],
-                                       "deleted": bool(r[3])} for r in history],
-                "step_stats": list(steps.values())}
+        by_step, total = self.feedback(name)
+        for step_id, entry in steps.items():
+            if entry["kind"] == "send" or step_id in by_step:
+                entry["feedback"] = feedback_stats(by_step.get(step_id, {}))
+        [listed] = [j for j in self.catalog() if j["name"] == name]
+        return {**listed, "versions": [{"version": int(r[0]), "applied_at": _when(r[5]), "actor": r[4],
+                                        "deleted": bool(r[3])} for r in history],
+                "feedback": feedback_stats(total), "step_stats": list(steps.values())}
+
+    def feedback(self, name: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        """The journey's feedback counts per step and in total (see the module docstring)."""
+        rows = self.rapport.db.read(lambda conn: feedback_counts(conn, self.ws, name))
+        by_step: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FEEDBACK, 0))
+        total = dict.fromkeys(FEEDBACK, 0)
+        for step_id, kind, n in rows:
+            if step_id is None:
+                continue
+            count = ENGAGEMENT.get(str(kind)) or FEEDBACK_EVENTS.get(str(kind)) or str(kind).removeprefix("link_")
+            if count in total:
+                by_step[str(step_id)][count] += int(n)
+                total[count] += int(n)
+        return dict(by_step), total
 
     def enrollments(self, name: str, status: str | None, cursor: str | None, limit: int) -> JsonObject:
         self.journey(name)

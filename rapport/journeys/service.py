@@ -20,11 +20,11 @@ from rapport.channels.base import Channel, Message, Receipt, channel_from_spec
 from rapport.channels.inapp import InAppChannel
 from rapport.channels.offline import OfflineChannel
 from rapport.clock import Clock
-from rapport.consent import links
+from rapport.consent import links, subscriptions
 from rapport.consent.decide import may_use
 from rapport.errors import Transient, ValidationError
-from rapport.journeys import feed, gate
-from rapport.journeys.engine import DispatchResult, JourneyEngine, PendingSend, Recipient
+from rapport.journeys import feed, gate, schedule, suppression, versions
+from rapport.journeys.engine import SEND_LEASE_MS, DispatchResult, JourneyEngine, PendingSend, Recipient
 from rapport.profiles.service import ProfileReader
 from rapport.resources.builtin.channel import MEDIUM
 from rapport.segments.service import MembershipWriter, Touched
@@ -70,6 +70,7 @@ class Delivery:
     public_url: str
     environ: Mapping[str, str]
     overrides: Mapping[str, Channel] | None = None
+    send_lease_ms: Millis = SEND_LEASE_MS
 
 
 def channel_purposes(rt: WorkspaceRuntime) -> dict[str, str]:
@@ -123,13 +124,14 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
                  versions: feed.Versions, client: httpx.AsyncClient | None = None) -> JourneyEngine:
     """The engine of workspace ``rt`` with its hooks: recipients from decrypted profiles, facts from stored
     data, ``update_trait`` into the profile (re-evaluating segments), and the gate's frequency caps and
-    arbitration from the send log."""
+    arbitration from the send log, its subscription groups from the consent ledger and its suppression rules
+    (``rapport.journeys.suppression``)."""
     kinds = {name: str(spec.get("type")) for name, spec in rt.channels.items()}
     purposes = channel_purposes(rt)
     caps = frequency_caps(rt)
     longest = max((c.period_days for c in caps), default=1) + 1
 
-    def recipient(conn: Conn, ws: str, profile_id: str, channel: str) -> Recipient | None:
+    def recipient(conn: Conn, ws: str, profile_id: str, channel: str, group: str | None) -> Recipient | None:
         kind = kinds.get(channel, channel)
         reader = ProfileReader(conn, rt, keyring)
         traits = reader.traits(profile_id)
@@ -146,7 +148,10 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
         unsubscribe = None
         instrument = None
         purpose = purposes.get(channel)
-        if kind == "smtp" and purpose is not None and rt.catalog.get(purpose).needs_consent:
+        if kind == "smtp" and group is not None:  # one click leaves the message's group, not the whole channel
+            unsubscribe = subscriptions.unsubscribe_link(delivery.public_url, rt, profile_id, group, now,
+                                                         keyring=keyring)
+        elif kind == "smtp" and purpose is not None and rt.catalog.get(purpose).needs_consent:
             unsubscribe = links.make_link(delivery.public_url, rt, profile_id, now, keyring=keyring, purpose=purpose)
         if kind == "smtp" and analytics is not None:
             entries = [consent_sql.ledger_entry(r) for r in consent_sql.entries(conn, rt.id, [profile_id])]
@@ -184,12 +189,32 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
             else:
                 claims.append(gate.Claim(str(journey), priority, int(due_at), "held"))
         suppressions = feedback_sql.suppressions_of(conn, rt.id, [send.profile_id]).get(send.profile_id, ())
-        return replace(base, caps=caps, recent_sends=past, claims=claims, suppressions=suppressions)
+        group, left = _subscription(send, base)
+        rules = suppression.concerned(rt, send.journey, send.channel, send.tags)
+        message = suppression.entry_properties(conn, rt.id, send.enrollment_id) if rules else {}
+        checks = suppression.checks(conn, rt, keyring, send.profile_id, rules, message, base.at)
+        return replace(base, caps=caps, recent_sends=past, claims=claims, suppressions=suppressions,
+                       subscription_group=group, unsubscribed=base.unsubscribed | left, rules=checks)
+
+    def _subscription(send: PendingSend, base: gate.GateInput) -> tuple[str | None, frozenset[str]]:
+        """The message's subscription group (``None`` when its group does not cover its channel) and, when
+        the person is not subscribed to it, that group's name."""
+        name = suppression.message_group(versions(rt.id, send.journey, send.version), send.step_id)
+        if name is None:
+            return None, frozenset()
+        group = rt.subscription_groups.get(name)
+        if group is None:  # deny by default: apply refuses this, but a definition can vanish under a worker
+            log.error("journey %r sends in subscription group %r, which workspace %s does not define; refused",
+                      send.journey, name, rt.id)
+            return name, frozenset({name})
+        if not group.covers(send.channel):
+            return None, frozenset()
+        return name, subscriptions.left(base.consent, [group], base.at)
 
     return JourneyEngine(db, clock, build_channels(db, rt, clock, delivery, client), journeys=versions,
                          templates=rt.templates, recipient=recipient, catalog=rt.catalog,
                          facts=feed.facts_for(rt), gate_input=gate_input, update_trait=update_trait,
-                         channel_purposes=purposes)
+                         channel_purposes=purposes, send_lease_ms=delivery.send_lease_ms)
 
 
 class Engines:
@@ -211,15 +236,24 @@ class Engines:
 
 
 def step_pass(engines: Engines, rt: WorkspaceRuntime, limit: int = 500) -> tuple[int, int]:
-    """Feed the workspace's queued events and step its due timers until none are left (or ``limit`` per
-    round keeps coming); returns (events fed, enrollments stepped by timers)."""
+    """Migrate enrollments to newly published versions that ask for it, feed the workspace's queued events,
+    enroll the audiences of schedules that came round and step its due timers until none are left (or
+    ``limit`` per round keeps coming); returns (events fed, enrollments stepped by timers)."""
     engine = engines.of(rt)
     events = stepped = 0
+    try:  # a migration that cannot run now (a lock conflict) must not hold up the rest of the pass
+        versions.migrate_published(engines.db, rt, engines.versions, engines.clock, limit)
+    except Exception:
+        log.exception("migrating journey enrollments of workspace %s failed; retried next pass", rt.id)
     while True:
         done = engines.db.write(lambda conn: feed.consume(conn, rt, engine, limit))
         events += done.events
         if done.events < limit:
             break
+    try:
+        schedule.run_schedules(engines.db, rt, engine, engines.clock, limit)
+    except Exception:
+        log.exception("scheduled journey entries of workspace %s failed; retried next pass", rt.id)
     while True:
         ticked = engine.run_due(limit, ws=rt.id)
         stepped += len(ticked)

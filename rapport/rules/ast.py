@@ -14,12 +14,16 @@ from typing import Literal, TypeAlias, get_args
 from rapport.errors import ValidationError
 from rapport.types import Millis
 
-Root = Literal["traits", "computed", "consent", "context", "event"]
+Root = Literal["traits", "computed", "consent", "context", "event", "message"]
 CompareOp = Literal["==", "!=", ">", ">=", "<", "<="]
 FnName = Literal["count", "sum", "avg", "min", "max", "last_seen", "first_seen", "days_since"]
 ConstValue: TypeAlias = str | int | float | bool | None
 
-ROOTS: tuple[Root, ...] = get_args(Root)
+ROOTS: tuple[Root, ...] = ("traits", "computed", "consent", "context", "event")
+"""The roots a rule may read wherever rules are written."""
+MESSAGE_ROOT: Root = "message"
+"""``message.<property>``: the message the send gate is deciding about (its journey's entry event), which
+only a ``SuppressionRule`` can read, anywhere in its rule and inside ``where=`` (``parse(text, message=True)``)."""
 COMPARE_OPS: tuple[CompareOp, ...] = get_args(CompareOp)
 FUNCTIONS: tuple[FnName, ...] = get_args(FnName)
 PROPERTY_FUNCTIONS: frozenset[FnName] = frozenset({"sum", "avg", "min", "max"})

@@ -13,7 +13,8 @@ Grammar, loosest binding first::
 
 A bare path or boolean is a condition on its being ``true``: ``consent.marketing_sms`` parses as
 ``consent.marketing_sms == true``. Inside ``where=``, paths start with ``event.`` and name the
-counted event's properties.
+counted event's properties. ``parse(text, message=True)`` also accepts ``message.<property>`` paths, at the
+top and inside ``where=``: a property of the message the send gate decides about (suppression rules only).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import cast
 from rapport.rules.ast import (
     COMPARE_OPS,
     FUNCTIONS,
+    MESSAGE_ROOT,
     PROPERTY_FUNCTIONS,
     ROOTS,
     And,
@@ -69,11 +71,12 @@ def _suggest(word: str, names: Iterable[str]) -> str:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, message: bool = False) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
         self.in_where = False
+        self.message = message
 
     @property
     def tok(self) -> Token:
@@ -241,11 +244,17 @@ class _Parser:
 
     def path(self) -> Path:
         start = self.tok
-        if start.kind != "name" or start.text not in ROOTS:
-            hint = _suggest(start.text, ROOTS) if start.kind == "name" else ""
-            raise self.fail(f"a path starting with one of {_options(sorted(ROOTS))}", hint=hint)
-        if self.in_where and start.text != "event":
-            raise self.fail("a path starting with 'event.' (inside where=, paths name the event's properties)")
+        roots = (*ROOTS, MESSAGE_ROOT) if self.message else ROOTS
+        if start.kind == "name" and start.text == MESSAGE_ROOT and not self.message:
+            raise self.fail(f"a path starting with one of {_options(sorted(ROOTS))}",
+                            hint=" (message.<property> names the message being sent; only a SuppressionRule's "
+                                 "rule can read it)")
+        if start.kind != "name" or start.text not in roots:
+            hint = _suggest(start.text, roots) if start.kind == "name" else ""
+            raise self.fail(f"a path starting with one of {_options(sorted(roots))}", hint=hint)
+        if self.in_where and start.text not in ("event", MESSAGE_ROOT):
+            where = "'event.' or 'message.'" if self.message else "'event.'"
+            raise self.fail(f"a path starting with {where} (inside where=, paths name the event's properties)")
         self.advance()
         parts: list[str] = []
         while self.word() == "." or not parts:
@@ -298,6 +307,9 @@ class _Parser:
         return EventFn(fn, event, prop, within, where, span=self.span(start))
 
 
-def parse(text: str) -> Node:
-    """The AST of a rule; raises ``RuleSyntaxError`` (a ``ValidationError``) pointing at the problem."""
-    return _Parser(text).parse()
+def parse(text: str, *, message: bool = False) -> Node:
+    """The AST of a rule; raises ``RuleSyntaxError`` (a ``ValidationError``) pointing at the problem.
+
+    With ``message`` the rule may read ``message.<property>`` (a send-gate suppression rule); without it such
+    a path is an error, so no segment, journey or content rule can depend on a message."""
+    return _Parser(text, message).parse()

@@ -64,8 +64,11 @@ class WorkspaceSettings:
     frequency_caps: tuple[JsonObject, ...] = ()
     """Caps on messages per person, counted in their calendar days: ``{"scope": "channel" | "tag" | "global",
     "limit": N, "period_days": D, "channel": name?, "tag": name?}``."""
+    seed_lists: JsonObject = field(default_factory=dict)
+    """Named lists of the team's addresses that journey test sends go to (``rapport.journeys.proofs``)."""
 
-    _FIELDS = ("pii_fields", "dedupe", "event_purposes", "consent_mapping", "identity", "timezone", "frequency_caps")
+    _FIELDS = ("pii_fields", "dedupe", "event_purposes", "consent_mapping", "identity", "timezone", "frequency_caps",
+               "seed_lists")
 
     @classmethod
     def from_json(cls, data: JsonObject) -> WorkspaceSettings:
@@ -95,12 +98,17 @@ class WorkspaceSettings:
             kw["timezone"] = _timezone(data["timezone"])
         if "frequency_caps" in data:
             kw["frequency_caps"] = _caps(data["frequency_caps"])
+        if "seed_lists" in data:
+            from rapport.journeys.proofs import seed_lists
+
+            kw["seed_lists"] = seed_lists(data["seed_lists"])
         return cls(**kw)
 
     def to_json(self) -> JsonObject:
         return {"pii_fields": list(self.pii_fields), "dedupe": self.dedupe,
                 "event_purposes": list(self.event_purposes), "consent_mapping": self.consent_mapping,
-                "identity": self.identity, "timezone": self.timezone, "frequency_caps": list(self.frequency_caps)}
+                "identity": self.identity, "timezone": self.timezone, "frequency_caps": list(self.frequency_caps),
+                "seed_lists": self.seed_lists}
 
 
 CAP_FIELDS = ("scope", "limit", "period_days", "channel", "tag")

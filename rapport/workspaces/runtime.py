@@ -21,6 +21,8 @@ from rapport.journeys.model import build as build_journey
 from rapport.privacy.pii import TRAIT_ONLY_FIELDS
 from rapport.profiles.builtins import BUILTIN_TRAITS
 from rapport.profiles.computed import SeriesKey, TraitDef
+from rapport.resources.builtin.subscription_group import SubscriptionGroup
+from rapport.resources.builtin.suppression_rule import SuppressionRuleDef
 from rapport.resources.builtin.template import PARTS as TEMPLATE_PARTS
 from rapport.rules import Node, event_functions, parse, paths, to_text
 from rapport.rules import segments as rule_segments
@@ -120,6 +122,9 @@ class WorkspaceRuntime:
     """Names of the events the journeys listen to (entry, ``wait_for``, goal, the events ``exit_when`` counts,
     ``Segment Entered``/``Exited``); ``None`` when some ``exit_when`` reads traits or consent, so every event
     matters."""
+    suppression_rules: tuple[SuppressionRuleDef, ...] = ()
+    """The send gate's ``SuppressionRule`` resources, by name."""
+    subscription_groups: Mapping[str, SubscriptionGroup] = field(default_factory=dict)
 
     def trait_purposes(self) -> frozenset[str]:
         return frozenset(t.purpose for t in self.traits.values())
@@ -178,7 +183,8 @@ def build_runtime(
     for spec in by_kind.get("Journey", []):
         journey = build_journey(spec, versions[("Journey", str(spec["name"]))])
         journeys[journey.name] = journey
-        for node in journey_rules(journey):
+        audience = journey.audience.rule if journey.audience is not None else None
+        for node in [*journey_rules(journey), *([audience] if audience is not None else [])]:
             for fn in event_functions(node):
                 read(event_series_key(fn), SEGMENT_SERIES_PURPOSE)
     return WorkspaceRuntime(
@@ -200,4 +206,8 @@ def build_runtime(
                    for spec in by_kind.get("Template", [])},
         channels={str(spec["name"]): spec for spec in by_kind.get("Channel", [])},
         journey_events=listened(journeys.values()),
+        suppression_rules=tuple(sorted((SuppressionRuleDef.from_spec(spec)
+                                        for spec in by_kind.get("SuppressionRule", [])), key=lambda r: r.name)),
+        subscription_groups={str(spec["name"]): SubscriptionGroup.from_spec(spec)
+                             for spec in by_kind.get("SubscriptionGroup", [])},
     )

@@ -147,7 +147,7 @@ def grant(db: Database, clock: FrozenClock, ws: str, profile: str, purpose: str 
     db.write(lambda c: consent_sql.append(c, ws, row))
 
 
-def recipient(conn: Conn, ws: str, profile_id: str, channel: str) -> Recipient | None:
+def recipient(conn: Conn, ws: str, profile_id: str, channel: str, group: str | None) -> Recipient | None:
     if profile_id.startswith("nobody"):
         return None
     return Recipient(f"{profile_id}@shop.example" if channel == "email" else f"device-{profile_id}",

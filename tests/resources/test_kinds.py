@@ -9,7 +9,8 @@ from rapport.resources import KindSpec, get_kind, known_kinds, register
 from rapport.resources.checks import text
 from rapport.resources.fields import FieldErrors, optional
 
-KINDS = "one of 'Channel', 'ComputedTrait', 'ConsentPurpose', 'Journey', 'Segment', 'Template', 'TrackingPlan'"
+KINDS = ("one of 'Channel', 'ComputedTrait', 'ConsentPurpose', 'Journey', 'Segment', 'SubscriptionGroup', "
+         "'SuppressionRule', 'Template', 'TrackingPlan'")
 
 
 def test_importing_the_package_registers_the_built_in_kinds() -> None:

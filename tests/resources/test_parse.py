@@ -16,7 +16,8 @@ from rapport.resources.parse import MAX_VALUES
 
 Errors = Callable[[str], list[dict[str, Any]]]
 DESIGN = (Path(__file__).parent / "cases" / "design_4_4.yaml").read_text()
-KINDS = "one of 'Channel', 'ComputedTrait', 'ConsentPurpose', 'Journey', 'Segment', 'Template', 'TrackingPlan'"
+KINDS = ("one of 'Channel', 'ComputedTrait', 'ConsentPurpose', 'Journey', 'Segment', 'SubscriptionGroup', "
+         "'SuppressionRule', 'Template', 'TrackingPlan'")
 NAME = (
     "a name of lower-case letters, digits and '_', starting with a letter, at most 63 characters, "
     "e.g. 'orders_90d'"

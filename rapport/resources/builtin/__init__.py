@@ -8,8 +8,11 @@ from rapport.resources.builtin import (
     consent_purpose,
     journey,
     segment,
+    subscription_group,
+    suppression_rule,
     template,
     tracking_plan,
 )
 
-__all__ = ["channel", "computed_trait", "consent_purpose", "journey", "segment", "template", "tracking_plan"]
+__all__ = ["channel", "computed_trait", "consent_purpose", "journey", "segment", "subscription_group",
+           "suppression_rule", "template", "tracking_plan"]

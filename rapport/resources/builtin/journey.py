@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
-from typing import Final
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
 from rapport.durations import parse_duration
 from rapport.errors import ValidationError
 from rapport.resources.checks import (
     duration,
     list_of,
+    mapping,
     nested,
     one_of,
     positive_number,
@@ -44,11 +45,22 @@ from rapport.resources.fields import (
 from rapport.resources.kinds import KindSpec, register
 from rapport.types import Json, JsonObject
 
+if TYPE_CHECKING:
+    from rapport.journeys.model import Journey as JourneyModel
+    from rapport.resources.model import Resource
+    from rapport.storage.base import Conn
+
 STEP_KINDS: Final = ("send", "delay", "wait_for", "branch", "split", "exit", "update_trait", "webhook")
 ENTRY_KINDS: Final = ("event", "segment_entered", "segment_exited", "schedule")
 HOLDOUT: Final = "holdout"
 """What ``Assign`` records for a profile kept out of a split; no path may take this name."""
 
+PUBLISH_POLICIES: Final = ("drain", "migrate")
+STEP_ID: Final = re.compile(r"\d+(?:\.[a-z][a-z0-9_]*\.\d+)*")
+STEP_ID_HELP: Final = "a step id in quotes: a step's place, e.g. '2', '0.on_timeout.1' or '6.a.0'"
+MIGRATE_HELP: Final = ("a mapping of step ids of the version being replaced to step ids of this version, each "
+                       "a delay or wait_for step, e.g. {'2': '4'}")
+AUDIENCE_HELP: Final = "a mapping with a segment, a rule, or both"
 TIME_OF_DAY: Final = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 TIME_HELP: Final = "a local time of day 'HH:MM' in quotes, e.g. '09:00'"
 REENTRY_HELP: Final = "'never', 'always' or 'after <duration>' such as 'after 7d'"
@@ -235,6 +247,7 @@ STEP: Final = exactly_one("step kind", {
         "channel": required(reference("a Channel name")),
         "template": required(reference("a Template name")),
         "tags": optional(list_of(reference("a tag, counted by frequency caps per tag"), unique=True)),
+        "subscription_group": optional(reference("a SubscriptionGroup name, for this message only")),
     }),
     "delay": Check(DELAY_HELP, _delay),
     "wait_for": nested({
@@ -256,6 +269,16 @@ STEP: Final = exactly_one("step kind", {
 })
 
 
+def _step_id(value: Json, ctx: FieldErrors) -> Json:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        ctx.add(f"invalid {ctx.label} {value}: a step id is a string; write it in quotes, '{value}'; expected "
+                f"{STEP_ID_HELP}", STEP_ID_HELP)
+        return INVALID
+    if isinstance(value, str) and STEP_ID.fullmatch(value):
+        return value
+    return ctx.reject(value, STEP_ID_HELP)
+
+
 def _non_empty_steps(value: Json, ctx: FieldErrors) -> Json:
     if value == []:
         ctx.add("a journey needs at least one step; expected " + STEPS.expected, STEPS.expected)
@@ -267,6 +290,7 @@ FIELDS: Final = {
     "description": optional(text()),
     "purpose": required(reference("a consent purpose name; a profile enters and is sent to only with it")),
     "priority": optional(whole_number(0), default=0),
+    "subscription_group": optional(reference("a SubscriptionGroup name: people who left it get no message")),
     "entry": required(exactly_one("entry trigger", {
         "event": text("an event name, e.g. 'Cart Added'"),
         "segment_entered": reference("a Segment name"),
@@ -287,18 +311,50 @@ FIELDS: Final = {
         "action": optional(one_of("hold", "drop"), default="hold"),
     })),
     "steps": required(Check(STEPS.expected, _non_empty_steps)),
+    "audience": optional(nested({
+        "segment": optional(reference("a Segment name")),
+        "rule": optional(rule('a segment rule, e.g. computed.orders_90d == 0 and exists(traits.email)')),
+    })),
+    "on_publish": optional(one_of(*PUBLISH_POLICIES)),
+    "migrate": optional(mapping(Check(STEP_ID_HELP, _step_id), keys=Check(STEP_ID_HELP, _step_id))),
 }
 
 
 def validate(doc: JsonObject, ctx: FieldErrors) -> JsonObject:
-    """Check a Journey; quiet hours need a window, and a split's paths need their own names."""
+    """Check a Journey; quiet hours need a window, a split's paths need their own names, an audience
+    belongs to a schedule entry, and a ``migrate`` map to ``on_publish: migrate``."""
     spec = check_document(doc, ctx, FIELDS)
+    _check_lifecycle(doc, ctx)
     quiet = spec.get("quiet_hours")
     if isinstance(quiet, dict) and quiet.get("start") is not None and quiet.get("start") == quiet.get("end"):
         ctx.add(f"quiet_hours start and end are both {quiet['start']!r}, which is no window at all; expected an "
                 "end different from the start (a window may cross midnight, e.g. '21:00' to '08:00')",
                 "an end different from the start", "quiet_hours", "end")
     return spec
+
+
+def _check_lifecycle(doc: JsonObject, ctx: FieldErrors) -> None:
+    """An audience is for schedules and names something; ``migrate`` goes with ``on_publish: migrate``. (What
+    the map names is checked against both versions by ``publish_problems``.)"""
+    audience, entry = doc.get("audience"), doc.get("entry")
+    schedule = isinstance(entry, dict) and "schedule" in entry
+    if isinstance(audience, dict) and not schedule:
+        ctx.add(f"audience is for a journey entered on a schedule (entry: {{schedule: ...}}); this one is entered "
+                f"by {show(entry)}, which enrolls whoever triggers it; remove audience or enter on a schedule",
+                "an audience only with entry: {schedule: ...}", "audience")
+    elif isinstance(audience, dict) and audience.get("segment") is None and audience.get("rule") is None:
+        ctx.add("audience is empty; expected a segment, a rule, or both (the segment's members matching the rule), "
+                "e.g. {segment: at_risk}", AUDIENCE_HELP, "audience")
+    policy = doc.get("on_publish") or "drain"
+    if doc.get("migrate") is not None and policy != "migrate":
+        ctx.add(f"migrate maps steps for on_publish: migrate, but on_publish is {policy!r}; set on_publish: "
+                "migrate or remove migrate", "migrate only with on_publish: migrate", "migrate")
+    if policy == "migrate" and doc.get("migrate") is None:
+        ctx.add("on_publish: migrate needs migrate, a mapping of steps of the version being replaced to steps of "
+                "this one, e.g. migrate: {'2': '4'}", MIGRATE_HELP, "on_publish")
+    if policy == "migrate" and doc.get("migrate") == {}:
+        ctx.add(f"migrate is empty, so nobody would move; expected {MIGRATE_HELP} (or on_publish: drain)",
+                MIGRATE_HELP, "migrate")
 
 
 def always_exits(steps: list[Json]) -> bool:
@@ -398,6 +454,109 @@ def check_deliveries(spec: JsonObject, channels: Mapping[str, str],
             problems.append((field, f"{field} is {channel!r} but template {template!r} is written for channel "
                                     f"{templates[template]!r}; expected {templates[template]!r}"))
     return problems
+
+
+def publish_problems(conn: Conn, ws: str, current: Mapping[tuple[str, str], Resource],
+                     final: Mapping[tuple[str, str], Resource], desired: Sequence[Resource]) -> list[JsonObject]:
+    """What a journey says about the other resources and its own previous version, as error details: a
+    schedule's audience (a schedule needs one; its segment must exist, also for journeys not in this apply,
+    so a segment still in use cannot be deleted; its rule must be a segment rule over known fields), and a
+    ``migrate`` map (every key a delay or wait_for step of the version being replaced, every value one of
+    the new version). A journey's first version has nothing to migrate, so its keys are not checked."""
+    from rapport.journeys.model import build
+    from rapport.storage.sql import resources as resources_sql
+
+    position = {(r.kind, r.name): i + 1 for i, r in enumerate(desired)}
+    segments = sorted(name for kind, name in final if kind == "Segment")
+    details: list[JsonObject] = []
+
+    def add(resource: Resource, field: str, message: str, expected: str) -> None:
+        details.append({"document": position.get(resource.key, 0), "kind": "Journey", "name": resource.name,
+                        "field": field, "message": message, "expected": expected})
+
+    rules: list[tuple[Resource, str]] = []
+    for (kind, _name), resource in sorted(final.items()):
+        if kind != "Journey":
+            continue
+        spec, audience = resource.spec, resource.spec.get("audience")
+        audience = audience if isinstance(audience, dict) else {}
+        segment = audience.get("segment")
+        if isinstance(segment, str) and segment not in segments:
+            options = f"one of {quoted(segments)}" if segments else "a Segment name, but none is defined"
+            add(resource, "audience.segment", f"unknown Segment {segment!r}{did_you_mean(segment, segments)} in "
+                f"audience.segment of journey {resource.name!r}; expected {options}", "the name of a Segment")
+        if resource.key not in position:
+            continue
+        entry = spec.get("entry")
+        if isinstance(entry, dict) and "schedule" in entry and not audience:
+            add(resource, "audience", f"journey {resource.name!r} is entered on a schedule but has no audience, so "
+                "it would enroll nobody; expected audience: {segment: <name>} and/or {rule: <rule>}", AUDIENCE_HELP)
+        if isinstance(audience.get("rule"), str):
+            rules.append((resource, str(audience["rule"])))
+        previous = current.get(resource.key)
+        if spec.get("on_publish") == "migrate" and isinstance(spec.get("migrate"), dict) and (
+                previous is None or previous.spec != spec):
+            new = build(spec)
+            old = build(previous.spec) if previous is not None else None
+            version = resources_sql.latest_version(conn, ws, "Journey", resource.name)
+            for field, message in _migration_problems(spec["migrate"], old, new, version):
+                add(resource, field, message, MIGRATE_HELP)
+    if rules:
+        details += _audience_rule_problems(conn, ws, final, rules, position)
+    return details
+
+
+def _waits(journey: JourneyModel) -> list[str]:
+    from rapport.journeys.model import DelayStep, WaitStep
+
+    return [step_id for step_id, step in journey.by_id.items() if isinstance(step, DelayStep | WaitStep)]
+
+
+def _migration_problems(migrate: Mapping[str, Json], old: JourneyModel | None, new: JourneyModel,
+                        version: int) -> Iterator[tuple[str, str]]:
+    """``(field, message)`` for each key of ``migrate`` that is not a wait of ``old`` (version ``version``) and
+    each value that is not a wait of ``new``."""
+    new_waits, old_waits = _waits(new), _waits(old) if old is not None else []
+    for key, value in migrate.items():
+        field = f"migrate.{key}"
+        if old is not None and key not in old_waits:
+            what = (f"is a {_kind(old, key)} step of version {version}, where no enrollment waits" if key in old.by_id
+                    else f"is not a step of version {version}, the version being replaced")
+            yield field, (f"migrate key {key!r} {what}; enrollments wait only at delay and wait_for steps; expected "
+                          f"one of {quoted(old_waits) or 'none (that version has no delay or wait_for step)'}")
+        if value not in new_waits:
+            what = (f"is a {_kind(new, str(value))} step of this version; an enrollment can only be moved to a step "
+                    "where it waits" if value in new.by_id else "is not a step of this version")
+            yield field, (f"migrate target {value!r} (for {key!r}) {what}; expected a delay or wait_for step: one "
+                          f"of {quoted(new_waits) or 'none (this version has no delay or wait_for step)'}")
+
+
+def _kind(journey: JourneyModel, step_id: str) -> str:
+    name = type(journey.by_id[step_id]).__name__.removesuffix("Step").lower()
+    return {"wait": "wait_for", "updatetrait": "update_trait"}.get(name, name)
+
+
+def _audience_rule_problems(conn: Conn, ws: str, final: Mapping[tuple[str, str], Resource],
+                            rules: Sequence[tuple[Resource, str]], position: Mapping[tuple[str, str], int]
+                            ) -> list[JsonObject]:
+    """Each audience rule checked as a segment rule of the workspace once applied."""
+    from rapport.segments.check import check_rule
+    from rapport.storage.sql import workspaces as ws_sql
+    from rapport.workspaces.runtime import build_runtime
+
+    row = ws_sql.workspace(conn, ws)
+    if row is None:
+        return []
+    rt = build_runtime(row, -1, [(r.kind, r.spec, 0) for r in final.values()])
+    details: list[JsonObject] = []
+    for resource, source in rules:
+        try:
+            check_rule(source, rt, rt.segments.keys())
+        except ValidationError as exc:
+            details.append({"document": position.get(resource.key, 0), "kind": "Journey", "name": resource.name,
+                            "field": "audience.rule", "message": f"invalid rule in audience.rule: {exc.message}",
+                            "expected": "a segment rule over known fields"})
+    return details
 
 
 JOURNEY: Final = register(KindSpec("Journey", validate, tuple(FIELDS)))

@@ -75,6 +75,20 @@ def of_profile(conn: Conn, ws: str, profile_id: str) -> list[Row]:
     )
 
 
+def named_of_profile(conn: Conn, ws: str, profile_id: str, name: str | None, after: int | None) -> list[Row]:
+    """A profile's track events named ``name`` (its events of every type for ``None``) later than ``after`` (all
+    for ``None``), in time order: what one person's event functions read when they are evaluated at send time."""
+    sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND profile_id = ?"
+    args: list[object] = [ws, profile_id]
+    if name is not None:
+        sql += " AND type = 'track' AND name = ?"
+        args.append(name)
+    if after is not None:
+        sql += " AND ts > ?"
+        args.append(after)
+    return conn.all(sql + " ORDER BY ts, seq", args)
+
+
 def scan(conn: Conn, ws: str, after_seq: int, upto_seq: int, limit: int) -> list[Row]:
     """Events by sequence, for backfills: ``after_seq < seq <= upto_seq``."""
     return conn.all(

@@ -283,3 +283,117 @@ def enrollments_in(conn: Conn, ws: str, journey: str, status: str | None, after:
         sql += " AND id > ?"
         params.append(after)
     return conn.all(sql + " ORDER BY id LIMIT ?", (*params, limit))
+
+
+# --- publishing with on_publish: migrate -------------------------------------------------------------------
+
+MIGRATION_COLUMNS = "journey, version, from_version, status, after_enrollment, moved, kept, started_at, finished_at"
+
+
+def start_migration(conn: Conn, ws: str, journey: str, version: int, from_version: int, now: int) -> None:
+    """Record that ``version`` of ``journey`` migrates the enrollments of ``from_version`` (once: a migration
+    already recorded is left as it is)."""
+    conn.execute(
+        "INSERT INTO journey_migrations (workspace_id, journey, version, from_version, status, started_at)"
+        " VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (workspace_id, journey, version) DO NOTHING",
+        (ws, journey, version, from_version, now))
+
+
+def claim_migration(conn: Conn, ws: str, journey: str, version: int) -> Row | None:
+    """The migration of ``version`` (``MIGRATION_COLUMNS``), locked until the transaction ends; on PostgreSQL
+    ``None`` while another worker holds it (it is running a batch of it)."""
+    dialect = conn.dialect
+    return conn.one(f"SELECT {MIGRATION_COLUMNS} FROM journey_migrations WHERE workspace_id = ? AND journey = ?"
+                    f" AND version = ? {dialect.skip_locked}", (ws, journey, version))
+
+
+def migration(conn: Conn, ws: str, journey: str, version: int) -> Row | None:
+    """The migration of ``version`` of ``journey`` (``MIGRATION_COLUMNS``), if one was started."""
+    return conn.one(f"SELECT {MIGRATION_COLUMNS} FROM journey_migrations WHERE workspace_id = ? AND journey = ?"
+                    " AND version = ?", (ws, journey, version))
+
+
+def enrollments_on(conn: Conn, ws: str, journey: str, version: int, after: str | None, limit: int) -> list[Row]:
+    """The next ``limit`` active enrollments of ``version`` of ``journey`` by id after ``after``
+    (``ENROLLMENT_COLUMNS``), locked on PostgreSQL until the transaction ends (a timer or an event waits)."""
+    sql = (f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND journey = ?"
+           " AND version = ? AND status = 'active' AND id > ? ORDER BY id LIMIT ?")
+    if conn.dialect.name == "postgres":
+        return conn.all(sql + " FOR UPDATE", (ws, journey, version, after or "", limit))
+    return conn.all(sql, (ws, journey, version, after or "", limit))
+
+
+def move_enrollment(conn: Conn, ws: str, enrollment_id: str, version: int, state: str, now: int) -> None:
+    """Put an enrollment on journey version ``version`` with its new ``state``."""
+    conn.execute("UPDATE journey_enrollments SET version = ?, state = ?, updated_at = ? WHERE workspace_id = ?"
+                 " AND id = ?", (version, state, now, ws, enrollment_id))
+
+
+def record_move(conn: Conn, ws: str, row: Sequence[object]) -> None:
+    """Log a moved enrollment: (enrollment_id, journey, from_version, from_step, to_version, to_step,
+    waiting_until, moved_at)."""
+    conn.execute(
+        "INSERT INTO journey_moves (workspace_id, enrollment_id, journey, from_version, from_step, to_version,"
+        " to_step, waiting_until, moved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (workspace_id, enrollment_id, to_version) DO NOTHING", (ws, *row))
+
+
+def advance_migration(conn: Conn, ws: str, journey: str, version: int, after: str | None, moved: int, kept: int,
+                      done: bool, now: int) -> None:
+    """Store how far the migration got (its cursor and counts, added to) and whether it is done."""
+    conn.execute(
+        "UPDATE journey_migrations SET after_enrollment = coalesce(?, after_enrollment), moved = moved + ?,"
+        " kept = kept + ?, status = ?, finished_at = ? WHERE workspace_id = ? AND journey = ? AND version = ?",
+        (after, moved, kept, "done" if done else "running", now if done else None, ws, journey, version))
+
+
+def moves_of(conn: Conn, ws: str, journey: str) -> list[Row]:
+    """(enrollment_id, from_version, from_step, to_version, to_step, waiting_until, moved_at) of every move of
+    ``journey``'s enrollments, in order."""
+    return conn.all("SELECT enrollment_id, from_version, from_step, to_version, to_step, waiting_until, moved_at"
+                    " FROM journey_moves WHERE workspace_id = ? AND journey = ? ORDER BY moved_at, enrollment_id",
+                    (ws, journey))
+
+
+# --- scheduled entries -------------------------------------------------------------------------------------
+
+SCHEDULE_RUN_COLUMNS = ("journey, occurrence_at, version, status, after_profile, enrolled, skipped, started_at,"
+                        " finished_at")
+
+
+def start_schedule_run(conn: Conn, ws: str, journey: str, occurrence: int, version: int, now: int) -> None:
+    """Record that the occurrence of ``journey``'s schedule at ``occurrence`` runs (once: a run already
+    recorded, by this worker or another, is left as it is)."""
+    conn.execute(
+        "INSERT INTO journey_schedule_runs (workspace_id, journey, occurrence_at, version, status, started_at)"
+        " VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (workspace_id, journey, occurrence_at) DO NOTHING",
+        (ws, journey, occurrence, version, now))
+
+
+def claim_schedule_run(conn: Conn, ws: str, journey: str, occurrence: int) -> Row | None:
+    """The run (``SCHEDULE_RUN_COLUMNS``), locked until the transaction ends; on PostgreSQL ``None`` while
+    another worker holds it (it is enrolling a batch of it)."""
+    dialect = conn.dialect
+    return conn.one(f"SELECT {SCHEDULE_RUN_COLUMNS} FROM journey_schedule_runs WHERE workspace_id = ?"
+                    f" AND journey = ? AND occurrence_at = ? {dialect.skip_locked}", (ws, journey, occurrence))
+
+
+def schedule_run(conn: Conn, ws: str, journey: str, occurrence: int) -> Row | None:
+    return conn.one(f"SELECT {SCHEDULE_RUN_COLUMNS} FROM journey_schedule_runs WHERE workspace_id = ?"
+                    " AND journey = ? AND occurrence_at = ?", (ws, journey, occurrence))
+
+
+def advance_schedule_run(conn: Conn, ws: str, journey: str, occurrence: int, after: str | None, enrolled: int,
+                         skipped: int, done: bool, now: int) -> None:
+    """Store how far the run got (its cursor and counts, added to) and whether it is done."""
+    conn.execute(
+        "UPDATE journey_schedule_runs SET after_profile = coalesce(?, after_profile), enrolled = enrolled + ?,"
+        " skipped = skipped + ?, status = ?, finished_at = ? WHERE workspace_id = ? AND journey = ?"
+        " AND occurrence_at = ?",
+        (after, enrolled, skipped, "done" if done else "running", now if done else None, ws, journey, occurrence))
+
+
+def schedule_runs(conn: Conn, ws: str, journey: str) -> list[Row]:
+    """Every run of ``journey``'s schedule (``SCHEDULE_RUN_COLUMNS``), oldest occurrence first."""
+    return conn.all(f"SELECT {SCHEDULE_RUN_COLUMNS} FROM journey_schedule_runs WHERE workspace_id = ?"
+                    " AND journey = ? ORDER BY occurrence_at", (ws, journey))
