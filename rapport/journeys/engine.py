@@ -121,6 +121,24 @@ class PendingSend:
     may have been delivered (a retry goes out with the same idempotency key)."""
 
 
+@dataclass(slots=True)
+class _Writes:
+    """What stepping enrollments stores, gathered so that a batch of them is written in a few statements."""
+
+    enrollments: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+    """(enrollment id, state, status, assignments, updated at)"""
+    timers: list[tuple[str, int | None]] = field(default_factory=list)
+    sends: list[tuple[object, ...]] = field(default_factory=list)
+
+    def flush(self, conn: Conn, ws: str) -> None:
+        if self.enrollments:
+            sql.update_enrollments(conn, ws, self.enrollments)
+        if self.timers:
+            sql.set_timers(conn, ws, self.timers)
+        if self.sends:
+            sql.insert_sends(conn, ws, self.sends)
+
+
 GateHook: TypeAlias = Callable[[Conn, PendingSend, gate.GateInput], gate.GateInput]
 """Completes the engine's gate input (consent, time zone, priority, tags, quiet hours) with what the
 workspace configures elsewhere: unsubscribes, suppressions, suppression rules, frequency caps, claims."""
@@ -314,20 +332,57 @@ class JourneyEngine:
     def _run_due(self, conn: Conn, limit: int, only: str | None) -> list[str]:
         now = self.clock.now_ms()
         done: list[str] = []
+        due: dict[str, list[str]] = {}
         for ws, enrollment_id, _due in sql.due_timers(conn, now, limit, only):
-            conn.execute("SAVEPOINT journey_tick")
-            try:
-                stepped = self._tick(conn, ws, enrollment_id, now)
-            except Exception:
-                conn.execute("ROLLBACK TO SAVEPOINT journey_tick")
-                log.exception("enrollment %s of workspace %s failed to step; retried in %d ms",
-                              enrollment_id, ws, TIMER_RETRY_MS)
-                sql.lease_timer(conn, ws, enrollment_id, now + TIMER_RETRY_MS, self.owner)
-            else:
-                if stepped:
+            due.setdefault(ws, []).append(enrollment_id)
+        for ws, ids in due.items():
+            claimed = {str(r[0]): r for r in sql.claim_enrollments(conn, ws, ids)}
+            writes = _Writes()
+            for enrollment_id in ids:
+                row = claimed.get(enrollment_id)
+                if row is not None and row[5] != "active":
+                    writes.timers.append((enrollment_id, None))  # it finished since the timer was set
                     done.append(enrollment_id)
-            conn.execute("RELEASE SAVEPOINT journey_tick")
+                    continue
+                if row is not None:
+                    try:
+                        stepped = self._step_alone(ws, row, now)
+                    except Exception:
+                        self._failed_tick(conn, ws, enrollment_id, now)
+                        continue
+                    if stepped is not None:
+                        journey, state, commands = stepped
+                        self._apply(conn, ws, journey, state, commands, now, orjson.loads(row[6]), writes)
+                        done.append(enrollment_id)
+                        continue
+                # Gone, held by an event being stored (PostgreSQL), or its step reads or writes the profile:
+                # stepped on its own, in a savepoint.
+                conn.execute("SAVEPOINT journey_tick")
+                try:
+                    if self._tick(conn, ws, enrollment_id, now):
+                        done.append(enrollment_id)
+                except Exception:
+                    conn.execute("ROLLBACK TO SAVEPOINT journey_tick")
+                    self._failed_tick(conn, ws, enrollment_id, now)
+                conn.execute("RELEASE SAVEPOINT journey_tick")
+            writes.flush(conn, ws)
         return done
+
+    def _step_alone(self, ws: str, row: Row, now: Millis) -> tuple[Journey, Enrollment, Sequence[Command]] | None:
+        """Step a claimed active enrollment by its timer without touching storage; ``None`` when its step needs
+        the profile's facts or updates a trait (``_tick`` steps those)."""
+        journey = self._journey(ws, str(row[1]), int(row[2]))
+        if journey.reads_facts:
+            return None
+        state, commands = step(journey, decode_state(row[4]), Tick(None), now)
+        if any(isinstance(c, UpdateTrait) for c in commands):
+            return None
+        return journey, state, commands
+
+    def _failed_tick(self, conn: Conn, ws: str, enrollment_id: str, now: Millis) -> None:
+        log.exception("enrollment %s of workspace %s failed to step; retried in %d ms",
+                      enrollment_id, ws, TIMER_RETRY_MS)
+        sql.lease_timer(conn, ws, enrollment_id, now + TIMER_RETRY_MS, self.owner)
 
     def _tick(self, conn: Conn, ws: str, enrollment_id: str, now: Millis) -> bool:
         """Step one enrollment whose timer is due; ``False`` when an event being stored holds it (its timer
@@ -359,16 +414,18 @@ class JourneyEngine:
         return journey
 
     def _apply(self, conn: Conn, ws: str, journey: Journey, state: Enrollment, commands: Sequence[Command],
-               now: Millis, assignments: dict[str, str]) -> None:
-        """Store ``state`` with its timer, record its sends and split assignments, update traits."""
-        sends: list[tuple[object, ...]] = []
+               now: Millis, assignments: dict[str, str], writes: _Writes | None = None) -> None:
+        """Store ``state`` with its timer, record its sends and split assignments, update traits; with
+        ``writes``, the rows are added there for the caller to write with others'."""
+        now_writes = writes is None
+        writes = writes if writes is not None else _Writes()
         for command in commands:
             if isinstance(command, Send | CallWebhook):
                 kind, template, tags = (("send", command.template, command.tags) if isinstance(command, Send)
                                         else ("webhook", None, ()))
-                sends.append((command.idempotency_key, state.id, journey.name, journey.version, command.step_id,
-                              kind, command.channel, template, orjson.dumps(sorted(tags)).decode(),
-                              state.profile_id, now, now))
+                writes.sends.append((command.idempotency_key, state.id, journey.name, journey.version,
+                                     command.step_id, kind, command.channel, template,
+                                     orjson.dumps(sorted(tags)).decode(), state.profile_id, now, now))
             elif isinstance(command, Assign):
                 assignments[command.split] = command.path
             elif isinstance(command, UpdateTrait):
@@ -377,12 +434,11 @@ class JourneyEngine:
                                 journey.name, command.step_id, command.name)
                 else:
                     self.update_trait(conn, ws, state.profile_id, command.name, command.value, now)
-        sql.update_enrollment(conn, ws, state.id, encode_state(state), state.status,
-                              orjson.dumps(assignments).decode(), now)
-        waiting = state.waiting_until if state.status == "active" else None
-        sql.set_timer(conn, ws, state.id, waiting)
-        if sends:
-            sql.insert_sends(conn, ws, sends)
+        writes.enrollments.append((state.id, encode_state(state), state.status, orjson.dumps(assignments).decode(),
+                                   now))
+        writes.timers.append((state.id, state.waiting_until if state.status == "active" else None))
+        if now_writes:
+            writes.flush(conn, ws)
 
     # --- sending ------------------------------------------------------------------------------------------
 
@@ -430,11 +486,21 @@ class JourneyEngine:
                counts: dict[str, int]) -> list[tuple[PendingSend, Message]]:
         now = self.clock.now_ms()
         ready: list[tuple[PendingSend, Message]] = []
-        for row in sql.due_sends(conn, now, limit, ws):
-            send = _pending(row)
+        sends = [_pending(row) for row in sql.due_sends(conn, now, limit, ws)]
+        states: dict[tuple[str, str], Row] = {}
+        consent: dict[tuple[str, str], list[LedgerEntry]] = {}
+        for w in sorted({s.workspace_id for s in sends}):
+            mine = [s for s in sends if s.workspace_id == w]
+            rows = sql.enrollments_by_id(conn, w, sorted({s.enrollment_id for s in mine}))
+            states.update(((w, key), row) for key, row in rows.items())
+            for row in consent_sql.entries(conn, w, sorted({s.profile_id for s in mine})):
+                consent.setdefault((w, str(row[2])), []).append(consent_sql.ledger_entry(row))
+        leases: list[tuple[str, str, int]] = []
+        for send in sends:
             conn.execute("SAVEPOINT journey_send")
             try:
-                outcome = self._prepare(conn, send, now)
+                outcome = self._prepare(conn, send, now, states.get((send.workspace_id, send.enrollment_id)),
+                                        consent.get((send.workspace_id, send.profile_id), []))
             except Exception:
                 conn.execute("ROLLBACK TO SAVEPOINT journey_send")
                 conn.execute("RELEASE SAVEPOINT journey_send")
@@ -444,7 +510,7 @@ class JourneyEngine:
                 continue
             conn.execute("RELEASE SAVEPOINT journey_send")
             if isinstance(outcome, Message):
-                sql.lease_send(conn, send.workspace_id, send.idempotency_key, now + self.send_lease_ms, self.owner)
+                leases.append((send.workspace_id, send.idempotency_key, now + self.send_lease_ms))
                 ready.append((send, outcome))
                 continue
             status, reason, detail, due = outcome
@@ -453,10 +519,14 @@ class JourneyEngine:
                            " the channel's answer, may have been delivered)")
             sql.mark(conn, send.workspace_id, send.idempotency_key, status, reason, detail, due)
             counts[status] = counts.get(status, 0) + 1
+        if leases:
+            sql.lease_sends(conn, leases, self.owner)
         return ready
 
-    def _prepare(self, conn: Conn, send: PendingSend, now: Millis) -> Message | tuple[str, str, str, Millis | None]:
-        """The message to hand to the channel, or the (status, reason, detail, due) the send gets instead."""
+    def _prepare(self, conn: Conn, send: PendingSend, now: Millis, row: Row | None,
+                 entries: list[LedgerEntry]) -> Message | tuple[str, str, str, Millis | None]:
+        """The message to hand to the channel, or the (status, reason, detail, due) the send gets instead;
+        ``row`` is the send's enrollment and ``entries`` the person's consent ledger."""
         ws = send.workspace_id
         journey = self.journeys(ws, send.journey, send.version)
         if journey is None:  # a lookup lagging a publish: look again later
@@ -465,9 +535,7 @@ class JourneyEngine:
         if send.channel not in self.channels:
             return "failed", "unknown_channel", f"channel {send.channel!r} is not configured; expected one of " \
                 f"{', '.join(map(repr, sorted(self.channels))) or 'none'}", None
-        row = sql.enrollment(conn, ws, send.enrollment_id)
         state = decode_state(row[4]) if row is not None else None
-        entries = [consent_sql.ledger_entry(r) for r in consent_sql.entries(conn, ws, [send.profile_id])]
         try:
             purpose = self.message_purpose(journey.purpose, send.channel)
         except ValidationError as exc:
@@ -523,6 +591,7 @@ class JourneyEngine:
     def _mark(self, conn: Conn, answered: Sequence[tuple[PendingSend, Message, Receipt | Transient | Terminal]],
               counts: dict[str, int]) -> None:
         now = self.clock.now_ms()
+        sent: list[tuple[str, str, str, str]] = []
         for send, _message, result in answered:
             ws, key = send.workspace_id, send.idempotency_key
             attempts = send.attempts + 1
@@ -531,7 +600,7 @@ class JourneyEngine:
                 if send.in_doubt is not None:
                     detail += (f"{'; ' if detail else ''}sent again with the same idempotency key after worker "
                                f"{send.in_doubt} stopped before recording an earlier attempt")
-                sql.mark_sent(conn, ws, key, result.provider_id, detail, now)
+                sent.append((ws, key, result.provider_id, detail))
                 status = "sent"
             elif isinstance(result, Transient) and attempts < MAX_ATTEMPTS:
                 sql.mark(conn, ws, key, "scheduled", "transient", str(result), now + backoff(attempts), self.owner)
@@ -541,6 +610,8 @@ class JourneyEngine:
                 sql.mark(conn, ws, key, "failed", reason, str(result), None, self.owner)
                 status = "failed"
             counts[status] = counts.get(status, 0) + 1
+        if sent:
+            sql.mark_sent(conn, sent, now)
 
     def next_due(self) -> Millis | None:
         """When ``run_due`` or ``dispatch`` next has work, for a worker deciding how long to sleep."""

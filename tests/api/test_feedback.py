@@ -74,7 +74,7 @@ def sent(rapport: Rapport, ws: NewWorkspace, pid: str, key: str = KEY, provider_
         journeys_sql.insert_sends(conn, ws.workspace_id, [(key, "enr_1", "cart_abandonment", 3, "reminder", "send",
                                                            channel, "cart_reminder", "[]", pid, NOW, NOW)])
         if provider_id is not None:
-            journeys_sql.mark_sent(conn, ws.workspace_id, key, provider_id, "250 OK", NOW)
+            journeys_sql.mark_sent(conn, [(ws.workspace_id, key, provider_id, "250 OK")], NOW)
     rapport.db.write(job)
 
 

@@ -285,7 +285,7 @@ def test_a_replayed_tick_records_its_send_once(h: Harness) -> None:
     h.dispatch()
 
     def rewind(conn: Conn) -> None:
-        journeys_sql.update_enrollment(conn, h.ws, enrollment, old[4], "active", "{}", h.clock.now_ms())
+        journeys_sql.update_enrollments(conn, h.ws, [(enrollment, old[4], "active", "{}", h.clock.now_ms())])
         journeys_sql.set_timer(conn, h.ws, enrollment, h.clock.now_ms())
 
     h.db.write(rewind)

@@ -17,6 +17,8 @@ SEND_COLUMNS = ("workspace_id, idempotency_key, enrollment_id, journey, version,
                 " lease_owner")
 OPEN_SENDS = "('scheduled', 'held')"
 """Send-log statuses dispatch still acts on; the others (sent, refused, failed) are final."""
+ID_CHUNK = 500
+"""Ids per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
 
 
 def enrollment(conn: Conn, ws: str, enrollment_id: str) -> Row | None:
@@ -49,6 +51,30 @@ def claim_enrollment(conn: Conn, ws: str, enrollment_id: str) -> Row | None:
     dialect = conn.dialect
     return conn.one(f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND id = ?"
                     f" {dialect.skip_locked}", (ws, enrollment_id))
+
+
+def claim_enrollments(conn: Conn, ws: str, ids: Sequence[str]) -> list[Row]:
+    """The enrollments among ``ids`` (``ENROLLMENT_COLUMNS``), locked until the transaction ends; on PostgreSQL
+    those another transaction holds are left out (``claim_enrollment`` for many)."""
+    return _by_ids(conn, ws, ids, lock=True)
+
+
+def enrollments_by_id(conn: Conn, ws: str, ids: Sequence[str]) -> dict[str, Row]:
+    """The enrollments among ``ids`` (``ENROLLMENT_COLUMNS``) by id, unlocked."""
+    return {str(r[0]): r for r in _by_ids(conn, ws, ids, lock=False)}
+
+
+def _by_ids(conn: Conn, ws: str, ids: Sequence[str], *, lock: bool) -> list[Row]:
+    dialect = conn.dialect
+    out: list[Row] = []
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start:start + ID_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND id IN ({marks})"
+        if lock:
+            query += f" {dialect.skip_locked}"
+        out += conn.all(query, (ws, *chunk))
+    return out
 
 
 def finished_since(conn: Conn, ws: str, profile_id: str, journey: str, since: int) -> list[Row]:
@@ -86,10 +112,23 @@ def record_entry(conn: Conn, ws: str, journey: str, profile_id: str, at: int) ->
         (ws, journey, profile_id, at))
 
 
-def update_enrollment(conn: Conn, ws: str, enrollment_id: str, state: str, status: str, assignments: str,
-                      now: int) -> None:
-    conn.execute("UPDATE journey_enrollments SET state = ?, status = ?, assignments = ?, updated_at = ?"
-                 " WHERE workspace_id = ? AND id = ?", (state, status, assignments, now, ws, enrollment_id))
+def update_enrollments(conn: Conn, ws: str, rows: Sequence[tuple[str, str, str, str, int]]) -> None:
+    """Store enrollments' new state, each (enrollment id, state, status, assignments, now)."""
+    conn.executemany("UPDATE journey_enrollments SET state = ?, status = ?, assignments = ?, updated_at = ?"
+                     " WHERE workspace_id = ? AND id = ?", [(*r[1:], ws, r[0]) for r in rows])
+
+
+def set_timers(conn: Conn, ws: str, timers: Sequence[tuple[str, int | None]]) -> None:
+    """``set_timer`` for many: (enrollment id, due instant or ``None``) each."""
+    gone = [(ws, enrollment_id) for enrollment_id, due_at in timers if due_at is None]
+    due = [(ws, enrollment_id, due_at) for enrollment_id, due_at in timers if due_at is not None]
+    if gone:
+        conn.executemany("DELETE FROM journey_timers WHERE workspace_id = ? AND enrollment_id = ?", gone)
+    if due:
+        conn.executemany(
+            "INSERT INTO journey_timers (workspace_id, enrollment_id, due_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (workspace_id, enrollment_id) DO UPDATE SET due_at = excluded.due_at, leased_until = NULL,"
+            " lease_owner = NULL", due)
 
 
 def set_timer(conn: Conn, ws: str, enrollment_id: str, due_at: int | None) -> None:
@@ -147,14 +186,13 @@ def insert_sends(conn: Conn, ws: str, rows: Sequence[Sequence[object]]) -> int:
     """Record intended sends, each (idempotency_key, enrollment_id, journey, version, step_id, kind, channel,
     template, tags json, profile_id, created_at, due_at), as ``scheduled``; a key already recorded is left
     as it is. Returns how many were new."""
-    new = 0
-    for row in rows:
-        new += conn.execute(
-            "INSERT INTO journey_sends (workspace_id, idempotency_key, enrollment_id, journey, version, step_id, kind,"
-            " channel, template, tags, profile_id, created_at, due_at, status, attempts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'scheduled', 0)"
-            " ON CONFLICT (workspace_id, idempotency_key) DO NOTHING", (ws, *row))
-    return new
+    if not rows:
+        return 0
+    return len(conn.insert_rows(
+        "INSERT INTO journey_sends (workspace_id, idempotency_key, enrollment_id, journey, version, step_id, kind,"
+        " channel, template, tags, profile_id, created_at, due_at, status, attempts)", 15,
+        "ON CONFLICT (workspace_id, idempotency_key) DO NOTHING RETURNING idempotency_key",
+        [(ws, *row, "scheduled", 0) for row in rows]))
 
 
 def due_sends(conn: Conn, at: int, limit: int, ws: str | None = None) -> list[Row]:
@@ -179,11 +217,20 @@ def lease_send(conn: Conn, ws: str, key: str, until: int, owner: str) -> None:
                  " WHERE workspace_id = ? AND idempotency_key = ?", (until, owner, ws, key))
 
 
-def mark_sent(conn: Conn, ws: str, key: str, provider_id: str, detail: str, at: int) -> None:
-    conn.execute(
+def lease_sends(conn: Conn, leases: Sequence[tuple[str, str, int]], owner: str) -> None:
+    """``lease_send`` for many: (workspace, idempotency key, until) each."""
+    conn.executemany("UPDATE journey_sends SET leased_until = ?, lease_owner = ?, attempts = attempts + 1"
+                     " WHERE workspace_id = ? AND idempotency_key = ?",
+                     [(until, owner, ws, key) for ws, key, until in leases])
+
+
+def mark_sent(conn: Conn, sent: Sequence[tuple[str, str, str, str]], at: int) -> None:
+    """Record sends their channels accepted, each (workspace, idempotency key, provider id, detail); a send
+    already marked ``sent`` keeps its first record."""
+    conn.executemany(
         "UPDATE journey_sends SET status = 'sent', provider_id = ?, detail = ?, sent_at = ?, reason = NULL,"
         " leased_until = NULL, lease_owner = NULL WHERE workspace_id = ? AND idempotency_key = ? AND status <> 'sent'",
-        (provider_id, detail, at, ws, key))
+        [(provider_id, detail, at, ws, key) for ws, key, provider_id, detail in sent])
 
 
 def mark(conn: Conn, ws: str, key: str, status: str, reason: str | None, detail: str, due_at: int | None,
