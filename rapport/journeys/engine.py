@@ -496,24 +496,27 @@ class JourneyEngine:
             for row in consent_sql.entries(conn, w, sorted({s.profile_id for s in mine})):
                 consent.setdefault((w, str(row[2])), []).append(consent_sql.ledger_entry(row))
         leases: list[tuple[str, str, int]] = []
+        outcomes: list[tuple[PendingSend, tuple[str, str, str, Millis | None]]] = []
+        # Preparing only reads, so one savepoint serves the batch: rolling back to it after a failure keeps
+        # a failed statement from aborting the transaction (PostgreSQL) and undoes nothing else.
+        conn.execute("SAVEPOINT journey_prepare")
         for send in sends:
-            conn.execute("SAVEPOINT journey_send")
             try:
                 outcome = self._prepare(conn, send, now, states.get((send.workspace_id, send.enrollment_id)),
                                         consent.get((send.workspace_id, send.profile_id), []))
             except Exception:
-                conn.execute("ROLLBACK TO SAVEPOINT journey_send")
-                conn.execute("RELEASE SAVEPOINT journey_send")
+                conn.execute("ROLLBACK TO SAVEPOINT journey_prepare")
                 log.exception("send %s of workspace %s could not be prepared; retried in %d ms",
                               send.idempotency_key, send.workspace_id, TIMER_RETRY_MS)
-                sql.lease_send(conn, send.workspace_id, send.idempotency_key, now + TIMER_RETRY_MS, self.owner)
+                leases.append((send.workspace_id, send.idempotency_key, now + TIMER_RETRY_MS))
                 continue
-            conn.execute("RELEASE SAVEPOINT journey_send")
             if isinstance(outcome, Message):
                 leases.append((send.workspace_id, send.idempotency_key, now + self.send_lease_ms))
                 ready.append((send, outcome))
-                continue
-            status, reason, detail, due = outcome
+            else:
+                outcomes.append((send, outcome))
+        conn.execute("RELEASE SAVEPOINT journey_prepare")
+        for send, (status, reason, detail, due) in outcomes:
             if send.in_doubt is not None and status in ("refused", "failed"):
                 detail += (f" (an earlier attempt, handed to worker {send.in_doubt} which stopped before recording"
                            " the channel's answer, may have been delivered)")

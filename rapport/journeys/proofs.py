@@ -366,7 +366,8 @@ async def test_send(rapport: Rapport, ws: WorkspaceId, name: str, body: Json, ac
     profile_id, contexts = await asyncio.to_thread(rapport.db.read, read)
     settings = rapport.settings
     used = replace(rt, channels={s.channel: rt.channels[s.channel] for s in request.steps if s.channel in rt.channels})
-    channels = build_channels(rapport.db, used, rapport.clock, Delivery(settings.base_url, settings.environ), client)
+    channels = build_channels(rapport.db, used, rapport.clock, Delivery(settings.base_url, settings.environ), client,
+                              rapport.keyring)
     planned: list[tuple[JsonObject, Message | None]] = []
     skipped: list[JsonObject] = []
     for step in request.steps:

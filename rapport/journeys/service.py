@@ -93,9 +93,9 @@ def frequency_caps(rt: WorkspaceRuntime) -> tuple[gate.FrequencyCap, ...]:
 
 
 def build_channels(db: Database, rt: WorkspaceRuntime, clock: Clock, delivery: Delivery,
-                   client: httpx.AsyncClient | None) -> dict[str, Channel]:
+                   client: httpx.AsyncClient | None, keyring: Keyring | None) -> dict[str, Channel]:
     """The adapters of the workspace's Channel resources (``delivery.overrides`` win by name); in-app and
-    offline channels deliver into ``db``."""
+    offline channels deliver into ``db``, sealed under each person's data key with ``keyring``."""
     out: dict[str, Channel] = {}
     for name, spec in rt.channels.items():
         override = (delivery.overrides or {}).get(name)
@@ -104,10 +104,10 @@ def build_channels(db: Database, rt: WorkspaceRuntime, clock: Clock, delivery: D
             continue
         kind = spec.get("type")
         if kind == "inapp":
-            out[name] = InAppChannel(db, rt.id, name, clock)
+            out[name] = InAppChannel(db, rt.id, name, clock, keyring)
             continue
         if kind == "offline":
-            out[name] = OfflineChannel(db, rt.id, name, clock)
+            out[name] = OfflineChannel(db, rt.id, name, clock, keyring)
             continue
         try:
             out[name] = channel_from_spec(spec, delivery.environ, clock=clock, client=client)
@@ -211,7 +211,7 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
             return None, frozenset()
         return name, subscriptions.left(base.consent, [group], base.at)
 
-    return JourneyEngine(db, clock, build_channels(db, rt, clock, delivery, client), journeys=versions,
+    return JourneyEngine(db, clock, build_channels(db, rt, clock, delivery, client, keyring), journeys=versions,
                          templates=rt.templates, recipient=recipient, catalog=rt.catalog,
                          facts=feed.facts_for(rt), gate_input=gate_input, update_trait=update_trait,
                          channel_purposes=purposes, send_lease_ms=delivery.send_lease_ms)

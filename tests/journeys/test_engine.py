@@ -24,6 +24,7 @@ from rapport.journeys.engine import (
     MAX_ATTEMPTS,
     SEGMENT_ENTERED,
     SEND_LEASE_MS,
+    TIMER_RETRY_MS,
     EventResult,
     JourneyEngine,
     PendingSend,
@@ -542,6 +543,32 @@ def test_the_gate_hook_adds_what_the_workspace_configures(h: Harness) -> None:
     h.run_due()
     assert h.dispatch() == {"refused": 1}
     assert (h.log("p1")[0]["reason"], h.channels["email"].attempts) == ("unsubscribed", 0)
+
+
+def test_a_send_whose_gate_query_fails_is_retried_later_and_the_batch_goes_on(h: Harness) -> None:
+    """A statement failing while one message is prepared (on PostgreSQL it would abort the transaction) costs
+    that message a retry later, not the messages prepared after it."""
+    def failing_for_p1(conn: Conn, send: PendingSend, base: GateInput) -> GateInput:
+        conn.value("SELECT count(*) FROM journey_sends WHERE workspace_id = ?", (h.ws,))
+        if send.profile_id == "p1":
+            conn.value("SELECT no_such_column FROM journey_sends")
+        return base
+
+    h.engine.gate_input = failing_for_p1
+    for profile in ("p0", "p1", "p2"):
+        h.consent(profile, "marketing_email", "granted")
+        h.event(profile, "Cart Added", CART)
+    h.clock.advance(15 * MINUTE)
+    h.run_due()
+    assert h.dispatch() == {"sent": 2}
+    assert sorted(m.to for m in h.channels["email"].sent) == ["p0@shop.example", "p2@shop.example"]
+    [row] = h.log("p1")
+    assert (row["status"], row["attempts"]) == ("scheduled", 1)
+    assert h.dispatch() == {}, "leased until the retry is due"
+    h.engine.gate_input = None
+    h.clock.advance(TIMER_RETRY_MS)
+    assert h.dispatch() == {"sent": 1}
+    assert h.log("p1")[0]["status"] == "sent"
 
 
 def test_a_send_on_an_unconfigured_channel_fails_with_the_known_ones(h: Harness) -> None:

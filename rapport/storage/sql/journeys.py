@@ -210,15 +210,10 @@ def due_sends(conn: Conn, at: int, limit: int, ws: str | None = None) -> list[Ro
         f" {dialect.skip_locked}", (ws, at, at, limit))
 
 
-def lease_send(conn: Conn, ws: str, key: str, until: int, owner: str) -> None:
-    """Hand a send to ``owner`` until ``until`` and count the attempt; if the worker dies before marking it,
-    another takes it over once the lease ends and sends again with the same idempotency key."""
-    conn.execute("UPDATE journey_sends SET leased_until = ?, lease_owner = ?, attempts = attempts + 1"
-                 " WHERE workspace_id = ? AND idempotency_key = ?", (until, owner, ws, key))
-
-
 def lease_sends(conn: Conn, leases: Sequence[tuple[str, str, int]], owner: str) -> None:
-    """``lease_send`` for many: (workspace, idempotency key, until) each."""
+    """Hand sends to ``owner``, each (workspace, idempotency key, until), counting an attempt; if the worker
+    dies before marking one, another takes it over once its lease ends and sends again with the same
+    idempotency key."""
     conn.executemany("UPDATE journey_sends SET leased_until = ?, lease_owner = ?, attempts = attempts + 1"
                      " WHERE workspace_id = ? AND idempotency_key = ?",
                      [(until, owner, ws, key) for ws, key, until in leases])
