@@ -519,8 +519,12 @@ def segments_refresh(names: Annotated[list[str] | None, typer.Argument(help="Seg
                       f"({r['entered']} entered, {r['exited']} exited)")
 
 
+JsonOpt = Annotated[bool, typer.Option("--json")]
+EventOpt = Annotated[str | None, typer.Option(help="The triggering event's properties as JSON.")]
+
+
 @journeys_app.command("list")
-def journeys_list(workspace: WorkspaceOpt = None, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def journeys_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Every published journey with its enrollments and messages by status."""
     entries = _journeys(workspace, lambda j: j.catalog())
     if json:
@@ -553,7 +557,7 @@ def journeys_simulate(
     sample: Annotated[int, typer.Option(help="Stored profiles to sample when no --profile is given.")] = 100,
     synthetic: Annotated[int, typer.Option(help="Profiles without data that granted every purpose.")] = 0,
     days: Annotated[int, typer.Option(min=1, max=3650, help="Simulated days.")] = 30,
-    json: Annotated[bool, typer.Option("--json")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Run a journey on a simulated clock over stored or synthetic profiles: who went where and what would be
     sent (or refused, and why). Nothing is stored or sent."""
@@ -587,6 +591,23 @@ def _event_option(value: str | None) -> dict[str, Any]:
     return event
 
 
+def _request(event: str | None, **options: Any) -> dict[str, Any]:
+    """A command's request body: the ``--event`` option's properties and the options given."""
+    return {"event": _event_option(event), **{key: value for key, value in options.items() if value}}
+
+
+def _in_workspace(workspace: str | None, fn: Callable[[Rapport, WorkspaceId], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``fn`` with an opened Rapport and the workspace's id, closed afterwards; errors print and exit 1."""
+    rapport = _rapport()
+    try:
+        return fn(rapport, rapport.workspace_id(workspace))
+    except RapportError as exc:
+        _fail(exc)
+        raise
+    finally:
+        rapport.close()
+
+
 @journeys_app.command("test-send")
 def journeys_test_send(
     name: str,
@@ -597,8 +618,8 @@ def journeys_test_send(
     seed_list: Annotated[str | None, typer.Option("--seed-list", help="A seed list of the workspace settings.")] = None,
     as_profile: Annotated[str | None, typer.Option("--as-profile", help="Render as this profile id "
                                                                          "(default: sample data).")] = None,
-    event: Annotated[str | None, typer.Option(help="The triggering event's properties as JSON.")] = None,
-    json: Annotated[bool, typer.Option("--json")] = False,
+    event: EventOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Send a journey's messages to seed addresses, subjects marked [Test]; the send gate is not applied (the
     output says which checks) and journey statistics do not count them. Exit 2 when a send failed."""
@@ -606,18 +627,8 @@ def journeys_test_send(
 
     from rapport.journeys.proofs import test_send
 
-    body: dict[str, Any] = {"event": _event_option(event)}
-    body.update({k: v for k, v in (("step", step), ("seed_list", seed_list), ("as_profile", as_profile)) if v})
-    if to:
-        body["to"] = to
-    rapport = _rapport()
-    try:
-        out = asyncio.run(test_send(rapport, rapport.workspace_id(workspace), name, body, "cli"))
-    except RapportError as exc:
-        _fail(exc)
-        return
-    finally:
-        rapport.close()
+    body = _request(event, step=step, seed_list=seed_list, as_profile=as_profile, to=to)
+    out = _in_workspace(workspace, lambda rapport, ws: asyncio.run(test_send(rapport, ws, name, body, "cli")))
     if json:
         _print_json(out)
     else:
@@ -642,23 +653,15 @@ def templates_preview(
     workspace: WorkspaceOpt = None,
     profile: Annotated[str | None, typer.Option("--profile", "-p", help="A profile id.")] = None,
     user_id: Annotated[str | None, typer.Option("--user-id", help="The profile's user id.")] = None,
-    event: Annotated[str | None, typer.Option(help="The triggering event's properties as JSON.")] = None,
-    json: Annotated[bool, typer.Option("--json")] = False,
+    event: EventOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Render a template as a profile, strictly: a value it outputs that the profile lacks is an error naming the
     variable and its line. Without --profile or --user-id, with sample values."""
     from rapport.journeys.proofs import preview_template
 
-    body: dict[str, Any] = {"event": _event_option(event)}
-    body.update({k: v for k, v in (("profile_id", profile), ("user_id", user_id)) if v})
-    rapport = _rapport()
-    try:
-        out = preview_template(rapport, rapport.workspace_id(workspace), name, body)
-    except RapportError as exc:
-        _fail(exc)
-        return
-    finally:
-        rapport.close()
+    body = _request(event, profile_id=profile, user_id=user_id)
+    out = _in_workspace(workspace, lambda rapport, ws: preview_template(rapport, ws, name, body))
     if json:
         _print_json(out)
         return

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from api.support import NOW, ApiClient
+from channels.support import HttpServer, Recorder, Reply, SmtpServer, serve_http, serve_smtp
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from psycopg import sql
@@ -145,3 +146,25 @@ def client(rapport: Rapport) -> Iterator[ApiClient]:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback that accepts and records every message."""
+    yield from serve_smtp(Recorder())
+
+
+@pytest.fixture
+def push() -> Iterator[HttpServer]:
+    """A push provider (FCM's HTTP v1 API) on loopback that records every request and accepts it."""
+    for server in serve_http():
+        server.default = Reply(200, b'{"name": "projects/demo-shop/messages/0:1"}')
+        yield server
+
+
+@pytest.fixture
+def sms() -> Iterator[HttpServer]:
+    """An SMS provider (Twilio's Messages API) on loopback that records every request and queues it."""
+    for server in serve_http():
+        server.default = Reply(201, b'{"sid": "SM1", "status": "queued"}')
+        yield server

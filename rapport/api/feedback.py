@@ -9,19 +9,23 @@ images, or a security scanner that follows every link, does not flood the timeli
 is stored, not even a count. The pixel answers the same GIF whatever happens, so a forged token learns
 nothing; a click with a forged token is refused (400), never redirected.
 
-Provider webhooks (``/v1/feedback/ses``, ``/v1/feedback/sendgrid``) authenticate with the workspace write
-key as HTTP Basic user, as the tracking API does. Each item is matched to the send it is about (the
-provider's id or the ``Message-ID``), else to the profile holding the address. Hard bounces and complaints
-become suppressions of the address (stored as its SHA-256 hash) on the channel; every item also becomes an
-event on the person's timeline (``Email Delivered``, ``Email Bounced``, ``Email Complained``,
-``Email Unsubscribed``; provider-reported opens and clicks follow the consent rule above). A provider
-unsubscribe withdraws the channel's consent purpose. These delivery facts serve the ``necessary`` purpose
-(honouring bounces, complaints and unsubscribes, and knowing what reached the person), so they are stored
-whatever the person's analytics choice. Event ids derive from the item, so a notification delivered twice is
-stored once. Addresses in provider explanations are masked before they are stored.
+Provider webhooks (``/v1/feedback/ses``, ``/v1/feedback/sendgrid``) authenticate with an admin token as HTTP
+Basic user (``feedback_principal``). Each item is matched to the send it is about (the provider's id or the
+``Message-ID``), else to the profile holding the address. Hard bounces and complaints become suppressions of
+the address on the channel; every item also becomes an event on the person's timeline (``Email Delivered``,
+``Email Bounced``, ``Email Complained``, ``Email Unsubscribed``; provider-reported opens and clicks follow the
+consent rule above). A provider unsubscribe withdraws the channel's consent purpose. These delivery facts serve
+the ``necessary`` purpose (honouring bounces, complaints and unsubscribes, and knowing what reached the
+person), so they are stored whatever the person's analytics choice. Event ids derive from the item, so a
+notification delivered twice is stored once. Addresses in provider explanations are masked before they are
+stored.
 
-Suppressions are listed at ``GET /api/v1/profiles/{id}/suppressions`` and lifted, audited, with
-``DELETE /api/v1/profiles/{id}/suppressions/{channel}/{reason}``.
+A suppression names its address by ``address_hash`` (``rapport.channels.feedback``): a keyed hash, the
+workspace's blind index of the normalized address, never the address nor a plain hash of it. Suppressions
+outlive the erasure of their person, and without the workspace key their hash cannot be matched to an address.
+They are listed at ``GET /api/v1/profiles/{id}/suppressions`` (the hash as ``address_hash``) and lifted,
+audited, with ``DELETE /api/v1/profiles/{id}/suppressions/{channel}/{reason}`` (one address with
+``?address_hash=`` as listed).
 """
 
 from __future__ import annotations
@@ -45,13 +49,12 @@ from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.api.tracking import write_key_from
 from rapport.channels import tracking
-from rapport.channels.feedback import Feedback, parse_sendgrid, parse_ses, sns_subscribe_url
+from rapport.channels.feedback import Feedback, address_hash, parse_sendgrid, parse_ses, sns_subscribe_url
 from rapport.clock import to_iso
 from rapport.consent import service as consent_service
 from rapport.consent.decide import latest_entry, may_use
 from rapport.core import Rapport
 from rapport.errors import ForbiddenError, NotFoundError, Transient, ValidationError
-from rapport.identity.normalize import normalize
 from rapport.journeys.feed import journey_hears
 from rapport.profiles.service import ProfileReader
 from rapport.storage.base import Conn, Row
@@ -87,6 +90,7 @@ NO_STORE: Final = {"Cache-Control": "no-store, no-cache, must-revalidate, max-ag
 """Every open must reach the server (no caching), and the token must not leak to the link's target."""
 SNS_HOST: Final = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _ADDRESS: Final = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+_HASH: Final = re.compile(r"[0-9a-f]{64}")
 
 SubscriptionConfirmer = Callable[[str], Awaitable[None]]
 """Visits an SNS ``SubscribeURL`` (already checked to be an https URL of an SNS host)."""
@@ -103,16 +107,6 @@ async def confirm_sns_subscription(url: str) -> None:
     if response.status_code >= 300:
         raise Transient(f"SNS answered {response.status_code} to the subscription confirmation",
                         code="sns_refused")
-
-
-def address_hash(address: str) -> str:
-    """The SHA-256 hex of the normalized email address (trimmed, lower-cased): how suppressions name it."""
-    try:
-        ident = normalize("email", address)
-    except ValidationError:
-        ident = None
-    text = ident.value if ident is not None else address.strip().lower()
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def mask_addresses(text: str) -> str:
@@ -240,7 +234,7 @@ class FeedbackWriter:
             pid = identity_sql.live_root(self.conn, self.rt.id, sent.profile_id) if sent else self.person(item.address)
             matched += pid is not None
             channel = sent.channel if sent is not None else DEFAULT_CHANNEL
-            hashed = address_hash(item.address)
+            hashed = address_hash(self.rapport.keyring, self.rt.id, self.rt.wrapped_key, item.address)
             detail = mask_addresses(item.reason)
             reason = {"bounced_hard": "hard_bounce", "complained": "complaint"}.get(item.kind)
             if reason is not None:
@@ -389,7 +383,9 @@ def router(rapport: Rapport, *, confirm_subscription: SubscriptionConfirmer | No
 
     @api.get("/api/v1/profiles/{profile_id}/suppressions", tags=["admin"])
     def suppressions(profile_id: str, request: Request) -> Response:
-        """The profile's hard-bounce and complaint suppressions (those of profiles merged into it included)."""
+        """The profile's hard-bounce and complaint suppressions (those of profiles merged into it included), each
+        naming its address by ``address_hash``: a keyed hash (the workspace's blind index of the normalized
+        address), not the address nor its plain SHA-256."""
         who = admin_principal(rapport, request, "profiles:read")
 
         def fn(conn: Conn) -> JsonObject:
@@ -400,14 +396,21 @@ def router(rapport: Rapport, *, confirm_subscription: SubscriptionConfirmer | No
 
     @api.delete("/api/v1/profiles/{profile_id}/suppressions/{channel}/{reason}", tags=["admin"])
     async def lift(profile_id: str, channel: str, reason: str, request: Request,
-                   hashed: str | None = Query(None, alias="address_hash")) -> Response:
-        """Lift the profile's ``reason`` suppression on ``channel`` (of one address with ``?address_hash=``),
-        e.g. after the person fixed their mailbox; audited. Needs the ``consent:write`` permission (roles
-        admin and marketer): lifting one lets messages reach the person again."""
+                   hashed: str | None = Query(None, alias="address_hash", description=(
+                       "Lift only the suppression of this address: its keyed hash (the workspace's blind index of "
+                       "the normalized address) as the suppression list shows it"))) -> Response:
+        """Lift the profile's ``reason`` suppression on ``channel`` (of one address with ``?address_hash=``, the
+        keyed hash the suppression list shows), e.g. after the person fixed their mailbox; audited. Needs the
+        ``consent:write`` permission (roles admin and marketer): lifting one lets messages reach the person
+        again."""
         who = admin_principal(rapport, request, "consent:write")
         if reason not in SUPPRESSION_REASONS:
             raise ValidationError(f"unknown suppression reason {reason!r}; expected one of "
                                   f"{', '.join(map(repr, SUPPRESSION_REASONS))}", code="invalid_suppression")
+        if hashed is not None and not _HASH.fullmatch(hashed):
+            raise ValidationError(f"invalid address_hash {hashed[:80]!r}: expected the 64 lower-case hex digits "
+                                  "of a suppression's address_hash, as the suppression list shows it",
+                                  code="invalid_address_hash")
         ws = who.workspace_id
 
         def job(conn: Conn) -> JsonObject:

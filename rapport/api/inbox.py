@@ -20,7 +20,7 @@ from starlette.responses import Response
 from rapport.api.admin import admin_scopes
 from rapport.api.json import json_response
 from rapport.api.tracking import ingest_principal, write_key_from
-from rapport.channels.inapp import InboxMessage
+from rapport.channels.inapp import InboxMessage, Sealer
 from rapport.channels.offline import Task, tasks_csv
 from rapport.core import Rapport
 from rapport.errors import NotFoundError, ValidationError
@@ -99,7 +99,8 @@ def router(rapport: Rapport) -> APIRouter:
                                           "the id of a message of an earlier page", code="invalid_cursor")
                 position = (int(anchor[6]), str(anchor[0]))
             rows = inbox_sql.messages(conn, ws, ids, limit + 1, position)
-            page = [InboxMessage.from_row(r) for r in rows[:limit]]
+            sealer = Sealer(conn, ws, rapport.keyring)
+            page = [InboxMessage.from_row(r, sealer) for r in rows[:limit]]
             return {"messages": [m.to_json() for m in page], "unread": inbox_sql.unread(conn, ws, ids),
                     "next": page[-1].id if len(rows) > limit else None}
         return json_response(rapport.db.read(fn))
@@ -117,7 +118,8 @@ def router(rapport: Rapport) -> APIRouter:
             if ids is None or row is None:
                 raise NotFoundError(f"no message {message_id[:80]!r} in this person's inbox",
                                     code="message_not_found")
-            return {"message": InboxMessage.from_row(row).to_json(), "unread": inbox_sql.unread(conn, ws, ids)}
+            return {"message": InboxMessage.from_row(row, Sealer(conn, ws, rapport.keyring)).to_json(),
+                    "unread": inbox_sql.unread(conn, ws, ids)}
         return json_response(await run_in_threadpool(rapport.db.write, job))
 
     # --- offline task lists, with an admin token ------------------------------------------------------------
@@ -152,7 +154,8 @@ def router(rapport: Rapport) -> APIRouter:
                                           code="invalid_cursor")
                 position = (int(anchor[6]), str(anchor[0]))
             rows = inbox_sql.tasks(conn, ws, name, open_only=open_only, limit=limit + 1, after=position)
-            page = [Task.from_row(r) for r in rows[:limit]]
+            sealer = Sealer(conn, ws, rapport.keyring)
+            page = [Task.from_row(r, sealer) for r in rows[:limit]]
             out: list[Json] = [t.to_json() for t in page]
             return {"tasks": out, "next": page[-1].id if len(rows) > limit else None}
         return json_response(rapport.db.read(fn))
@@ -168,9 +171,10 @@ def router(rapport: Rapport) -> APIRouter:
             offline_channel(conn, ws, name)
             found: list[Task] = []
             position = None
+            sealer = Sealer(conn, ws, rapport.keyring)
             while True:
                 rows = inbox_sql.tasks(conn, ws, name, open_only=open_only, limit=TASKS_PAGE, after=position)
-                found.extend(Task.from_row(r) for r in rows)
+                found.extend(Task.from_row(r, sealer) for r in rows)
                 if len(rows) < TASKS_PAGE:
                     return found
                 position = (found[-1].created_at, found[-1].id)
@@ -191,7 +195,7 @@ def router(rapport: Rapport) -> APIRouter:
             row = inbox_sql.mark_done(conn, ws, name, task_id, now, who.actor)
             if row is None:
                 raise NotFoundError(f"no task {task_id[:80]!r} in channel {name!r}", code="task_not_found")
-            return Task.from_row(row).to_json()
+            return Task.from_row(row, Sealer(conn, ws, rapport.keyring)).to_json()
         return json_response(await run_in_threadpool(rapport.db.write, job))
 
     return api

@@ -153,18 +153,8 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
         """Apply the submitted form: a ledger entry for each purpose whose choice changed."""
         async def work() -> Response:
             fields = form_fields(request.headers.get("content-type", ""), await read_limited(request, MAX_FORM_BYTES))
-            listed = [v for k, v in fields if k == "shown"]
-            ticked = {v for k, v in fields if k == "granted"}
-            if not ticked <= set(listed):
-                extra = sorted(ticked - set(listed))
-                raise ValidationError(f"'granted' names purposes the form did not show: {', '.join(extra)}",
-                                      code="invalid_preferences", details=[{"purposes": extra}])
-            listed_groups = [v for k, v in fields if k == "group_shown"]
-            joined = {v for k, v in fields if k == "group"}
-            if not joined <= set(listed_groups):
-                extra = sorted(joined - set(listed_groups))
-                raise ValidationError(f"'group' names subscription groups the form did not show: {', '.join(extra)}",
-                                      code="invalid_preferences", details=[{"groups": extra}])
+            listed, ticked = ticked_of_shown(fields, "shown", "granted", "purposes", "purposes")
+            listed_groups, joined = ticked_of_shown(fields, "group_shown", "group", "subscription groups", "groups")
 
             def apply() -> tuple[list[Choice], list[str], list[Membership], list[str]]:
                 rt, claims = open_link(token)
@@ -368,6 +358,19 @@ def wants_json(request: Request) -> bool:
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
+
+
+def ticked_of_shown(fields: Sequence[tuple[str, str]], shown: str, ticked: str, what: str,
+                    key: str) -> tuple[list[str], set[str]]:
+    """The values of the form's ``shown`` fields (the ``what`` it listed, in order) and of its ``ticked``
+    checkboxes, which may name only listed ones (else ``invalid_preferences``, the others under ``key``)."""
+    listed = [v for k, v in fields if k == shown]
+    chosen = {v for k, v in fields if k == ticked}
+    if not chosen <= set(listed):
+        extra = sorted(chosen - set(listed))
+        raise ValidationError(f"'{ticked}' names {what} the form did not show: {', '.join(extra)}",
+                              code="invalid_preferences", details=[{key: extra}])
+    return listed, chosen
 
 
 def form_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:

@@ -4,6 +4,9 @@ their webhook payloads into one shape that suppression and statistics consume.
 Two formats: Amazon SES notifications, as SNS delivers them (an envelope whose ``Message`` is the SES
 JSON as a string) or unwrapped, and SendGrid's event webhook (a JSON array of events). The parsers are
 pure: checking the SNS signature or SendGrid's signed-webhook header is the receiving endpoint's job.
+
+``address_hash`` is how a suppression names the address it stops: the one function every writer, reader and
+eraser of suppressions uses.
 """
 
 from __future__ import annotations
@@ -16,12 +19,34 @@ import orjson
 
 from rapport.clock import parse_iso
 from rapport.errors import ValidationError
+from rapport.identity.normalize import normalize
 from rapport.resources.fields import quoted, show
-from rapport.types import Json, JsonObject, Millis
+from rapport.types import Json, JsonObject, Millis, WorkspaceId
+from rapport.workspaces.keys import Keyring
 
 FeedbackKind: TypeAlias = Literal[
     "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed", "opened", "clicked"
 ]
+
+
+SUPPRESSION_KIND: Final = "suppression:email"
+"""The blind-index kind of suppressed addresses: their own, so a suppression's hash never equals the lookup
+index of the same address as an identifier (``email``), and the two cannot be joined."""
+
+
+def address_hash(keyring: Keyring, workspace_id: WorkspaceId, wrapped_key: bytes, address: str) -> str:
+    """How suppressions name an email address: the workspace's blind index (hex HMAC-SHA256 under the
+    workspace's lookup key) of the normalized address, of kind ``SUPPRESSION_KIND``.
+
+    Keyed, because suppressions outlive the erasure of the person they were about: without the workspace key
+    the hash cannot be matched to an address by hashing a list of candidates, and the same address hashes
+    differently in each workspace. An address the email normalizer refuses is trimmed and lower-cased."""
+    try:
+        ident = normalize("email", address)
+    except ValidationError:
+        ident = None
+    text = ident.value if ident is not None else address.strip().lower()
+    return keyring.blind_index(workspace_id, wrapped_key, SUPPRESSION_KIND, text)
 
 
 @dataclass(frozen=True, slots=True)

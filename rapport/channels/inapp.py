@@ -2,6 +2,11 @@
 
 Delivery is a row in ``inbox_messages``, keyed by the send's idempotency key, so a retried send stores
 nothing twice and returns the first receipt.
+
+A rendered message may quote personal data (a name, an order), so a channel given the keyring stores it sealed
+under the data key of the profile it addresses, as events and traits are: ``title`` and ``body`` stay NULL and
+``data`` holds one marker ``{"$pii": ...}`` of the whole message, bound to its table, workspace, profile and row
+id. Erasing the profile destroys that key (and deletes the row). Reads open sealed rows and clear ones alike.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -16,10 +22,13 @@ import orjson
 from rapport.channels.base import Message, Receipt
 from rapport.clock import Clock, SystemClock, to_iso
 from rapport.errors import Overloaded, Terminal, Transient
+from rapport.privacy import crypto, pii
 from rapport.storage.base import Conn, Database
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import inbox as inbox_sql
-from rapport.types import Json, JsonObject, Millis
+from rapport.storage.sql import workspaces as ws_sql
+from rapport.types import Json, JsonObject, Millis, WorkspaceId
+from rapport.workspaces.keys import Keyring
 
 MAX_STORED_BYTES: Final = 64 * 1024
 """The most a stored message (title, body and data as JSON) may take: a message, not a document."""
@@ -40,6 +49,9 @@ def stored_parts(message: Message, channel: str) -> StoredParts:
     if not (message.subject or message.text):
         raise Terminal(f"channel {channel!r} stores a title or a body; the rendered message has neither",
                        code="invalid_message")
+    if pii.is_marker(dict(message.data)):
+        raise Terminal(f"channel {channel!r}: the message data may not be a sealed value marker "
+                       f"{{{pii.MARKER!r}: ...}}", code="invalid_message")
     try:
         data = orjson.dumps(dict(message.data))
     except TypeError as exc:
@@ -49,6 +61,61 @@ def stored_parts(message: Message, channel: str) -> StoredParts:
         raise Terminal(f"channel {channel!r}: the message takes {size} bytes; the limit is {MAX_STORED_BYTES}",
                        code="message_too_large")
     return StoredParts(message.subject, message.text, data.decode())
+
+
+def _aad(table: str, ws: str, profile_id: str, row_id: str) -> bytes:
+    return crypto.aad_for(table, ws, profile_id, row_id)
+
+
+class Sealer:
+    """Seals and opens the stored messages of one workspace under the data keys of the profiles they address;
+    one per transaction (it reads the keys on the connection it is given)."""
+
+    def __init__(self, conn: Conn, ws: str, keyring: Keyring) -> None:
+        self.conn, self.ws, self.keyring = conn, ws, keyring
+        self._wrapped_ws: bytes | None = None
+        self._ciphers: dict[str, crypto.Cipher | None] = {}
+
+    def cipher(self, profile_id: str) -> crypto.Cipher | None:
+        """The cipher of ``profile_id``'s data key; ``None`` when the profile is gone (erased)."""
+        if profile_id in self._ciphers:
+            return self._ciphers[profile_id]
+        found = None
+        row = identity_sql.profile_rows(self.conn, self.ws, [profile_id]).get(profile_id)
+        if row is not None:
+            if self._wrapped_ws is None:
+                workspace = ws_sql.workspace(self.conn, self.ws)
+                assert workspace is not None, "a profile's workspace exists"
+                self._wrapped_ws = bytes(workspace[3])
+            found = self.keyring.profile_cipher(WorkspaceId(self.ws), self._wrapped_ws, profile_id, bytes(row[3]))
+        self._ciphers[profile_id] = found
+        return found
+
+    def seal(self, table: str, profile_id: str, row_id: str, parts: StoredParts) -> StoredParts:
+        """``parts`` as stored sealed: no title or body, and data the marker of the whole message."""
+        cipher = self.cipher(profile_id)
+        if cipher is None:
+            raise Terminal(f"no profile {profile_id!r} to seal the message for", code="unknown_recipient")
+        whole: JsonObject = {"title": parts.title, "body": parts.body, "data": orjson.loads(parts.data)}
+        marker = pii.encrypt_value(whole, partial(cipher.encrypt, aad=_aad(table, self.ws, profile_id, row_id)))
+        return StoredParts(None, None, orjson.dumps(marker).decode())
+
+    def open(self, table: str, profile_id: str, row_id: str, title: str | None, body: str | None,
+             data: JsonObject) -> tuple[str | None, str | None, JsonObject]:
+        """(title, body, data) of a stored message, opened when sealed."""
+        if not pii.is_marker(data):
+            return title, body, data
+        cipher = self.cipher(profile_id)
+        if cipher is None:
+            raise crypto.CryptoError(f"the data key of profile {profile_id!r} is gone; its messages cannot be read")
+        whole = pii.decrypt_value(data, partial(cipher.decrypt, aad=_aad(table, self.ws, profile_id, row_id)))
+        opened_title, opened_body = (whole.get(k) if isinstance(whole, dict) else None for k in ("title", "body"))
+        opened_data = whole.get("data") if isinstance(whole, dict) else None
+        if not isinstance(opened_data, dict) or not all(v is None or isinstance(v, str)
+                                                        for v in (opened_title, opened_body)):
+            raise crypto.CryptoError(f"sealed message {row_id!r} does not hold a message")
+        return (opened_title if isinstance(opened_title, str) else None,
+                opened_body if isinstance(opened_body, str) else None, opened_data)
 
 
 async def store(db: Database, fn: Callable[[Conn], tuple[str, Millis, bool]]) -> tuple[str, Millis]:
@@ -83,9 +150,13 @@ class InboxMessage:
     read_at: Millis | None
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> InboxMessage:
-        """From a row of ``inbox_sql.MESSAGE_COLUMNS``."""
-        return cls(str(row[0]), str(row[1]), str(row[2]), row[3], row[4], orjson.loads(row[5]), int(row[6]),
+    def from_row(cls, row: Sequence[Any], sealer: Sealer | None = None) -> InboxMessage:
+        """From a row of ``inbox_sql.MESSAGE_COLUMNS``; ``sealer`` opens a sealed one (without it, a sealed row
+        reads as stored: no title or body, data the marker)."""
+        title, body, data = row[3], row[4], orjson.loads(row[5])
+        if sealer is not None:
+            title, body, data = sealer.open("inbox_messages", str(row[1]), str(row[0]), title, body, data)
+        return cls(str(row[0]), str(row[1]), str(row[2]), title, body, data, int(row[6]),
                    None if row[7] is None else int(row[7]))
 
     def to_json(self) -> dict[str, Json]:
@@ -96,14 +167,16 @@ class InboxMessage:
 
 class InAppChannel:
     """Stores each message in the inbox of the profile ``message.to`` (a profile id) in workspace
-    ``workspace_id``; the receipt's id is the inbox message id. A repeat of an idempotency key stores nothing
-    and returns the first receipt."""
+    ``workspace_id``, sealed under that profile's data key when given the ``keyring``; the receipt's id is the
+    inbox message id. A repeat of an idempotency key stores nothing and returns the first receipt."""
 
-    def __init__(self, db: Database, workspace_id: str, name: str, clock: Clock | None = None) -> None:
+    def __init__(self, db: Database, workspace_id: str, name: str, clock: Clock | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.db = db
         self.workspace_id = workspace_id
         self.name = name
         self.clock: Clock = clock or SystemClock()
+        self.keyring = keyring
 
     async def send(self, message: Message) -> Receipt:
         """Put ``message`` in the recipient's inbox (once per idempotency key)."""
@@ -114,8 +187,10 @@ class InAppChannel:
 
         def job(conn: Conn) -> tuple[str, Millis, bool]:
             require_profile(conn, ws, self.name, message.to)
+            kept = parts if self.keyring is None else Sealer(conn, ws, self.keyring).seal(
+                "inbox_messages", message.to, new_id, parts)
             return inbox_sql.store_message(conn, ws, (new_id, message.to, self.name, message.idempotency_key,
-                                                      parts.title, parts.body, parts.data, now))
+                                                      kept.title, kept.body, kept.data, now))
 
         message_id, accepted_at = await store(self.db, job)
         return Receipt(message_id, accepted_at)

@@ -2,7 +2,8 @@
 completed through the admin API or exported as CSV.
 
 Delivery is a row in ``offline_tasks``, keyed by the send's idempotency key, so a retried send stores
-nothing twice and returns the first receipt.
+nothing twice and returns the first receipt. Given the keyring, a task is stored sealed under the data key of
+the profile it is about, as in-app messages are (``rapport.channels.inapp``), and opened when read.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any, Final
 import orjson
 
 from rapport.channels.base import Message, Receipt
-from rapport.channels.inapp import require_profile, store, stored_parts
+from rapport.channels.inapp import Sealer, require_profile, store, stored_parts
 from rapport.clock import Clock, SystemClock, to_iso
 from rapport.storage.base import Conn, Database
 from rapport.storage.sql import inbox as inbox_sql
 from rapport.types import Json, JsonObject, Millis
+from rapport.workspaces.keys import Keyring
 
 CSV_HEADER: Final = ("id", "profile_id", "title", "body", "data", "created_at", "done_at")
 FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -42,9 +44,13 @@ class Task:
     done_by: str | None
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Task:
-        """From a row of ``inbox_sql.TASK_COLUMNS``."""
-        return cls(str(row[0]), str(row[1]), str(row[2]), row[3], row[4], orjson.loads(row[5]), int(row[6]),
+    def from_row(cls, row: Sequence[Any], sealer: Sealer | None = None) -> Task:
+        """From a row of ``inbox_sql.TASK_COLUMNS``; ``sealer`` opens a sealed one (without it, a sealed row
+        reads as stored: no title or body, data the marker)."""
+        title, body, data = row[3], row[4], orjson.loads(row[5])
+        if sealer is not None:
+            title, body, data = sealer.open("offline_tasks", str(row[2]), str(row[0]), title, body, data)
+        return cls(str(row[0]), str(row[1]), str(row[2]), title, body, data, int(row[6]),
                    None if row[7] is None else int(row[7]), row[8])
 
     def to_json(self) -> dict[str, Json]:
@@ -74,14 +80,17 @@ def tasks_csv(tasks: Iterable[Task]) -> str:
 
 class OfflineChannel:
     """Adds each message as a task for the profile ``message.to`` (a profile id) to the list ``name`` of
-    workspace ``workspace_id``: the title from ``subject``, the body from ``text``. The receipt's id is the
-    task id; a repeat of an idempotency key stores nothing and returns the first receipt."""
+    workspace ``workspace_id``: the title from ``subject``, the body from ``text``, sealed under the profile's
+    data key when given the ``keyring``. The receipt's id is the task id; a repeat of an idempotency key stores
+    nothing and returns the first receipt."""
 
-    def __init__(self, db: Database, workspace_id: str, name: str, clock: Clock | None = None) -> None:
+    def __init__(self, db: Database, workspace_id: str, name: str, clock: Clock | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.db = db
         self.workspace_id = workspace_id
         self.name = name
         self.clock: Clock = clock or SystemClock()
+        self.keyring = keyring
 
     async def send(self, message: Message) -> Receipt:
         """Add ``message`` to the task list (once per idempotency key)."""
@@ -92,8 +101,10 @@ class OfflineChannel:
 
         def job(conn: Conn) -> tuple[str, Millis, bool]:
             require_profile(conn, ws, self.name, message.to)
+            kept = parts if self.keyring is None else Sealer(conn, ws, self.keyring).seal(
+                "offline_tasks", message.to, new_id, parts)
             return inbox_sql.store_task(conn, ws, (new_id, self.name, message.idempotency_key, message.to,
-                                                   parts.title, parts.body, parts.data, now))
+                                                   kept.title, kept.body, kept.data, now))
 
         task_id, accepted_at = await store(self.db, job)
         return Receipt(task_id, accepted_at)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from rapport.channels.feedback import address_hash
 from rapport.clock import Clock
 from rapport.identity.model import Identifier, ProfileRef, Resolution
 from rapport.identity.normalize import identifiers_from_event
@@ -15,6 +16,7 @@ from rapport.identity.resolve import resolve
 from rapport.ingestion.model import Message
 from rapport.privacy.crypto import Cipher
 from rapport.storage.base import Conn
+from rapport.storage.sql import erasure as erasure_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.types import ProfileId
 from rapport.workspaces.keys import Keyring
@@ -51,6 +53,7 @@ class IdentityWriter:
         self._blind: dict[tuple[str, str], str] = {}
         self._new_profiles: list[tuple[str, bytes, int]] = []
         self._attach: list[tuple[str, str, bytes | None, str, int]] = []
+        self._adopt: list[tuple[str, str]] = []
         self._has_blocks: bool | None = None
 
     def key_of(self, ident: Identifier) -> tuple[str, str]:
@@ -198,6 +201,11 @@ class IdentityWriter:
         if self._attach:
             identity_sql.attach(self.conn, self.rt.id, self._attach)
             self._attach.clear()
+        if self._adopt:
+            # Suppressions naming nobody (an erased person's, feedback about an unknown address) keep stopping
+            # mail to their address: the profile that gains it adopts them.
+            erasure_sql.adopt_suppressions(self.conn, self.rt.id, self._adopt)
+            self._adopt.clear()
 
     def _apply(self, res: Resolution, message: Message) -> None:
         ws, now = self.rt.id, self.clock.now_ms()
@@ -227,6 +235,9 @@ class IdentityWriter:
                 raw = self._raw.get(key)
                 enc = cipher.encrypt(raw.encode(), ident.type.encode()) if raw is not None else None
                 self._attach.append((ident.type, ident.value, enc, target, message.ts))
+                if ident.type == "email" and raw is not None:
+                    hashed = address_hash(self.keyring, ws, self.rt.wrapped_key, raw)
+                    self._adopt.append((hashed, target))
                 self.owners[key] = target
             ref = self._ref(target)
             self.refs[target] = ProfileRef(ref.id, ref.seq, ref.identifiers | frozenset(res.attach))

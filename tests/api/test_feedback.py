@@ -17,6 +17,7 @@ from api.support import NOW, ApiClient, admin, assert_error, basic, bearer, prof
 from rapport.api import feedback
 from rapport.api.app import create_app
 from rapport.channels import tracking
+from rapport.channels.feedback import address_hash
 from rapport.clock import FrozenClock, to_iso
 from rapport.core import NewWorkspace, Rapport
 from rapport.journeys.gate import GateInput, Suppression, decide
@@ -108,8 +109,10 @@ def suppressions(rapport: Rapport, ws: NewWorkspace) -> list[tuple[Any, ...]]:
         " WHERE workspace_id = ? ORDER BY recorded_at, reason", (ws.workspace_id,)))
 
 
-def sha(address: str) -> str:
-    return hashlib.sha256(address.encode()).hexdigest()
+def hashed(rapport: Rapport, ws: NewWorkspace, address: str) -> str:
+    """How the workspace's suppressions name ``address``."""
+    rt = rapport.runtime(ws.workspace_id)
+    return address_hash(rapport.keyring, rt.id, rt.wrapped_key, address)
 
 
 def assert_gif(response: httpx.Response) -> None:
@@ -297,8 +300,8 @@ def test_a_permanent_bounce_suppresses_the_address_and_lands_on_the_timeline(
     assert response.json() == {"success": True, "received": 1, "matched": 1, "suppressed": 1, "events": 1}
     at = parse("2026-03-02T09:14:58.000Z")
     detail = "General; smtp; 550 5.1.1 <<address>>: user unknown"
-    assert suppressions(rapport, workspace) == [(pid, "email", sha("ada@example.com"), "hard_bounce", "ses", detail,
-                                                 at)]
+    ada = hashed(rapport, workspace, "ada@example.com")
+    assert suppressions(rapport, workspace) == [(pid, "email", ada, "hard_bounce", "ses", detail, at)]
     assert email_events(client, workspace, pid) == [{"name": "Email Bounced", "timestamp": to_iso(at), "properties": {
         "provider": "ses", "reason": detail, "bounce_type": "hard", **PROPS}}]
     # SNS delivers at least once: the same notification again changes nothing.
@@ -329,7 +332,7 @@ def test_a_complaint_without_a_send_is_matched_by_address(
     response = ses(client, workspace, sns(complaint("  BOB@example.org ")))
     assert response.json() == {"success": True, "received": 1, "matched": 1, "suppressed": 1, "events": 1}
     [row] = suppressions(rapport, workspace)
-    assert row[:5] == (pid, "email", sha("bob@example.org"), "complaint", "ses")
+    assert row[:5] == (pid, "email", hashed(rapport, workspace, "bob@example.org"), "complaint", "ses")
     assert email_events(client, workspace, pid) == [{
         "name": "Email Complained", "timestamp": "2026-03-02T10:00:02.000Z",
         "properties": {"provider": "ses", "reason": "abuse"}}]
@@ -352,7 +355,8 @@ def test_a_bounce_for_an_address_nobody_has_is_still_suppressed(
         client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
     response = ses(client, workspace, sns(bounce("ghost@example.net", diagnostic="550 no such user")))
     assert response.json() == {"success": True, "received": 1, "matched": 0, "suppressed": 1, "events": 0}
-    assert suppressions(rapport, workspace)[0][:4] == (None, "email", sha("ghost@example.net"), "hard_bounce")
+    ghost = hashed(rapport, workspace, "ghost@example.net")
+    assert suppressions(rapport, workspace)[0][:4] == (None, "email", ghost, "hard_bounce")
     # The person turns up later and bounces again: the stored suppression gains the profile.
     pid = person(client, workspace, email="ghost@example.net")
     ses(client, workspace, sns(bounce("ghost@example.net", at="2026-03-03T09:00:00.000Z")))
@@ -499,30 +503,40 @@ def test_the_admin_api_lists_and_lifts_suppressions_with_an_audit_entry(
     pid = person(client, workspace)
     ses(client, workspace, bounce())
     ses(client, workspace, complaint("ada@example.com"))
+    ada = hashed(rapport, workspace, "ada@example.com")
     listed = admin(client, workspace, "GET", f"/api/v1/profiles/{pid}/suppressions")
     assert listed.status_code == 200, listed.text
     assert listed.json() == {"profile_id": pid, "suppressions": [
-        {"channel": "email", "reason": "hard_bounce", "address_hash": sha("ada@example.com"), "source": "ses",
+        {"channel": "email", "reason": "hard_bounce", "address_hash": ada, "source": "ses",
          "detail": "General; smtp; 550 5.1.1 <<address>>: user unknown", "recorded_at": "2026-03-02T09:14:58.000Z"},
-        {"channel": "email", "reason": "complaint", "address_hash": sha("ada@example.com"), "source": "ses",
+        {"channel": "email", "reason": "complaint", "address_hash": ada, "source": "ses",
          "detail": "abuse", "recorded_at": "2026-03-02T10:00:02.000Z"}]}
     marketer = rapport.create_token(workspace.workspace_id, "marketer", "m", "test")
     lifted = admin(client, workspace, "DELETE", f"/api/v1/profiles/{pid}/suppressions/email/hard_bounce",
                    token=marketer)
     assert lifted.status_code == 200, lifted.text
     assert lifted.json() == {"profile_id": pid, "channel": "email", "reason": "hard_bounce", "deleted": 1,
-                             "address_hashes": [sha("ada@example.com")]}
+                             "address_hashes": [ada]}
     remaining = rapport.db.read(lambda c: feedback_sql.suppressions_of(c, workspace.workspace_id, [pid]))
     assert [s.reason for s in remaining[pid]] == ["complaint"]
     entries = admin(client, workspace, "GET", "/api/v1/audit").json()["entries"]
     assert entries[-1]["action"] == "suppression.delete" and entries[-1]["target"] == pid
     assert entries[-1]["detail"] == {"channel": "email", "reason": "hard_bounce",
-                                     "address_hashes": [sha("ada@example.com")]}
+                                     "address_hashes": [ada]}
     assert entries[-1]["actor"].startswith("admin_token:")
     assert_error(admin(client, workspace, "DELETE", f"/api/v1/profiles/{pid}/suppressions/email/hard_bounce"),
                  404, "suppression_not_found")
     assert_error(admin(client, workspace, "DELETE", f"/api/v1/profiles/{pid}/suppressions/email/complaint",
-                       params={"address_hash": sha("other@example.com")}), 404, "suppression_not_found")
+                       params={"address_hash": hashed(rapport, workspace, "other@example.com")}), 404,
+                 "suppression_not_found")
+    for bad in ("ADA", ada.upper(), ada + "0"):
+        assert_error(admin(client, workspace, "DELETE", f"/api/v1/profiles/{pid}/suppressions/email/complaint",
+                           params={"address_hash": bad}), 400, "invalid_address_hash")
+    one = admin(client, workspace, "DELETE", f"/api/v1/profiles/{pid}/suppressions/email/complaint",
+                params={"address_hash": ada})
+    assert one.status_code == 200, one.text
+    assert one.json()["address_hashes"] == [ada]
+    assert rapport.db.read(lambda c: feedback_sql.suppressions_of(c, workspace.workspace_id, [pid])) == {}
     assert_error(admin(client, workspace, "DELETE", f"/api/v1/profiles/{pid}/suppressions/email/spam"), 400,
                  "invalid_suppression")
 
@@ -554,6 +568,24 @@ def test_suppressions_stay_in_their_workspace(client: ApiClient, rapport: Rappor
     ses(client, other, bounce())
     assert rapport.db.read(lambda c: feedback_sql.suppressions_of(c, WorkspaceId(other.workspace_id), [pid])) == {}
     assert len(suppressions(rapport, workspace)) == 1
+
+
+def test_a_suppression_names_its_address_by_a_keyed_hash_of_the_workspace(
+        client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
+    other = rapport.create_workspace(f"other-{secrets.token_hex(4)}")
+    ses(client, workspace, bounce("  Ada@Example.com "))
+    ses(client, other, bounce("ada@example.com"))
+    [mine] = [str(r[2]) for r in suppressions(rapport, workspace)]
+    [theirs] = [str(r[2]) for r in suppressions(rapport, other)]
+    assert re.fullmatch("[0-9a-f]{64}", mine) and re.fullmatch("[0-9a-f]{64}", theirs)
+    # The same address hashes differently in each workspace, and never as its plain SHA-256, which anyone
+    # could compute from a list of candidate addresses.
+    assert mine != theirs
+    assert hashlib.sha256(b"ada@example.com").hexdigest() not in (mine, theirs)
+    assert mine == hashed(rapport, workspace, "ada@example.com") and theirs == hashed(rapport, other, "ADA@example.com")
+    # Nor is it the lookup index of the address as an identifier: the two cannot be joined.
+    rt = rapport.runtime(workspace.workspace_id)
+    assert mine != rapport.keyring.blind_index(rt.id, rt.wrapped_key, "email", "ada@example.com")
 
 
 def test_events_are_plain_track_events_with_internal_ids(

@@ -4,46 +4,26 @@ preview as a profile with strict undefined, and per-journey and per-step statist
 
 from __future__ import annotations
 
-import asyncio
-import email
-from collections.abc import Iterator
-from email.message import Message as MimeMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from channels.support import Recorder, SmtpServer, serve_smtp
+from channels.support import SmtpServer
+from journeys.support import ANALYTICS_ONLY, ONBOARDING, SmtpWorld, documents, email_channel
 from typer.testing import CliRunner
 
-from api.support import ApiClient, admin, apply_yaml, assert_error, basic, track
-from rapport.api.app import journey_engines, run_journeys
+from api.support import ApiClient, admin, apply_yaml, assert_error, basic
 from rapport.channels.email import message_id
 from rapport.cli import app as cli
-from rapport.clock import FrozenClock
 from rapport.core import NewWorkspace, Rapport
 from rapport.errors import ValidationError
 from rapport.journeys.proofs import seed_addresses
-from rapport.storage.sql import journeys as journeys_sql
-from rapport.types import DAY, WorkspaceId
+from rapport.types import DAY
 from rapport.workspaces import model
 
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    yield from serve_smtp(Recorder())
-
-
-def resources(port: int) -> str:
-    return f"""
-kind: Channel
-name: email
-type: smtp
-host: 127.0.0.1
-port: {port}
-from: "Shop <hello@shop.example>"
----
+OTHERS = """
 kind: Channel
 name: sms
 type: sms
@@ -58,22 +38,16 @@ type: inapp
 kind: Template
 name: inbox_note
 channel: inbox
-title: "Hi {{{{ traits.first_name | default: 'there' }}}}"
-body: "Your plan: {{{{ event.plan | default: 'basic' }}}}"
+title: "Hi {{ traits.first_name | default: 'there' }}"
+body: "Your plan: {{ event.plan | default: 'basic' }}"
 ---
 kind: Template
 name: welcome
 channel: email
-subject: "Welcome, {{{{ traits.first_name | default: 'friend' }}}}"
+subject: "Welcome, {{ traits.first_name | default: 'friend' }}"
 text: |
-  Thanks for signing up on {{{{ event.plan | default: 'our plan' }}}}.
-  Unsubscribe: {{{{ unsubscribe_url }}}}
----
-kind: Template
-name: tips
-channel: email
-subject: "Three tips"
-text: "Tip one."
+  Thanks for signing up on {{ event.plan | default: 'our plan' }}.
+  Unsubscribe: {{ unsubscribe_url }}
 ---
 kind: Template
 name: nickname
@@ -81,74 +55,41 @@ channel: email
 subject: "Hello"
 text: |
   Dear customer,
-  we call you {{{{ traits.nickname }}}} now.
+  we call you {{ traits.nickname }} now.
 ---
 kind: Template
 name: sms_hello
 channel: sms
-text: "Hi {{{{ traits.first_name | default: 'there' }}}}"
----
-kind: Journey
-name: onboarding
-purpose: marketing_email
-entry: {{event: Signed Up}}
-steps:
-  - send: {{channel: email, template: welcome}}
-  - delay: 1d
-  - send: {{channel: email, template: tips}}
+text: "Hi {{ traits.first_name | default: 'there' }}"
 ---
 kind: Journey
 name: mixed
 purpose: marketing_email
-entry: {{event: Joined}}
+entry: {event: Joined}
 steps:
-  - send: {{channel: email, template: welcome}}
-  - send: {{channel: sms, template: sms_hello}}
-  - send: {{channel: inbox, template: inbox_note}}
+  - send: {channel: email, template: welcome}
+  - send: {channel: sms, template: sms_hello}
+  - send: {channel: inbox, template: inbox_note}
 """
 
 
-class World:
-    def __init__(self, rapport: Rapport, client: ApiClient, ws: NewWorkspace, smtp: SmtpServer) -> None:
-        self.rapport, self.client, self.ws, self.smtp = rapport, client, ws, smtp
-        assert isinstance(rapport.clock, FrozenClock)
-        self.clock: FrozenClock = rapport.clock
-        self.engines = journey_engines(rapport)
+def resources(port: int) -> str:
+    return documents(email_channel(port), ONBOARDING, OTHERS)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return admin(self.client, self.ws, method, path, **kwargs)
 
-    def person(self, user_id: str, consent: bool, **traits: Any) -> str:
-        assert track(self.client, self.ws, "/v1/identify", {"userId": user_id, "traits": traits}).status_code == 200
-        for purpose in ("analytics", "marketing_email") if consent else ("analytics",):
-            response = self.call("POST", "/api/v1/consent", json={
-                "identifiers": {"user_id": user_id}, "purpose": purpose, "state": "granted", "source": "form"})
-            assert response.status_code in (200, 201), response.text
-        pid: str = self.call("GET", "/api/v1/profiles/lookup", params={"user_id": user_id}).json()["id"]
-        return pid
-
-    def mail(self) -> list[MimeMessage]:
-        return [email.message_from_bytes(r.content) for r in self.smtp.handler.received]
-
+class World(SmtpWorld):
     def test_send(self, journey: str, body: Any, **kwargs: Any) -> Any:
         return self.call("POST", f"/api/v1/journeys/{journey}/test-sends", json=body, **kwargs)
 
     def seed_lists(self, lists: Any) -> Any:
         return self.call("PATCH", "/api/v1/settings", json={"seed_lists": lists})
 
-    def work(self) -> None:
-        self.rapport.invalidate(WorkspaceId(self.ws.workspace_id))
-        asyncio.run(run_journeys(self.rapport, self.engines))
-
-    def sends(self) -> list[tuple[Any, ...]]:
-        return self.rapport.db.read(lambda c: journeys_sql.sends_of(c, self.ws.workspace_id))
-
 
 @pytest.fixture
 def world(rapport: Rapport, client: ApiClient, workspace: NewWorkspace, smtp: SmtpServer) -> World:
-    response = apply_yaml(client, workspace, resources(smtp.port))
-    assert response.status_code == 200, response.text
-    return World(rapport, client, workspace, smtp)
+    world = World(rapport, client, workspace, smtp)
+    world.apply(resources(smtp.port))
+    return world
 
 
 # --- test sends ----------------------------------------------------------------------------------------------
@@ -157,7 +98,7 @@ def test_a_seed_list_gets_every_send_step_as_the_profile_marked_as_a_test(world:
     saved = world.seed_lists({"qa": ["QA@Shop.example", "+15551230000"]})
     assert saved.status_code == 200, saved.text
     assert saved.json()["seed_lists"] == {"qa": {"email": ["qa@shop.example"], "phone": ["+15551230000"]}}
-    pid = world.person("u1", False, email="ada@example.com", first_name="Ada")  # no marketing consent
+    pid = world.person("u1", ANALYTICS_ONLY, email="ada@example.com", first_name="Ada")  # no marketing consent
     response = world.test_send("onboarding", {"seed_list": "qa", "as_profile": pid, "event": {"plan": "pro"}})
     assert response.status_code == 200, response.text
     out = response.json()
@@ -223,7 +164,7 @@ def test_test_send_requests_are_checked(world: World) -> None:
     assert_error(world.test_send("onbording", {"to": ["a@shop.example"]}), 404, "journey_not_found")
     assert_error(world.test_send("onboarding", {"to": ["a@shop.example"], "as_profile": "prof_nope"}), 404,
                  "profile_not_found")
-    analyst = world.rapport.create_token(WorkspaceId(world.ws.workspace_id), "analyst", "a", "test")
+    analyst = world.rapport.create_token(world.id, "analyst", "a", "test")
     assert_error(world.test_send("onboarding", {"to": ["a@shop.example"]}, token=analyst), 403, "forbidden")
     too_many = [f"qa{n}@shop.example" for n in range(51)]
     assert "at most 50" in assert_error(world.seed_lists({"qa": too_many}), 400, "invalid_settings")["message"]
@@ -234,8 +175,8 @@ def test_test_send_requests_are_checked(world: World) -> None:
 def test_rendering_as_a_profile_needs_the_right_to_read_profiles(world: World,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(model.ROLE_SCOPES, "marketer", model.ROLE_SCOPES["marketer"] - {"profiles:read"})
-    marketer = world.rapport.create_token(WorkspaceId(world.ws.workspace_id), "marketer", "m", "test")
-    pid = world.person("m1", False, email="m1@example.com")
+    marketer = world.rapport.create_token(world.id, "marketer", "m", "test")
+    pid = world.person("m1", ANALYTICS_ONLY, email="m1@example.com")
     refused = world.test_send("onboarding", {"to": ["qa@shop.example"], "as_profile": pid}, token=marketer)
     assert "profiles:read" in assert_error(refused, 403, "forbidden")["message"]
     assert world.test_send("onboarding", {"to": ["qa@shop.example"]}, token=marketer).status_code == 200
@@ -243,7 +184,7 @@ def test_rendering_as_a_profile_needs_the_right_to_read_profiles(world: World,
 
 
 def test_an_object_seed_list_reaches_the_in_app_inbox_of_a_team_profile(world: World) -> None:
-    staff = world.person("staff", False, email="staff@shop.example", first_name="Sam")
+    staff = world.person("staff", ANALYTICS_ONLY, email="staff@shop.example", first_name="Sam")
     assert world.seed_lists({"team": {"profile": [staff], "email": ["staff@shop.example"]}}).status_code == 200
     out = world.test_send("mixed", {"seed_list": "team", "as_profile": staff, "event": {"plan": "gold"}}).json()
     assert [(s["step"], s["channel"], s["status"]) for s in out["sends"]] == [
@@ -279,7 +220,7 @@ def test_bad_seed_addresses_are_named(value: Any, problem: str) -> None:
 # --- preview -------------------------------------------------------------------------------------------------
 
 def test_preview_renders_as_a_profile_and_names_a_missing_value_with_its_line(world: World) -> None:
-    pid = world.person("p1", True, email="bea@example.com", first_name="Bea")
+    pid = world.person("p1", email="bea@example.com", first_name="Bea")
     shown = world.call("POST", "/api/v1/templates/welcome/preview",
                        json={"profile_id": pid, "event": {"plan": "basic"}})
     assert shown.status_code == 200, shown.text
@@ -303,12 +244,12 @@ def test_preview_renders_as_a_profile_and_names_a_missing_value_with_its_line(wo
                  "invalid_request")
     assert_error(world.call("POST", "/api/v1/templates/welcome/preview", json={"user_id": "p1", "event": []}),
                  400, "invalid_request")
-    viewer = world.rapport.create_token(WorkspaceId(world.ws.workspace_id), "viewer", "v", "test")
+    viewer = world.rapport.create_token(world.id, "viewer", "v", "test")
     assert_error(world.call("POST", "/api/v1/templates/welcome/preview", json={}, token=viewer), 403, "forbidden")
 
 
 def test_the_preview_and_test_send_commands(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pid = world.person("c1", True, email="cy@example.com", first_name="Cy")
+    pid = world.person("c1", email="cy@example.com", first_name="Cy")
     monkeypatch.setenv("RAPPORT_DATABASE_URL", world.rapport.settings.database_url)
     monkeypatch.setenv("RAPPORT_DATA_DIR", str(tmp_path / "cli"))
     assert world.rapport.settings.master_key is not None
@@ -339,9 +280,9 @@ def sendgrid(world: World, *events: dict[str, Any]) -> None:
 
 def test_statistics_count_delivery_feedback_per_step_and_journey(world: World, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    people = {name: world.person(name, True, email=f"{name}@example.com") for name in ("ann", "ben", "cat")}
+    people = {name: world.person(name, email=f"{name}@example.com") for name in ("ann", "ben", "cat")}
     for name in people:
-        assert track(world.client, world.ws, "/v1/track", {"userId": name, "event": "Signed Up"}).status_code == 200
+        world.event(name, "Signed Up")
     world.work()
     world.clock.advance(DAY)
     world.work()
@@ -393,8 +334,8 @@ def test_statistics_count_delivery_feedback_per_step_and_journey(world: World, t
 
 def test_statistics_stay_in_their_workspace(world: World, rapport: Rapport, client: ApiClient,
                                             smtp: SmtpServer) -> None:
-    pid = world.person("solo", True, email="solo@example.com")
-    assert track(world.client, world.ws, "/v1/track", {"userId": "solo", "event": "Signed Up"}).status_code == 200
+    pid = world.person("solo", email="solo@example.com")
+    world.event("solo", "Signed Up")
     world.work()
     [row] = world.sends()
     sendgrid(world, {"email": "solo@example.com", "event": "delivered", "smtp-id": str(row[18])})

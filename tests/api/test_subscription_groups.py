@@ -5,40 +5,26 @@ delivered to a real SMTP server."""
 
 from __future__ import annotations
 
-import asyncio
-import email
-from collections.abc import Iterator
-from email.message import Message as MimeMessage
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from channels.support import Recorder, SmtpServer, serve_smtp
+from channels.support import SmtpServer
+from journeys.support import SmtpWorld, documents, email_channel
 
-from api.support import NOW, ApiClient, admin, apply_yaml, profile_of, track
-from rapport.api.app import journey_engines, run_journeys, run_segments
-from rapport.clock import FrozenClock, to_iso
+from api.support import NOW, ApiClient
 from rapport.consent import links, subscriptions
 from rapport.consent.model import ConsentState, LedgerEntry
 from rapport.core import NewWorkspace, Rapport
 from rapport.resources.builtin.subscription_group import SubscriptionGroup
 from rapport.storage.sql import consent as consent_sql
-from rapport.storage.sql import journeys as journeys_sql
 from rapport.types import DAY
 
 JSON = {"Accept": "application/json"}
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
-def resources(port: int) -> str:
-    return f"""
-kind: Channel
-name: email
-type: smtp
-host: 127.0.0.1
-port: {port}
-from: "Shop <hello@shop.example>"
----
+OTHERS = """
 kind: SubscriptionGroup
 name: newsletter
 description: The weekly newsletter
@@ -73,77 +59,42 @@ name: weekly
 purpose: marketing_email
 subscription_group: newsletter
 reentry: always
-entry: {{event: Digest Due}}
+entry: {event: Digest Due}
 steps:
-  - send: {{channel: email, template: digest}}
+  - send: {channel: email, template: digest}
 ---
 kind: Journey
 name: orders
 purpose: marketing_email
 reentry: always
-entry: {{event: Order Shipped}}
+entry: {event: Order Shipped}
 steps:
-  - send: {{channel: email, template: shipped}}
-  - send: {{channel: email, template: beta, subscription_group: beta_news}}
+  - send: {channel: email, template: shipped}
+  - send: {channel: email, template: beta, subscription_group: beta_news}
 """
 
 
-class World:
-    def __init__(self, rapport: Rapport, client: ApiClient, ws: NewWorkspace, smtp: SmtpServer) -> None:
-        self.rapport, self.client, self.ws, self.smtp = rapport, client, ws, smtp
-        self.engines = journey_engines(rapport)
-        assert isinstance(rapport.clock, FrozenClock)
-        self.clock: FrozenClock = rapport.clock
+def resources(port: int) -> str:
+    return documents(email_channel(port), OTHERS)
 
-    def person(self, user_id: str, address: str) -> str:
-        response = track(self.client, self.ws, "/v1/identify", {"userId": user_id, "traits": {"email": address}})
-        assert response.status_code == 200, response.text
-        for purpose in ("analytics", "marketing_email"):
-            response = admin(self.client, self.ws, "POST", "/api/v1/consent", json={
-                "identifiers": {"user_id": user_id}, "purpose": purpose, "state": "granted", "source": "signup",
-                "effective_at": to_iso(NOW - DAY)})
-            assert response.status_code == 201, response.text
-        pid: str = profile_of(self.client, self.ws, user_id=user_id)["id"]
-        return pid
 
-    def event(self, user_id: str, name: str) -> None:
-        response = track(self.client, self.ws, "/v1/track", {"userId": user_id, "event": name})
-        assert response.status_code == 200, response.text
-
-    def work(self) -> None:
-        self.rapport.invalidate(self.ws.workspace_id)
-        run_segments(self.rapport)
-        asyncio.run(run_journeys(self.rapport, self.engines))
-
-    def mail(self) -> list[MimeMessage]:
-        return [email.message_from_bytes(r.content) for r in self.smtp.handler.received]
-
-    def log(self, pid: str) -> list[tuple[str, str, str | None, str]]:
-        """(journey/step, status, reason, detail) of the person's messages, by journey and step."""
-        rows = self.rapport.db.read(lambda c: journeys_sql.sends_of(c, self.ws.workspace_id, profile_id=pid))
-        return sorted((f"{r[3]}/{r[5]}", str(r[11]), r[12], str(r[13])) for r in rows)
-
+class World(SmtpWorld):
     def ledger(self, pid: str) -> list[LedgerEntry]:
         rows = self.rapport.db.read(lambda c: consent_sql.entries(c, self.ws.workspace_id, [pid]))
         return [consent_sql.ledger_entry(r) for r in rows]
 
     def page(self, pid: str) -> str:
         """The path of the person's preference center."""
-        url = links.make_link("https://prefs.example", self.rapport.runtime(self.ws.workspace_id), pid,
-                              self.clock.now_ms(), keyring=self.rapport.keyring)
+        url = links.make_link("https://prefs.example", self.rapport.runtime(self.id), pid, self.clock.now_ms(),
+                              keyring=self.rapport.keyring)
         return url.removeprefix("https://prefs.example")
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    yield from serve_smtp(Recorder())
-
-
-@pytest.fixture
 def world(rapport: Rapport, client: ApiClient, workspace: NewWorkspace, smtp: SmtpServer) -> World:
-    response = apply_yaml(client, workspace, resources(smtp.port))
-    assert response.status_code == 200, response.text
-    return World(rapport, client, workspace, smtp)
+    world = World(rapport, client, workspace, smtp)
+    world.apply(resources(smtp.port))
+    return world
 
 
 def groups(response: Any) -> dict[str, tuple[bool, str]]:
@@ -157,7 +108,7 @@ def form(pairs: list[tuple[str, str]], **headers: str) -> dict[str, Any]:
 
 
 def test_the_preference_center_lists_groups_and_an_opt_out_stops_only_that_group(world: World) -> None:
-    pid = world.person("u1", "ada@example.com")
+    pid = world.person("u1", since=NOW - DAY, email="ada@example.com")
     path = world.page(pid)
     assert groups(world.client.get(path, headers=JSON)) == {"beta_news": (False, "default"),
                                                             "newsletter": (True, "default")}
@@ -183,7 +134,7 @@ def test_the_preference_center_lists_groups_and_an_opt_out_stops_only_that_group
     world.event("u1", "Order Shipped")
     world.work()
     assert [m["Subject"] for m in world.mail()] == ["Your order is on its way"]
-    log = world.log(pid)
+    log = world.outcomes(pid)
     assert [entry[:3] for entry in log] == [
         ("orders/0", "sent", None),  # in no group: the newsletter choice does not concern it
         ("orders/1", "refused", "unsubscribed"),  # beta news is opt-in and the person has not joined
@@ -193,7 +144,7 @@ def test_the_preference_center_lists_groups_and_an_opt_out_stops_only_that_group
 
 
 def test_joining_an_opt_in_group_lets_its_messages_through(world: World) -> None:
-    pid = world.person("u2", "bo@example.com")
+    pid = world.person("u2", since=NOW - DAY, email="bo@example.com")
     path = world.page(pid)
     joined = world.client.post(path, **form([("group_shown", "beta_news"), ("group", "beta_news")],
                                             Accept="application/json"))
@@ -208,7 +159,7 @@ def test_joining_an_opt_in_group_lets_its_messages_through(world: World) -> None
 
 
 def test_one_click_from_a_group_message_leaves_that_group_only(world: World) -> None:
-    pid = world.person("u3", "cy@example.com")
+    pid = world.person("u3", since=NOW - DAY, email="cy@example.com")
     world.event("u3", "Digest Due")
     world.work()
     [digest] = world.mail()
@@ -242,7 +193,7 @@ def test_one_click_from_a_group_message_leaves_that_group_only(world: World) -> 
     world.event("u3", "Order Shipped")
     world.work()
     assert sorted(m["Subject"] for m in world.mail()) == ["This week", "Your order is on its way"]
-    assert [e[:3] for e in world.log(pid)] == [("orders/0", "sent", None),
+    assert [e[:3] for e in world.outcomes(pid)] == [("orders/0", "sent", None),
                                                ("orders/1", "refused", "unsubscribed"),
                                                ("weekly/0", "refused", "unsubscribed"),
                                                ("weekly/0", "sent", None)]
@@ -250,31 +201,24 @@ def test_one_click_from_a_group_message_leaves_that_group_only(world: World) -> 
     assert "purpose=marketing_email" in ungrouped["List-Unsubscribe"], "a message in no group leaves the channel"
 
 
-def _detail(response: Any) -> dict[str, Any]:
-    assert response.status_code == 400, response.text
-    [detail] = response.json()["details"]
-    assert isinstance(detail, dict)
-    return detail
-
-
 def test_apply_checks_the_groups_journeys_name(world: World) -> None:
     text = resources(world.smtp.port)
-    detail = _detail(apply_yaml(world.client, world.ws, text.replace("subscription_group: newsletter",
-                                                                      "subscription_group: newsleter")))
+    [detail] = world.refused(text.replace("subscription_group: newsletter", "subscription_group: newsleter"))
     assert detail["field"] == "subscription_group" and detail["name"] == "weekly"
     assert "unknown subscription group 'newsleter' (did you mean 'newsletter'?)" in detail["message"]
     narrow = text.replace("channels: [email]\ndefault: unsubscribed", "channels: [email]\ndefault: unsubscribed") \
         + "---\nkind: Channel\nname: inbox\ntype: inapp\n---\nkind: SubscriptionGroup\nname: inbox_only\n" \
           "channels: [inbox]\n"
     narrow = narrow.replace("subscription_group: beta_news}", "subscription_group: inbox_only}")
-    detail = _detail(apply_yaml(world.client, world.ws, narrow))
+    [detail] = world.refused(narrow)
     assert detail["field"] == "steps[1].send.subscription_group"
     assert "whose messages go on 'inbox', but the step sends on 'email'" in detail["message"]
     bad_channel = "kind: SubscriptionGroup\nname: sms_news\nchannels: [sms]\n"
-    detail = _detail(apply_yaml(world.client, world.ws, bad_channel))
+    [detail] = world.refused(bad_channel)
     assert detail["field"] == "channels[0]" and "unknown channel 'sms'" in detail["message"]
     bad_default = "kind: SubscriptionGroup\nname: x\ndefault: maybe\n"
-    assert "'subscribed', 'unsubscribed'" in _detail(apply_yaml(world.client, world.ws, bad_default))["message"]
+    [detail] = world.refused(bad_default)
+    assert "'subscribed', 'unsubscribed'" in detail["message"]
 
 
 def _entry(seq: int, state: ConsentState, at: int) -> LedgerEntry:

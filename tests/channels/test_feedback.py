@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
 import pytest
 
-from rapport.channels.feedback import Feedback, parse_sendgrid, parse_ses, sns_subscribe_url
+from rapport.channels.feedback import (
+    SUPPRESSION_KIND,
+    Feedback,
+    address_hash,
+    parse_sendgrid,
+    parse_ses,
+    sns_subscribe_url,
+)
 from rapport.clock import parse_iso
 from rapport.errors import ValidationError
+from rapport.privacy.crypto import generate_key, lookup_key, unwrap
+from rapport.types import WorkspaceId
+from rapport.workspaces.keys import Keyring
 
 MAIL: dict[str, Any] = {
     "timestamp": "2026-03-02T09:14:55.000Z",
@@ -227,3 +239,23 @@ def test_feedback_is_frozen() -> None:
     [feedback] = parse_ses(PERMANENT_BOUNCE)
     with pytest.raises(AttributeError):
         feedback.kind = "delivered"  # type: ignore[misc]
+
+
+def test_the_address_hash_is_the_workspace_blind_index_of_the_normalized_address() -> None:
+    master = generate_key()
+    keyring = Keyring(master)
+    ws_a, ws_b = WorkspaceId("ws_a"), WorkspaceId("ws_b")
+    wrapped_a, wrapped_b = keyring.new_workspace_key(ws_a), keyring.new_workspace_key(ws_b)
+    mine = address_hash(keyring, ws_a, wrapped_a, "ada@example.com")
+    # Written any way, the address hashes the same (it is normalized first).
+    assert address_hash(keyring, ws_a, wrapped_a, "  Ada@EXAMPLE.com ") == mine
+    # An HMAC-SHA256 under the workspace's lookup key, of the suppression kind and the normalized address.
+    key = lookup_key(unwrap(master, wrapped_a, ws_a.encode()))
+    assert SUPPRESSION_KIND == "suppression:email"
+    assert mine == hmac.new(key, b"suppression:email\x00ada@example.com", hashlib.sha256).hexdigest()
+    assert mine != hashlib.sha256(b"ada@example.com").hexdigest()
+    assert mine != keyring.blind_index(ws_a, wrapped_a, "email", "ada@example.com")
+    assert address_hash(keyring, ws_b, wrapped_b, "ada@example.com") != mine
+    # An address the email normalizer refuses still gets a stable hash of its trimmed, lower-cased text.
+    assert address_hash(keyring, ws_a, wrapped_a, " Not-An-Address ") == keyring.blind_index(
+        ws_a, wrapped_a, SUPPRESSION_KIND, "not-an-address")

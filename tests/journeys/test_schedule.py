@@ -4,33 +4,24 @@ downtime the missed occurrence runs once; audiences are checked at apply."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from datetime import time
 from typing import Any
 
 import pytest
-from api.support import ApiClient, admin, apply_yaml, track
+from api.support import ApiClient
 
-from rapport.api.app import journey_engines, run_segments
-from rapport.channels.memory import MemoryChannel
-from rapport.clock import FrozenClock, parse_iso, to_iso
+from journeys.support import ANALYTICS_ONLY, MARKETING, MemoryWorld, documents, email_channel
+from rapport.clock import parse_iso, to_iso
 from rapport.core import NewWorkspace, Rapport
 from rapport.journeys import schedule
-from rapport.journeys import service as journeys_service
 from rapport.journeys.engine import JourneyEngine
 from rapport.journeys.model import Entry
 from rapport.storage.sql import journeys as journeys_sql
-from rapport.types import DAY, HOUR, MINUTE, WorkspaceId
+from rapport.types import DAY, HOUR, MINUTE
+from rapport.workspaces.runtime import WorkspaceRuntime
 
-BASE = """
-kind: Channel
-name: email
-type: smtp
-host: 127.0.0.1
-port: 2525
-from: "Shop <hello@shop.example>"
----
+BASE = documents(email_channel(), """
 kind: Template
 name: news
 channel: email
@@ -40,7 +31,9 @@ text: "Come back ({{ event.scheduled_at }})."
 kind: Segment
 name: at_risk
 rule: traits.plan == "lapsed"
-"""
+""")
+NINE = "2026-03-03T09:00:00Z"
+"""The first occurrence of the daily 09:00 schedule after the tests publish it."""
 
 
 def winback(entry: str = '{schedule: {at: "09:00"}}', audience: str = "audience: {segment: at_risk}",
@@ -57,36 +50,10 @@ steps:
 """
 
 
-class World:
-    def __init__(self, rapport: Rapport, client: ApiClient, ws: NewWorkspace) -> None:
-        self.rapport, self.client, self.ws = rapport, client, ws
-        assert isinstance(rapport.clock, FrozenClock)
-        self.clock: FrozenClock = rapport.clock
-        self.email = MemoryChannel(self.clock, "email")
-        self.engines = journey_engines(rapport, {"email": self.email})
-        self.id = WorkspaceId(ws.workspace_id)
-
-    def apply(self, text: str) -> None:
-        response = apply_yaml(self.client, self.ws, text)
-        assert response.status_code == 200, response.text
-        self.rapport.invalidate(self.id)
-
-    def person(self, user_id: str, plan: str, consent: bool = True) -> None:
-        response = track(self.client, self.ws, "/v1/identify", {
-            "userId": user_id, "traits": {"email": f"{user_id}@example.com", "plan": plan}})
-        assert response.status_code == 200, response.text
-        for purpose in ("analytics", "marketing_email") if consent else ("analytics",):
-            response = admin(self.client, self.ws, "POST", "/api/v1/consent", json={
-                "identifiers": {"user_id": user_id}, "purpose": purpose, "state": "granted", "source": "signup"})
-            assert response.status_code in (200, 201), response.text
-
-    def work(self, engines: journeys_service.Engines | None = None) -> None:
-        """One background pass over this workspace (the module's database holds other tests' workspaces)."""
-        self.rapport.invalidate(self.id)
-        run_segments(self.rapport)
-        rt = self.rapport.runtime(self.id)
-        journeys_service.step_pass(engines or self.engines, rt)
-        asyncio.run(journeys_service.dispatch_pass(engines or self.engines, rt))
+class World(MemoryWorld):
+    def member(self, user_id: str, plan: str, consent: bool = True) -> None:
+        """A person on ``plan`` with an address of their own, who allows marketing email unless not ``consent``."""
+        self.person(user_id, MARKETING if consent else ANALYTICS_ONLY, email=f"{user_id}@example.com", plan=plan)
 
     def mail(self) -> list[str]:
         return sorted(m.to for m in self.email.sent)
@@ -103,11 +70,23 @@ def world(rapport: Rapport, client: ApiClient, workspace: NewWorkspace) -> World
     return World(rapport, client, workspace)
 
 
+def lapsed_at_nine(world: World, prefix: str, count: int) -> tuple[list[str], WorkspaceRuntime]:
+    """``count`` lapsed members (``prefix`` and a number) of the published winback journey, and the workspace at
+    its 09:00 occurrence, which has not run yet."""
+    world.apply(winback(reentry="always"))
+    people = [f"{prefix}{i}" for i in range(count)]
+    for user in people:
+        world.member(user, "lapsed")
+    world.work()
+    world.at(NINE)
+    return people, world.rapport.runtime(world.id, fresh=True)
+
+
 def test_an_occurrence_enrolls_exactly_the_audience_members_with_consent_once(world: World) -> None:
     world.apply(winback())
-    world.person("lapsed", "lapsed")
-    world.person("silent", "lapsed", consent=False)
-    world.person("active", "pro")
+    world.member("lapsed", "lapsed")
+    world.member("silent", "lapsed", consent=False)
+    world.member("active", "pro")
     world.work()
     assert world.mail() == [] and world.runs() == [], "today's 09:00 came before the journey was published"
     world.at("2026-03-03T08:59:00Z")
@@ -118,7 +97,7 @@ def test_an_occurrence_enrolls_exactly_the_audience_members_with_consent_once(wo
     assert world.mail() == ["lapsed@example.com"]
     assert "2026-03-03T09:00:00.000Z" in (world.email.sent[0].text or "")
     world.work()
-    other = journey_engines(world.rapport, {"email": world.email})  # a second worker
+    other = world.worker()  # a second worker
     world.work(other)
     world.clock.advance(HOUR)
     world.work(other)
@@ -133,7 +112,7 @@ def test_an_occurrence_enrolls_exactly_the_audience_members_with_consent_once(wo
 
 def test_a_missed_occurrence_runs_once_after_downtime(world: World) -> None:
     world.apply(winback())
-    world.person("lapsed", "lapsed")
+    world.member("lapsed", "lapsed")
     world.work()
     world.at("2026-03-06T15:00:00Z")  # down since the publish: four 09:00s went by
     world.work()
@@ -145,9 +124,9 @@ def test_a_missed_occurrence_runs_once_after_downtime(world: World) -> None:
 def test_a_rule_audience_on_an_interval(world: World) -> None:
     world.apply(winback(entry="{schedule: {every: 1d}}",
                         audience='audience: {rule: \'traits.plan == "lapsed" or traits.plan == "trial"\'}'))
-    world.person("lapsed", "lapsed")
-    world.person("trial", "trial")
-    world.person("pro", "pro")
+    world.member("lapsed", "lapsed")
+    world.member("trial", "trial")
+    world.member("pro", "pro")
     world.work()
     assert world.mail() == []
     world.at("2026-03-03T00:00:00Z")  # every: 1d runs at 00:00 UTC
@@ -157,11 +136,11 @@ def test_a_rule_audience_on_an_interval(world: World) -> None:
 
 def test_a_segment_and_a_rule_enroll_the_members_the_rule_selects(world: World) -> None:
     world.apply(winback(audience="audience: {segment: at_risk, rule: 'traits.tier == \"gold\"'}"))
-    world.person("gold", "lapsed")
-    track(world.client, world.ws, "/v1/identify", {"userId": "gold", "traits": {"tier": "gold"}})
-    world.person("plain", "lapsed")
-    world.person("pro", "pro")
-    track(world.client, world.ws, "/v1/identify", {"userId": "pro", "traits": {"tier": "gold"}})
+    world.member("gold", "lapsed")
+    world.identify("gold", tier="gold")
+    world.member("plain", "lapsed")
+    world.member("pro", "pro")
+    world.identify("pro", tier="gold")
     world.at("2026-03-03T09:00:00Z")
     world.work()
     assert world.mail() == ["gold@example.com"]
@@ -170,11 +149,9 @@ def test_a_segment_and_a_rule_enroll_the_members_the_rule_selects(world: World) 
 def test_the_segments_own_purpose_is_needed_too(world: World) -> None:
     world.apply(winback().replace('rule: traits.plan == "lapsed"',
                                   'rule: traits.plan == "lapsed"\npurpose: marketing_sms'))
-    world.person("email_only", "lapsed")
-    world.person("both", "lapsed")
-    response = admin(world.client, world.ws, "POST", "/api/v1/consent", json={
-        "identifiers": {"user_id": "both"}, "purpose": "marketing_sms", "state": "granted", "source": "signup"})
-    assert response.status_code in (200, 201), response.text
+    world.member("email_only", "lapsed")
+    world.member("both", "lapsed")
+    world.consent("both", ["marketing_sms"])
     world.at("2026-03-03T09:00:00Z")
     world.work()
     assert world.mail() == ["both@example.com"]
@@ -182,15 +159,8 @@ def test_the_segments_own_purpose_is_needed_too(world: World) -> None:
 
 
 def test_a_run_goes_on_in_batches_after_a_crash_without_enrolling_twice(world: World) -> None:
-    world.apply(winback(reentry="always"))
-    people = [f"p{i}" for i in range(5)]
-    for user in people:
-        world.person(user, "lapsed")
-    world.work()
-    world.at("2026-03-03T09:00:00Z")
-    rt = world.rapport.runtime(world.id, fresh=True)
-    journey = rt.journeys["winback"]
-    occurrence = parse_iso("2026-03-03T09:00:00Z")
+    people, rt = lapsed_at_nine(world, "p", 5)
+    journey, occurrence = rt.journeys["winback"], parse_iso(NINE)
     engine = world.engines.of(rt)
     first = schedule.run_occurrence(world.rapport.db, rt, engine, journey, occurrence, world.clock, batch=2,
                                     max_batches=1)
@@ -198,7 +168,7 @@ def test_a_run_goes_on_in_batches_after_a_crash_without_enrolling_twice(world: W
     [run] = world.runs()
     assert run[3] == "running" and run[4] is not None
     # The worker died; another picks the run up at its cursor.
-    other = journey_engines(world.rapport, {"email": world.email}).of(rt)
+    other = world.worker().of(rt)
     rest = schedule.run_occurrence(world.rapport.db, rt, other, journey, occurrence, world.clock, batch=2)
     assert (rest.enrolled, rest.skipped, rest.done) == (3, 0, True)
     again = schedule.run_occurrence(world.rapport.db, rt, other, journey, occurrence, world.clock, batch=2)
@@ -210,15 +180,9 @@ def test_a_run_goes_on_in_batches_after_a_crash_without_enrolling_twice(world: W
 
 
 def test_two_workers_at_once_enroll_each_member_once(world: World) -> None:
-    world.apply(winback(reentry="always"))
-    people = [f"w{i}" for i in range(12)]
-    for user in people:
-        world.person(user, "lapsed")
-    world.work()
-    world.at("2026-03-03T09:00:00Z")
-    rt = world.rapport.runtime(world.id, fresh=True)
-    journey, occurrence = rt.journeys["winback"], parse_iso("2026-03-03T09:00:00Z")
-    engines = [journey_engines(world.rapport, {"email": world.email}).of(rt) for _ in range(2)]
+    people, rt = lapsed_at_nine(world, "w", 12)
+    journey, occurrence = rt.journeys["winback"], parse_iso(NINE)
+    engines = [world.worker().of(rt) for _ in range(2)]
     results: list[schedule.ScheduleRun] = []
 
     def work(engine: JourneyEngine) -> None:
@@ -240,7 +204,7 @@ def test_two_workers_at_once_enroll_each_member_once(world: World) -> None:
 
 def test_changing_the_steps_keeps_the_schedule_and_changing_it_starts_afresh(world: World) -> None:
     world.apply(winback())
-    world.person("lapsed", "lapsed")
+    world.member("lapsed", "lapsed")
     world.work()
     world.at("2026-03-03T08:00:00Z")
     world.apply(winback().replace("  - send:", "  - delay: 1m\n  - send:"))
@@ -260,7 +224,7 @@ def test_changing_the_steps_keeps_the_schedule_and_changing_it_starts_afresh(wor
 
 def test_a_schedule_waits_for_its_segment_to_be_computed(world: World) -> None:
     world.apply(winback())
-    world.person("lapsed", "lapsed")
+    world.member("lapsed", "lapsed")
     world.at("2026-03-03T09:00:00Z")
     rt = world.rapport.runtime(world.id, fresh=True)
     engine = world.engines.of(rt)
@@ -270,32 +234,25 @@ def test_a_schedule_waits_for_its_segment_to_be_computed(world: World) -> None:
     assert world.mail() == ["lapsed@example.com"]
 
 
-def _errors(world: World, text: str) -> list[dict[str, Any]]:
-    response = apply_yaml(world.client, world.ws, text)
-    assert response.status_code == 400, response.text
-    assert response.json()["code"] == "invalid_resource"
-    return list(response.json()["details"])
-
-
 def test_apply_checks_the_audience(world: World) -> None:
-    [missing] = _errors(world, winback(audience=""))
+    [missing] = world.refused(winback(audience=""))
     assert missing["field"] == "audience" and "has no audience, so it would enroll nobody" in missing["message"]
-    [unknown] = _errors(world, winback(audience="audience: {segment: at_rsk}"))
+    [unknown] = world.refused(winback(audience="audience: {segment: at_rsk}"))
     assert unknown["field"] == "audience.segment"
     assert unknown["message"] == ("unknown Segment 'at_rsk' (did you mean 'at_risk'?) in audience.segment of "
                                   "journey 'winback'; expected one of 'at_risk'")
-    [event] = _errors(world, winback(entry="{event: Signed Up}"))
+    [event] = world.refused(winback(entry="{event: Signed Up}"))
     assert event["field"] == "audience" and "entered on a schedule" in event["message"]
-    [empty] = _errors(world, winback(audience="audience: {}"))
+    [empty] = world.refused(winback(audience="audience: {}"))
     assert empty["field"] == "audience" and "audience is empty" in empty["message"]
-    [syntax] = _errors(world, winback(audience="audience: {rule: 'traits.plan =='}"))
+    [syntax] = world.refused(winback(audience="audience: {rule: 'traits.plan =='}"))
     assert syntax["field"] == "audience.rule"
-    [semantic] = _errors(world, winback(audience="audience: {rule: 'computed.orders_90 > 1'}"))
+    [semantic] = world.refused(winback(audience="audience: {rule: 'computed.orders_90 > 1'}"))
     assert semantic["field"] == "audience.rule" and "orders_90" in semantic["message"]
-    [foreign] = _errors(world, winback(audience="audience: {rule: 'event.cart_id == \"c1\"'}"))
+    [foreign] = world.refused(winback(audience="audience: {rule: 'event.cart_id == \"c1\"'}"))
     assert foreign["field"] == "audience.rule" and "event.cart_id" in foreign["message"]
     world.apply(winback())
-    response = admin(world.client, world.ws, "POST", "/api/v1/apply", params={"prune": "true"},
+    response = world.call("POST", "/api/v1/apply", params={"prune": "true"},
                      content=BASE.replace("kind: Segment\nname: at_risk", "kind: Segment\nname: other").encode()
                      + b"---\n" + winback().split("---\n")[-1].encode(),
                      headers={"Content-Type": "application/yaml"})
@@ -322,10 +279,10 @@ def test_latest_occurrence(entry: Entry, timezone: str, now: str, expected: str)
 
 
 def test_the_workspace_time_zone_places_at(world: World) -> None:
-    response = admin(world.client, world.ws, "PATCH", "/api/v1/settings", json={"timezone": "America/New_York"})
+    response = world.call("PATCH", "/api/v1/settings", json={"timezone": "America/New_York"})
     assert response.status_code == 200, response.text
     world.apply(winback())
-    world.person("lapsed", "lapsed")
+    world.member("lapsed", "lapsed")
     world.work()  # published at 05:00 in New York
     world.at("2026-03-02T13:59:00Z")  # 08:59 EST; 09:00 UTC went by an hour before the publish
     world.work()

@@ -4,23 +4,17 @@ and PostgreSQL; ``applies_to`` narrows the messages a rule concerns; apply refus
 
 from __future__ import annotations
 
-import asyncio
-import email
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from api.support import NOW, ApiClient, admin, apply_yaml, track
-from channels.support import Recorder, SmtpServer, serve_smtp
+from api.support import NOW, ApiClient
+from channels.support import SmtpServer
 
-from rapport.api.app import journey_engines, run_journeys, run_segments
-from rapport.clock import FrozenClock, to_iso
+from journeys.support import SmtpWorld, documents, email_channel
 from rapport.core import NewWorkspace, Rapport
 from rapport.resources.builtin.suppression_rule import AppliesTo
 from rapport.rules import RuleSyntaxError, parse
-from rapport.storage.sql import journeys as journeys_sql
 from rapport.types import DAY, HOUR
 
 RULES = """
@@ -45,15 +39,7 @@ rule: traits.plan == "pro"
 """
 
 
-def resources(port: int) -> str:
-    return f"""
-kind: Channel
-name: email
-type: smtp
-host: 127.0.0.1
-port: {port}
-from: "Shop <hello@shop.example>"
----
+OTHERS = """
 kind: Channel
 name: inbox
 type: inapp
@@ -61,89 +47,56 @@ type: inapp
 kind: Template
 name: promo
 channel: email
-subject: "Still thinking about {{{{ event.product_id }}}}?"
+subject: "Still thinking about {{ event.product_id }}?"
 text: "It is waiting for you."
 ---
 kind: Template
 name: promo_inbox
 channel: inbox
-body: "A deal on {{{{ event.product_id }}}}"
+body: "A deal on {{ event.product_id }}"
 ---
 kind: Template
 name: news
 channel: email
-subject: "News about {{{{ event.product_id }}}}"
+subject: "News about {{ event.product_id }}"
 text: "Version 2 is out."
 ---
 kind: Journey
 name: product_promo
 purpose: marketing_email
-entry: {{event: Product Viewed}}
+entry: {event: Product Viewed}
 reentry: always
 steps:
-  - send: {{channel: email, template: promo, tags: [promotion]}}
-  - send: {{channel: inbox, template: promo_inbox}}
+  - send: {channel: email, template: promo, tags: [promotion]}
+  - send: {channel: inbox, template: promo_inbox}
 ---
 kind: Journey
 name: product_news
 purpose: marketing_email
-entry: {{event: Product Updated}}
+entry: {event: Product Updated}
 reentry: always
 steps:
-  - send: {{channel: email, template: news, tags: [news]}}
----
-{RULES}
+  - send: {channel: email, template: news, tags: [news]}
 """
+CONSENTED = NOW - 90 * DAY
+"""When the people of these tests granted their consent: well before the events below, so that those keep their
+properties (rather than being stored minimized)."""
 
 
-class World:
-    def __init__(self, rapport: Rapport, client: ApiClient, ws: NewWorkspace, smtp: SmtpServer) -> None:
-        self.rapport, self.client, self.ws, self.smtp = rapport, client, ws, smtp
-        self.engines = journey_engines(rapport)
-        assert isinstance(rapport.clock, FrozenClock)
-        self.clock: FrozenClock = rapport.clock
+def resources(port: int) -> str:
+    return documents(email_channel(port), OTHERS, RULES)
 
-    def person(self, user_id: str, **traits: Any) -> None:
-        response = track(self.client, self.ws, "/v1/identify", {"userId": user_id, "traits": traits})
-        assert response.status_code == 200, response.text
-        # In effect since well before the events below, so their properties are kept (not minimized).
-        for purpose in ("analytics", "marketing_email"):
-            response = admin(self.client, self.ws, "POST", "/api/v1/consent", json={
-                "identifiers": {"user_id": user_id}, "purpose": purpose, "state": "granted",
-                "source": "signup form", "effective_at": to_iso(NOW - 90 * DAY)})
-            assert response.status_code == 201, response.text
 
-    def event(self, user_id: str, name: str, ago: int = 0, **properties: Any) -> None:
-        response = track(self.client, self.ws, "/v1/track", {
-            "userId": user_id, "event": name, "properties": properties,
-            "timestamp": to_iso(self.clock.now_ms() - ago)})
-        assert response.status_code == 200, response.text
-
-    def work(self) -> None:
-        self.rapport.invalidate(self.ws.workspace_id)
-        run_segments(self.rapport)
-        asyncio.run(run_journeys(self.rapport, self.engines))
-
-    def outcomes(self, user_id: str) -> list[tuple[str, str, str | None, str]]:
-        """(journey/step, status, reason, detail) of the person's messages, by journey and step."""
-        pid = admin(self.client, self.ws, "GET", "/api/v1/profiles/lookup", params={"user_id": user_id}).json()["id"]
-        rows = self.rapport.db.read(lambda c: journeys_sql.sends_of(c, self.ws.workspace_id, profile_id=pid))
-        return sorted((f"{r[3]}/{r[5]}", str(r[11]), r[12], str(r[13])) for r in rows)
-
+class World(SmtpWorld):
     def subjects(self) -> list[str]:
-        return [str(email.message_from_bytes(r.content)["Subject"]) for r in self.smtp.handler.received]
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    yield from serve_smtp(Recorder())
+        return [str(m["Subject"]) for m in self.mail()]
 
 
 @pytest.fixture
 def world(rapport: Rapport, client: ApiClient, workspace: NewWorkspace, smtp: SmtpServer) -> World:
-    response = apply_yaml(client, workspace, resources(smtp.port))
-    assert response.status_code == 200, response.text
-    return World(rapport, client, workspace, smtp)
+    world = World(rapport, client, workspace, smtp)
+    world.apply(resources(smtp.port))
+    return world
 
 
 CASES = [
@@ -164,12 +117,12 @@ CASES = [
 @pytest.mark.parametrize(("history", "refused"), CASES)
 def test_each_suppression_rule_refuses_exactly_its_messages(world: World, history: list[tuple[str, int, str]],
                                                              refused: str | None) -> None:
-    world.person("u1", email="ada@example.com")
+    pid = world.person("u1", since=CONSENTED, email="ada@example.com")
     for name, ago, product in history:
         world.event("u1", name, ago, product_id=product)
     world.event("u1", "Product Viewed", product_id="p1")
     world.work()
-    email, inbox = world.outcomes("u1")
+    email, inbox = world.outcomes(pid)
     assert email[0] == "product_promo/0"
     if refused is None:
         assert email[1:3] == ("sent", None)
@@ -183,20 +136,20 @@ def test_each_suppression_rule_refuses_exactly_its_messages(world: World, histor
 
 
 def test_rules_apply_only_to_the_messages_applies_to_selects(world: World) -> None:
-    world.person("pro", email="pro@example.com", plan="pro")
+    pro = world.person("pro", since=CONSENTED, email="pro@example.com", plan="pro")
     world.event("pro", "Order Completed", DAY, product_id="p1")
     world.event("pro", "Product Updated", product_id="p1")
     world.event("pro", "Product Viewed", product_id="p9")
     world.work()
-    assert [o[:3] for o in world.outcomes("pro")] == [
+    assert [o[:3] for o in world.outcomes(pro)] == [
         ("product_news/0", "sent", None),  # tagged 'news', not 'promotion': the purchase does not stop it
         ("product_promo/0", "sent", None),  # a promotion, but of another product
         ("product_promo/1", "refused", "suppression_rule:pro_inbox"),  # the inbox rule: this journey and channel
     ]
-    world.person("basic", email="basic@example.com", plan="basic")
+    basic = world.person("basic", since=CONSENTED, email="basic@example.com", plan="basic")
     world.event("basic", "Product Viewed", product_id="p9")
     world.work()
-    assert [o[:3] for o in world.outcomes("basic")] == [("product_promo/0", "sent", None),
+    assert [o[:3] for o in world.outcomes(basic)] == [("product_promo/0", "sent", None),
                                                        ("product_promo/1", "sent", None)]
 
 
@@ -204,17 +157,16 @@ def test_a_purchase_after_scheduling_stops_the_promotion(world: World) -> None:
     text = resources(world.smtp.port).replace(
         "  - send: {channel: email, template: promo, tags: [promotion]}",
         "  - delay: 1h\n  - send: {channel: email, template: promo, tags: [promotion]}", 1)
-    response = apply_yaml(world.client, world.ws, text)
-    assert response.status_code == 200, response.text
-    world.person("u2", email="bo@example.com")
+    world.apply(text)
+    pid = world.person("u2", since=CONSENTED, email="bo@example.com")
     world.event("u2", "Product Viewed", product_id="p1")
     world.work()
-    assert world.outcomes("u2") == []
+    assert world.outcomes(pid) == []
     world.clock.advance(30 * 60_000)
     world.event("u2", "Order Completed", product_id="p1")
     world.clock.advance(31 * 60_000)
     world.work()
-    assert [o[:3] for o in world.outcomes("u2")] == [
+    assert [o[:3] for o in world.outcomes(pid)] == [
         ("product_promo/1", "refused", "suppression_rule:recently_bought"), ("product_promo/2", "sent", None)]
 
 
@@ -227,66 +179,48 @@ def test_message_paths_parse_only_for_suppression_rules() -> None:
         parse("message.sku == 'x'")
 
 
-def _error(response: Any) -> dict[str, Any]:
-    assert response.status_code == 400, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == "invalid_resource"
-    [detail] = body["details"]
-    assert isinstance(detail, dict)
-    return detail
-
-
-def test_apply_refuses_bad_rules_with_precise_errors(world: World) -> None:
-    broken = "kind: SuppressionRule\nname: broken\nrule: count(\"Order Completed\" >= 1\n"
-    detail = _error(apply_yaml(world.client, world.ws, broken))
-    assert detail["field"] == "rule" and "line 1, col 25: expected ',' or ')'" in detail["message"]
-
-    context = "kind: SuppressionRule\nname: ctx\nrule: context.page == 'home'\n"
-    detail = _error(apply_yaml(world.client, world.ws, context))
-    assert "cannot read context.page" in detail["message"] and "'message'" in detail["message"]
-
-    segment = "kind: Segment\nname: buyers\nrule: count(\"Order Completed\", where=event.sku == message.sku) > 0\n"
-    detail = _error(apply_yaml(world.client, world.ws, segment))
-    assert "only a SuppressionRule's rule can read it" in detail["message"]
-
-    journey = "kind: SuppressionRule\nname: typo\napplies_to: {journeys: [product_promos]}\nrule: traits.vip\n"
-    detail = _error(apply_yaml(world.client, world.ws, journey))
-    assert detail["field"] == "applies_to.journeys[0]"
-    assert "unknown journey 'product_promos' (did you mean 'product_promo'?)" in detail["message"]
-
-    channel = "kind: SuppressionRule\nname: typo\napplies_to: {channels: [sms]}\nrule: traits.vip\n"
-    detail = _error(apply_yaml(world.client, world.ws, channel))
-    assert detail["field"] == "applies_to.channels[0]" and "expected one of 'email', 'inbox'" in detail["message"]
-
-    trait = "kind: SuppressionRule\nname: typo\nrule: computed.orders_90 > 1\n"
-    detail = _error(apply_yaml(world.client, world.ws, trait))
-    assert "line 1, col 1: unknown computed trait 'orders_90' (did you mean 'orders_90d'" in detail["message"]
-
-    purpose = "kind: SuppressionRule\nname: typo\nrule: traits.vip and consent.marketing_emial\n"
-    detail = _error(apply_yaml(world.client, world.ws, purpose))
-    assert "col 16: unknown consent purpose 'marketing_emial' (did you mean 'marketing_email'?)" in detail["message"]
-
-    unknown_field = "kind: SuppressionRule\nname: typo\napplies_to: {tag: [x]}\nrule: traits.vip\n"
-    detail = _error(apply_yaml(world.client, world.ws, unknown_field))
-    assert "tag" in detail["message"]
+@pytest.mark.parametrize(("text", "field", "message"), [
+    pytest.param('kind: SuppressionRule\nname: broken\nrule: count("Order Completed" >= 1\n', "rule",
+                 "line 1, col 25: expected ',' or ')'", id="syntax"),
+    pytest.param("kind: SuppressionRule\nname: ctx\nrule: context.page == 'home'\n", "rule",
+                 "cannot read context.page (request context exists only when a decision is made); expected a path "
+                 "starting with one of 'computed', 'consent', 'event', 'message', 'traits'", id="context-path"),
+    pytest.param('kind: Segment\nname: buyers\nrule: count("Order Completed", where=event.sku == message.sku) > 0\n',
+                 "rule", "only a SuppressionRule's rule can read it", id="message-path-outside-a-rule"),
+    pytest.param("kind: SuppressionRule\nname: typo\napplies_to: {journeys: [product_promos]}\nrule: traits.vip\n",
+                 "applies_to.journeys[0]", "unknown journey 'product_promos' (did you mean 'product_promo'?)",
+                 id="unknown-journey"),
+    pytest.param("kind: SuppressionRule\nname: typo\napplies_to: {channels: [sms]}\nrule: traits.vip\n",
+                 "applies_to.channels[0]", "expected one of 'email', 'inbox'", id="unknown-channel"),
+    pytest.param("kind: SuppressionRule\nname: typo\nrule: computed.orders_90 > 1\n", "rule",
+                 "line 1, col 1: unknown computed trait 'orders_90' (did you mean 'orders_90d'", id="unknown-trait"),
+    pytest.param("kind: SuppressionRule\nname: typo\nrule: traits.vip and consent.marketing_emial\n", "rule",
+                 "col 16: unknown consent purpose 'marketing_emial' (did you mean 'marketing_email'?)",
+                 id="unknown-purpose"),
+    pytest.param("kind: SuppressionRule\nname: typo\napplies_to: {tag: [x]}\nrule: traits.vip\n", "applies_to.tag",
+                 "unknown field 'tag' (did you mean 'tags'?)", id="unknown-field"),
+])
+def test_apply_refuses_bad_rules_with_precise_errors(world: World, text: str, field: str, message: str) -> None:
+    [detail] = world.refused(text)
+    assert detail["field"] == field, detail
+    assert message in detail["message"], detail
 
 
 def test_the_documented_example_applies_and_behaves_as_described(world: World) -> None:
     doc = (Path(__file__).parents[2] / "docs" / "send-gate.md").read_text(encoding="utf-8")
     [example] = re.findall(r"```yaml\n(.*?)```", doc, re.S)
-    response = apply_yaml(world.client, world.ws, example)
-    assert response.status_code == 200, response.text
-    world.person("buyer", email="buyer@example.com")
-    world.person("browser", email="browser@example.com")
+    world.apply(example)
+    buyer = world.person("buyer", since=CONSENTED, email="buyer@example.com")
+    browser = world.person("browser", since=CONSENTED, email="browser@example.com")
     world.event("buyer", "Order Completed", 3 * DAY, product_id="p1")
     for user in ("buyer", "browser"):
         world.event(user, "Product Viewed", product_id="p1")
     world.work()
     world.clock.advance(HOUR)
     world.work()
-    assert [o[:3] for o in world.outcomes("buyer")] == [
+    assert [o[:3] for o in world.outcomes(buyer)] == [
         ("product_promo/1", "refused", "suppression_rule:recently_bought")]
-    assert [o[:3] for o in world.outcomes("browser")] == [("product_promo/1", "sent", None)]
+    assert [o[:3] for o in world.outcomes(browser)] == [("product_promo/1", "sent", None)]
 
 
 @pytest.mark.parametrize(("applies_to", "journey", "channel", "tags", "expected"), [

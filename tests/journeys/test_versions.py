@@ -5,34 +5,23 @@ leaves out drain; bad maps are refused at apply with the missing steps named."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
 import pytest
 import yaml
-from api.support import ApiClient, admin, apply_yaml, track
+from api.support import ApiClient
 
-from rapport.api.app import journey_engines, run_segments
-from rapport.channels.memory import MemoryChannel
-from rapport.clock import FrozenClock
+from journeys.support import MemoryWorld, documents, email_channel
 from rapport.core import NewWorkspace, Rapport
-from rapport.journeys import service as journeys_service
 from rapport.journeys import versions
 from rapport.journeys.engine import decode_state
 from rapport.journeys.machine import Enrollment
 from rapport.journeys.model import build
 from rapport.storage.sql import journeys as journeys_sql
-from rapport.types import DAY, HOUR, MINUTE, WorkspaceId
+from rapport.types import DAY, HOUR, MINUTE
 
-BASE = """
-kind: Channel
-name: email
-type: smtp
-host: 127.0.0.1
-port: 2525
-from: "Shop <hello@shop.example>"
----
+BASE = documents(email_channel(), """
 kind: Template
 name: welcome
 channel: email
@@ -62,7 +51,7 @@ name: last_v2
 channel: email
 subject: "Last v2"
 text: "The last word, again."
-"""
+""")
 
 
 def onboarding(tips: str = "tips", policy: str = "", delay: str = "1d") -> str:
@@ -96,47 +85,16 @@ steps:
 """
 
 
-class World:
-    def __init__(self, rapport: Rapport, client: ApiClient, ws: NewWorkspace) -> None:
-        self.rapport, self.client, self.ws = rapport, client, ws
-        assert isinstance(rapport.clock, FrozenClock)
-        self.clock: FrozenClock = rapport.clock
-        self.email = MemoryChannel(self.clock, "email")
-        self.engines = journey_engines(rapport, {"email": self.email})
-        self.id = WorkspaceId(ws.workspace_id)
-
-    def apply(self, text: str) -> None:
-        response = apply_yaml(self.client, self.ws, text)
-        assert response.status_code == 200, response.text
-        self.rapport.invalidate(self.id)
-
-    def person(self, user_id: str) -> None:
-        response = track(self.client, self.ws, "/v1/identify", {"userId": user_id,
-                                                                 "traits": {"email": f"{user_id}@example.com"}})
-        assert response.status_code == 200, response.text
-        for purpose in ("analytics", "marketing_email"):
-            response = admin(self.client, self.ws, "POST", "/api/v1/consent", json={
-                "identifiers": {"user_id": user_id}, "purpose": purpose, "state": "granted", "source": "signup"})
-            assert response.status_code in (200, 201), response.text
-
+class World(MemoryWorld):
     def signs_up(self, user_id: str) -> None:
-        self.person(user_id)
-        response = track(self.client, self.ws, "/v1/track", {"userId": user_id, "event": "Signed Up"})
-        assert response.status_code == 200, response.text
-
-    def work(self) -> None:
-        """One background pass over this workspace (the module's database holds other tests' workspaces)."""
-        self.rapport.invalidate(self.id)
-        run_segments(self.rapport)
-        rt = self.rapport.runtime(self.id)
-        journeys_service.step_pass(self.engines, rt)
-        asyncio.run(journeys_service.dispatch_pass(self.engines, rt))
+        self.person(user_id, email=f"{user_id}@example.com")
+        self.event(user_id, "Signed Up")
 
     def mail(self) -> list[tuple[str, str | None]]:
         return [(m.to, m.subject) for m in self.email.sent]
 
     def enrollment(self, user_id: str, journey: str) -> Enrollment:
-        pid = admin(self.client, self.ws, "GET", "/api/v1/profiles/lookup", params={"user_id": user_id}).json()["id"]
+        pid = self.profile_id(user_id)
         [state] = [decode_state(r[4]) for r in self.rapport.db.read(
             lambda c: journeys_sql.enrollments_of(c, self.id, pid)) if r[1] == journey]
         return state
@@ -245,7 +203,7 @@ def test_a_crashed_migration_resumes_and_moves_each_enrollment_once(world: World
     assert (first.moved, first.done) == (2, False)
     assert world.migration("onboarding", 2)[3] == "running"  # type: ignore[index]
     # The worker died here; another one (a fresh engine set) picks the migration up where it stopped.
-    other = journey_engines(world.rapport, {"email": world.email})
+    other = world.worker()
     rest = versions.migrate(world.rapport.db, world.id, journey, other.versions, world.clock, batch=2)
     assert (rest.moved, rest.kept, rest.done) == (3, 0, True)
     again = versions.migrate(world.rapport.db, world.id, journey, other.versions, world.clock, batch=2)
@@ -269,7 +227,7 @@ def test_two_workers_at_once_move_each_enrollment_once(world: World) -> None:
     results: list[versions.Migration] = []
 
     def work() -> None:
-        lookup = journey_engines(world.rapport, {"email": world.email}).versions
+        lookup = world.worker().versions
         while True:
             result = versions.migrate(world.rapport.db, world.id, journey, lookup, world.clock, batch=1)
             results.append(result)
@@ -342,37 +300,29 @@ def test_timers_are_kept_or_rearmed_by_the_kind_of_wait(old_steps: str, new_step
     assert out.waiting_until == until
 
 
-def _errors(world: World, text: str) -> list[dict[str, Any]]:
-    response = apply_yaml(world.client, world.ws, text)
-    assert response.status_code == 400, response.text
-    body = response.json()
-    assert body["code"] == "invalid_resource"
-    return list(body["details"])
-
-
 def test_apply_refuses_a_map_naming_steps_that_do_not_exist_or_where_nobody_waits(world: World) -> None:
     world.apply(two_waits())
-    [unknown] = _errors(world, two_waits(policy='on_publish: migrate\nmigrate: {"9": "3"}'))
+    [unknown] = world.refused(two_waits(policy='on_publish: migrate\nmigrate: {"9": "3"}'))
     assert unknown["field"] == "migrate.9"
     assert unknown["message"] == ("migrate key '9' is not a step of version 1, the version being replaced; "
                                   "enrollments wait only at delay and wait_for steps; expected one of '1', '3'")
-    [send] = _errors(world, two_waits(policy='on_publish: migrate\nmigrate: {"2": "3"}'))
+    [send] = world.refused(two_waits(policy='on_publish: migrate\nmigrate: {"2": "3"}'))
     assert "migrate key '2' is a send step of version 1, where no enrollment waits" in send["message"]
-    [target] = _errors(world, two_waits(policy='on_publish: migrate\nmigrate: {"1": "7"}'))
+    [target] = world.refused(two_waits(policy='on_publish: migrate\nmigrate: {"1": "7"}'))
     assert target["field"] == "migrate.1"
     assert target["message"] == ("migrate target '7' (for '1') is not a step of this version; expected a delay or "
                                  "wait_for step: one of '1', '3'")
-    [to_send] = _errors(world, two_waits(policy='on_publish: migrate\nmigrate: {"1": "4"}'))
+    [to_send] = world.refused(two_waits(policy='on_publish: migrate\nmigrate: {"1": "4"}'))
     assert "migrate target '4' (for '1') is a send step of this version" in to_send["message"]
-    [number] = _errors(world, two_waits(policy='on_publish: migrate\nmigrate: {"1": 3}'))
+    [number] = world.refused(two_waits(policy='on_publish: migrate\nmigrate: {"1": 3}'))
     assert "write it in quotes, '3'" in number["message"] and number["field"] == "migrate.1"
-    [without] = _errors(world, two_waits(policy='migrate: {"1": "1"}'))
+    [without] = world.refused(two_waits(policy='migrate: {"1": "1"}'))
     assert without["field"] == "migrate" and "on_publish is 'drain'" in without["message"]
-    [no_map] = _errors(world, two_waits(policy="on_publish: migrate"))
+    [no_map] = world.refused(two_waits(policy="on_publish: migrate"))
     assert no_map["field"] == "on_publish" and "needs migrate" in no_map["message"]
-    [empty] = _errors(world, two_waits(policy="on_publish: migrate\nmigrate: {}"))
+    [empty] = world.refused(two_waits(policy="on_publish: migrate\nmigrate: {}"))
     assert empty["field"] == "migrate" and "nobody would move" in empty["message"]
-    [policy] = _errors(world, two_waits(policy="on_publish: migrat"))
+    [policy] = world.refused(two_waits(policy="on_publish: migrat"))
     assert policy["field"] == "on_publish" and "'drain', 'migrate'" in policy["message"]
     world.apply(two_waits(last="last_v2", policy='on_publish: migrate\nmigrate: {"1": "1", "3": "3"}'))
 

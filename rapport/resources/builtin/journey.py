@@ -380,7 +380,7 @@ def _step_exits(step: Json) -> bool:
     return False
 
 
-def _walk(steps: Json, path: Path) -> Iterator[tuple[Path, str, JsonObject]]:
+def walk_steps(steps: Json, path: Path) -> Iterator[tuple[Path, str, JsonObject]]:
     """Every step below ``steps`` (validated) with its field path, kind and body, in document order."""
     if not isinstance(steps, list):
         return
@@ -393,17 +393,17 @@ def _walk(steps: Json, path: Path) -> Iterator[tuple[Path, str, JsonObject]]:
         if not isinstance(body, dict):
             continue
         for key in ("on_event", "on_timeout", "then", "else"):
-            yield from _walk(body.get(key), (*here, key))
+            yield from walk_steps(body.get(key), (*here, key))
         paths = body.get("paths")
         if isinstance(paths, dict):
             for name, branch in paths.items():
                 if isinstance(branch, dict):
-                    yield from _walk(branch.get("steps"), (*here, "paths", name, "steps"))
+                    yield from walk_steps(branch.get("steps"), (*here, "paths", name, "steps"))
 
 
 def _named(spec: JsonObject) -> Iterator[tuple[str, str, str]]:
     """``(field path, kind, name)`` of every resource the journey names."""
-    for path, kind, body in _walk(spec.get("steps"), ("steps",)):
+    for path, kind, body in walk_steps(spec.get("steps"), ("steps",)):
         for key, target in (("channel", "Channel"), ("template", "Template")):
             name = body.get(key)
             if kind in ("send", "webhook") and isinstance(name, str):
@@ -436,7 +436,7 @@ def check_deliveries(spec: JsonObject, channels: Mapping[str, str],
     problems = check_references(spec, {"Channel": set(channels), "Template": set(templates)})
     if problems:
         return problems
-    for path, kind, body in _walk(spec.get("steps"), ("steps",)):
+    for path, kind, body in walk_steps(spec.get("steps"), ("steps",)):
         channel = body.get("channel")
         if not isinstance(channel, str):
             continue

@@ -15,10 +15,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from rapport.resources.builtin.journey import walk_steps
 from rapport.resources.checks import list_of, one_of, reference, text
-from rapport.resources.fields import Path, did_you_mean, optional, quoted, render_path
+from rapport.resources.fields import did_you_mean, optional, quoted, render_path
 from rapport.resources.kinds import KindSpec, register
-from rapport.types import Json, JsonObject
+from rapport.types import JsonObject
 
 DEFAULTS: Final = ("subscribed", "unsubscribed")
 
@@ -70,39 +71,17 @@ def reference_problems(specs: Mapping[tuple[str, str], JsonObject]) -> Iterator[
         own = spec.get("subscription_group")
         if isinstance(own, str) and own not in groups:
             yield kind, name, "subscription_group", _unknown("subscription group", own, set(groups))
-        for path, body in _sends(spec.get("steps"), ("steps",)):
+        for path, step, body in walk_steps(spec.get("steps"), ("steps",)):
             group, channel = body.get("subscription_group"), body.get("channel")
-            field = render_path((*path, "subscription_group"))
-            if not isinstance(group, str):
+            if step != "send" or not isinstance(group, str):
                 continue
+            field = render_path((*path, "subscription_group"))
             if group not in groups:
                 yield kind, name, field, f"{field}: " + _unknown("subscription group", group, set(groups))
             elif isinstance(channel, str) and not groups[group].covers(channel):
                 covered = quoted(sorted(groups[group].channels))
                 yield kind, name, field, (f"{field} is {group!r}, whose messages go on {covered}, but the step "
                                           f"sends on {channel!r}; expected a group covering {channel!r}")
-
-
-def _sends(steps: Json, path: Path) -> Iterator[tuple[Path, JsonObject]]:
-    """Every ``send`` step body below ``steps`` with its field path (``wait_for``, ``branch`` and ``split`` hold
-    nested lists)."""
-    if not isinstance(steps, list):
-        return
-    for index, step in enumerate(steps):
-        if not isinstance(step, dict) or len(step) != 1:
-            continue
-        [(kind, body)] = step.items()
-        if not isinstance(body, dict):
-            continue
-        here = (*path, index, kind)
-        if kind == "send":
-            yield here, body
-        for key in ("on_event", "on_timeout", "then", "else"):
-            yield from _sends(body.get(key), (*here, key))
-        paths = body.get("paths")
-        for branch_name, branch in (paths.items() if isinstance(paths, dict) else ()):
-            if isinstance(branch, dict):
-                yield from _sends(branch.get("steps"), (*here, "paths", branch_name, "steps"))
 
 
 def _unknown(what: str, name: str, names: set[str]) -> str:

@@ -1,8 +1,10 @@
 """Delivery feedback storage: suppressed addresses, counted opens and clicks, and sends found by provider id.
 
-Suppressions are keyed by address (its SHA-256 hash) and channel, and carry the profile the feedback was
-matched to. A profile keeps the suppressions of every profile merged into it: reads walk the merge tree
-(``profiles.merged_into``) down from the profiles asked for, so a merge or an unmerge needs no rows moved.
+Suppressions are keyed by address and channel, the address as its keyed hash
+(``rapport.channels.feedback.address_hash``, the workspace's blind index of the normalized address), and carry
+the profile the feedback was matched to. A profile keeps the suppressions of every profile merged into it:
+reads walk the merge tree (``profiles.merged_into``) down from the profiles asked for, so a merge or an unmerge
+needs no rows moved.
 """
 
 from __future__ import annotations

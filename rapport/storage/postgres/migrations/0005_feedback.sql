@@ -1,8 +1,8 @@
 -- Delivery feedback: suppressed addresses and engagement with sent messages.
--- A hard bounce or complaint recorded for one address on one channel; address_hash is the SHA-256 hex of the
--- normalized address (the raw address is never stored here). profile_id is the person the feedback was
--- matched to (NULL when no profile has the address); source ses | sendgrid | manual; detail the provider's
--- explanation with addresses masked.
+-- A hard bounce or complaint recorded for one address on one channel; address_hash is the workspace's keyed
+-- blind index of the normalized address (rapport.channels.feedback.address_hash; never the address).
+-- profile_id is the person the feedback was matched to (NULL when no profile has the address); source
+-- ses | sendgrid | manual; detail the provider's explanation with addresses masked.
 CREATE TABLE suppressions (
   workspace_id TEXT NOT NULL,
   profile_id TEXT,
