@@ -308,3 +308,12 @@ def test_writes_for_one_workspace_leave_another_alone(
     rapport.forget_credentials()
     assert track(client, workspace, "/v1/track", {"userId": "u1", "event": "Still Works"}).status_code == 200
     assert admin(client, workspace, "GET", "/api/v1/resources").status_code == 200
+
+
+def test_postgres_sessions_plan_each_statement_for_its_values(backend: Backend, db: Database) -> None:
+    """Prepared statements keep no generic plan: one made while a table was nearly empty (a sequential scan)
+    would stay with the long-lived writer as the table grows and turn primary-key lookups into scans."""
+    if backend.name != "postgres":
+        pytest.skip("plan caching is a PostgreSQL matter; SQLite plans every statement")
+    assert db.write(lambda c: c.value("SHOW plan_cache_mode")) == "force_custom_plan"
+    assert db.read(lambda c: c.value("SHOW plan_cache_mode")) == "force_custom_plan"

@@ -85,8 +85,24 @@ class PostgresConn:
         self.raw.close()
 
 
+SESSION = "SET plan_cache_mode = force_custom_plan"
+"""Every session plans each statement for its values. psycopg prepares a statement on the server once a
+connection has run it five times, and PostgreSQL then keeps one generic plan for it, made from what it knew
+of the table at that moment. With the statistics of an empty table (a new database just analysed) and a
+table of one page, that plan is a sequential scan, and the long-lived writer connection keeps it while the
+table grows, until the table is analysed again: each primary-key update of a batch then scans the whole
+table (the send log's lease and sent marks fell to some 500 timers/s at 15,000 sends). A plan for the values
+costs a little planning per statement and follows the table; the statements stay prepared (parsed once)."""
+
+
+def _configure(raw: psycopg.Connection[Any]) -> None:
+    raw.execute(SESSION)
+
+
 def _connect(url: str) -> PostgresConn:
-    return PostgresConn(psycopg.connect(url, autocommit=True))
+    raw = psycopg.connect(url, autocommit=True)
+    _configure(raw)
+    return PostgresConn(raw)
 
 
 class PostgresDatabase(WriterBacked):
@@ -95,7 +111,7 @@ class PostgresDatabase(WriterBacked):
     def __init__(self, url: str, *, max_backlog: int = 20_000, readers: int = 4) -> None:
         self.url = url
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=1, max_size=readers, kwargs={"autocommit": True}, open=True
+            url, min_size=1, max_size=readers, kwargs={"autocommit": True}, configure=_configure, open=True
         )
         self._writer = GroupCommitWriter(
             lambda: _connect(url),

@@ -66,6 +66,13 @@ def enrollments_by_id(conn: Conn, ws: str, ids: Sequence[str]) -> dict[str, Row]
 
 def _by_ids(conn: Conn, ws: str, ids: Sequence[str], *, lock: bool) -> list[Row]:
     dialect = conn.dialect
+    if dialect.name == "postgres":  # one array parameter instead of a list of them: one statement text, any size
+        if not ids:
+            return []
+        query = f"SELECT {ENROLLMENT_COLUMNS} FROM journey_enrollments WHERE workspace_id = ? AND id = ANY(?::text[])"
+        if lock:
+            query += f" {dialect.skip_locked}"
+        return conn.all(query, (ws, list(ids)))
     out: list[Row] = []
     for start in range(0, len(ids), ID_CHUNK):
         chunk = ids[start:start + ID_CHUNK]
@@ -122,7 +129,10 @@ def set_timers(conn: Conn, ws: str, timers: Sequence[tuple[str, int | None]]) ->
     """``set_timer`` for many: (enrollment id, due instant or ``None``) each."""
     gone = [(ws, enrollment_id) for enrollment_id, due_at in timers if due_at is None]
     due = [(ws, enrollment_id, due_at) for enrollment_id, due_at in timers if due_at is not None]
-    if gone:
+    if gone and conn.dialect.name == "postgres":
+        conn.execute("DELETE FROM journey_timers WHERE workspace_id = ? AND enrollment_id = ANY(?::text[])",
+                     (ws, [enrollment_id for _, enrollment_id in gone]))
+    elif gone:
         conn.executemany("DELETE FROM journey_timers WHERE workspace_id = ? AND enrollment_id = ?", gone)
     if due:
         conn.executemany(
