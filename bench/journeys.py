@@ -23,7 +23,7 @@ One run measures, each on a fresh database of the chosen backend:
 3. Entry: ``JourneyEngine.enroll`` (re-entry and consent checks, the first step, the timer) in
    transactions of 100, enrollments/s.
 4. SMTP: an aiosmtpd sink on 127.0.0.1; ``--smtp-messages`` messages through rapport's
-   ``SmtpChannel`` (MIME built per message, one SMTP session each) and through bare
+   ``SmtpChannel`` (MIME built per message; up to 8 SMTP sessions reused while messages flow) and through bare
    ``aiosmtplib.send`` of the same messages pre-built (the peer), both ``--smtp-concurrency`` at a
    time, alternating ``--smtp-rounds`` times; messages/s of both and their ratio.
 

@@ -3,7 +3,10 @@ one-click unsubscribe headers, handed to the SMTP server with aiosmtplib."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -106,7 +109,9 @@ def _unsubscribe_headers(message: Message) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True, slots=True)
 class SmtpSettings:
-    """Where and how to hand mail over; ``starttls`` ``None`` upgrades when the server offers it."""
+    """Where and how to hand mail over; ``starttls`` ``None`` upgrades when the server offers it.
+    ``sessions`` SMTP sessions at most are kept open; one is closed after ``idle_seconds`` unused or
+    ``messages_per_session`` messages, whichever comes first."""
 
     host: str
     port: int
@@ -115,48 +120,122 @@ class SmtpSettings:
     password: Secret | None = None
     starttls: bool | None = None
     timeout: float = 30.0
+    sessions: int = 8
+    idle_seconds: float = 5.0
+    messages_per_session: int = 100
 
     def __post_init__(self) -> None:
         sender_address(self.sender)
+        if self.sessions < 1 or self.messages_per_session < 1 or self.idle_seconds < 0:
+            raise ValueError(f"invalid SMTP session limits: sessions {self.sessions}, messages_per_session "
+                             f"{self.messages_per_session}, idle_seconds {self.idle_seconds}; expected at least 1, "
+                             "1 and 0")
+
+
+QUIT_TIMEOUT_S: Final = 2.0
+"""How long closing a session waits for the server's answer to QUIT."""
+
+
+@dataclass(slots=True)
+class _Session:
+    client: aiosmtplib.SMTP
+    used_at: float
+    messages: int = 0
 
 
 class SmtpChannel:
-    """Sends each message in its own SMTP session: simple and robust for a worker pool; a connection
-    refused, a timeout or a 4xx reply is ``Transient``, a 5xx reply ``Terminal``."""
+    """Sends each message as its own SMTP transaction (MAIL, RCPT, DATA) on one of a few sessions kept open
+    while messages are being sent, so a batch pays for connecting, EHLO, STARTTLS and login once per session,
+    not per message; when the last message in flight is done, the sessions are closed (QUIT). A connection
+    refused, a timeout or a 4xx reply is ``Transient``, a 5xx reply ``Terminal``; a session that saw any
+    failure is closed, never reused."""
 
     def __init__(self, settings: SmtpSettings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots = asyncio.Semaphore(settings.sessions)
+        self._idle: list[_Session] = []
+        self._in_flight = 0
 
     async def send(self, message: Message) -> Receipt:
         """Hand ``message`` to the SMTP server; the receipt's id is the ``Message-ID``."""
         settings = self.settings
         mail = build_email(message, settings.sender, self.clock.now_ms())
+        self._same_loop()
+        self._in_flight += 1
         try:
-            # Bytes, not the message object: aiosmtplib would serialise it again with its own policy.
-            _, reply = await aiosmtplib.send(
-                mail.as_bytes(),
-                sender=sender_address(settings.sender),
-                recipients=[message.to],
-                hostname=settings.host,
-                port=settings.port,
-                username=settings.username,
-                password=settings.password,
-                start_tls=settings.starttls,
-                timeout=settings.timeout,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            # One recipient per message, so the first refusal is the refusal.
-            refused = exc.recipients[0] if exc.recipients else None
-            raise (smtp_error(refused.code, refused.message) if refused
-                   else Terminal("smtp refused every recipient")) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            raise smtp_error(exc.code, exc.message) from exc
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
-                OSError) as exc:
-            raise transport_error("smtp", exc) from exc
-        except aiosmtplib.SMTPException as exc:
-            # What is left is local or capability trouble (e.g. STARTTLS required but not offered).
-            raise Terminal(f"smtp permanent failure {type(exc).__name__}: {exc.message}") from exc
+            return await self._send(mail, message.to)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                await self._close_idle()
+
+    async def _send(self, mail: EmailMessage, to: str) -> Receipt:
+        settings = self.settings
+        async with self._slots:
+            session: _Session | None = None
+            reply: str | None = None
+            try:
+                session = self._reusable() or await self._open()
+                # Bytes, not the message object: aiosmtplib would serialise it again with its own policy.
+                _, reply = await session.client.sendmail(sender_address(settings.sender), [to], mail.as_bytes(),
+                                                         timeout=settings.timeout)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                # One recipient per message, so the first refusal is the refusal.
+                refused = exc.recipients[0] if exc.recipients else None
+                raise (smtp_error(refused.code, refused.message) if refused
+                       else Terminal("smtp refused every recipient")) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                raise smtp_error(exc.code, exc.message) from exc
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
+                    OSError) as exc:
+                raise transport_error("smtp", exc) from exc
+            except aiosmtplib.SMTPException as exc:
+                # What is left is local or capability trouble (e.g. STARTTLS required but not offered).
+                raise Terminal(f"smtp permanent failure {type(exc).__name__}: {exc.message}") from exc
+            finally:
+                if session is not None:
+                    self._release(session, failed=reply is None)
         return Receipt(str(mail["Message-ID"]), self.clock.now_ms(), reply)
+
+    def _same_loop(self) -> None:
+        """Forget sessions opened on another event loop (they cannot be used from this one)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            for stale in self._idle:
+                stale.client.close()
+            self._loop, self._idle = loop, []
+            self._slots = asyncio.Semaphore(self.settings.sessions)
+
+    async def _close_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for session in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await session.client.quit(timeout=min(self.settings.timeout, QUIT_TIMEOUT_S))
+            session.client.close()
+
+    def _reusable(self) -> _Session | None:
+        now = time.monotonic()
+        while self._idle:
+            session = self._idle.pop()
+            if session.client.is_connected and now - session.used_at <= self.settings.idle_seconds:
+                return session
+            session.client.close()
+        return None
+
+    async def _open(self) -> _Session:
+        settings = self.settings
+        client = aiosmtplib.SMTP(hostname=settings.host, port=settings.port, username=settings.username,
+                                 password=settings.password, start_tls=settings.starttls, timeout=settings.timeout)
+        await client.connect()
+        return _Session(client, time.monotonic())
+
+    def _release(self, session: _Session, *, failed: bool) -> None:
+        session.messages += 1
+        session.used_at = time.monotonic()
+        if failed or session.messages >= self.settings.messages_per_session or not session.client.is_connected:
+            session.client.close()
+        else:
+            self._idle.append(session)
 

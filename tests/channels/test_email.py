@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import email
 import re
+from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels.support import NOW_MS, SMTP_PASSWORD, SMTP_USER, SmtpServer
+from channels.support import NOW_MS, SMTP_PASSWORD, SMTP_USER, Recorder, SmtpServer, serve_smtp
 from rapport.channels.base import Message, Receipt, channel_from_spec
 from rapport.channels.email import SmtpChannel, SmtpSettings, build_email, message_id, sender_address
 from rapport.clock import FrozenClock
@@ -218,3 +220,60 @@ def test_requiring_starttls_from_a_server_without_it_is_terminal(smtp_server: Sm
     with pytest.raises(Terminal, match=r"smtp permanent failure SMTPException: .*STARTTLS"):
         asyncio.run(channel(smtp_server, starttls=True).send(message()))
     assert smtp_server.handler.received == []
+
+
+class Sessions(Recorder):
+    """Records, besides each message, the connection (client port) it came on; refuses one mailbox."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[object] = []
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.startswith("gone@"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.peers.append(session.peer)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def sessions_server() -> Iterator[SmtpServer]:
+    yield from serve_smtp(Sessions())
+
+
+def test_a_batch_shares_a_few_sessions_and_closes_them_when_done(sessions_server: SmtpServer) -> None:
+    smtp = channel(sessions_server, sessions=3)
+
+    async def batch() -> list[Receipt | BaseException]:
+        messages = [message(f"enr_{i}:1", to=f"p{i}@example.com") for i in range(30)]
+        messages[7] = message("enr_7:1", to="gone@example.com")
+        return await asyncio.gather(*(smtp.send(m) for m in messages), return_exceptions=True)
+
+    results = asyncio.run(batch())
+    handler = sessions_server.handler
+    assert isinstance(handler, Sessions)
+    refused = [r for r in results if not isinstance(r, Receipt)]
+    assert len(refused) == 1 and isinstance(refused[0], Terminal) and "User unknown" in str(refused[0])
+    assert sorted(r.rcpt_tos[0] for r in handler.received) == sorted(f"p{i}@example.com" for i in range(30) if i != 7)
+    # Three sessions at a time; the one that saw the refusal was closed and replaced, so at most four.
+    assert 1 < len(set(handler.peers)) <= 4
+    assert smtp._idle == [], "no session is left open once nothing is being sent"
+    asyncio.run(smtp.send(message("enr_x:1", to="later@example.com")))  # a new event loop opens its own
+    assert handler.received[-1].rcpt_tos == ["later@example.com"]
+
+
+def test_a_session_is_closed_after_its_message_limit(sessions_server: SmtpServer) -> None:
+    smtp = channel(sessions_server, sessions=1, messages_per_session=4)
+
+    async def batch() -> None:
+        await asyncio.gather(*(smtp.send(message(f"enr_{i}:1", to=f"p{i}@example.com")) for i in range(10)))
+
+    asyncio.run(batch())
+    handler = sessions_server.handler
+    assert isinstance(handler, Sessions)
+    assert [len([p for p in handler.peers if p == peer]) for peer in dict.fromkeys(handler.peers)] == [4, 4, 2]
