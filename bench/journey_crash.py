@@ -13,7 +13,8 @@ One run, on one database (SQLite file or a PostgreSQL URL):
 3. ``--workers`` ``rapport worker`` processes (one on SQLite; several on PostgreSQL) feed the queue to
    the journey, step the enrollments and send; every ``--min-kill``..``--max-kill`` seconds one of them
    is killed with SIGKILL and restarted at once, ``--kills`` times (the last kills land while mail is
-   still flowing), with ``RAPPORT_SEND_LEASE_SECONDS=--lease`` so that sends a killed worker held are
+   still flowing; each kill waits for a message to arrive after the previous one, so that it lands while
+   mail flows), with ``RAPPORT_SEND_LEASE_SECONDS=--lease`` so that sends a killed worker held are
    taken over after that long;
 4. after the kills, the workers run until the send log holds every send as ``sent`` (or ``--timeout``).
 
@@ -234,9 +235,12 @@ def run(args: argparse.Namespace) -> int:
         pool.start_all()
         kills: list[tuple[float, int, int]] = []
         deadline = started + args.timeout
+        last = 0
         while len(kills) < args.kills and time.monotonic() < deadline:
             time.sleep(rng.uniform(args.min_kill, args.max_kill))
-            delivered = len(sink.snapshot())
+            while len(sink.snapshot()) <= last and time.monotonic() < deadline:
+                time.sleep(0.05)  # each kill lands while mail flows: after a message since the last one
+            delivered = last = len(sink.snapshot())
             if delivered >= args.enrollments * 0.97:
                 break  # no mail left to interrupt
             slot = rng.randrange(workers)
