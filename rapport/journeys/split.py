@@ -2,27 +2,25 @@
 
 The bucket of a profile is the first 8 bytes of SHA-256 over ``journey``, the split's step id and
 the profile id (UTF-8, separated by the unit separator U+001F), read as a big-endian integer,
-modulo 10,000. The split's step id is part of the key so that two splits of one journey assign
-independently; with only ``(journey, profile)`` a profile in the first half of one split would be
-in the first half of every other. Buckets below ``holdout × 100`` are held out; the rest are
-shared among the paths in proportion to their weights, in the order the paths are written.
+modulo 10,000: the one bucket function of Rapport, shared with experiments
+(``rapport.experiments.assign``). The split's step id is part of the key so that two splits of one
+journey assign independently; with only ``(journey, profile)`` a profile in the first half of one
+split would be in the first half of every other. Buckets below ``holdout × 100`` are held out; the
+rest are shared among the paths in proportion to their weights, in the order the paths are written.
 """
 
 from __future__ import annotations
 
-import hashlib
 from fractions import Fraction
-from typing import Final
 
+from rapport.experiments import assign as experiments
+from rapport.experiments.assign import BUCKETS as BUCKETS
 from rapport.journeys.model import HOLDOUT, SplitPath, SplitStep
-
-BUCKETS: Final = 10_000
 
 
 def bucket(journey: str, split: str, profile_id: str) -> int:
     """The profile's bucket in ``[0, 10000)`` for one split of one journey."""
-    key = "\x1f".join((journey, split, profile_id)).encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % BUCKETS
+    return experiments.bucket(journey, split, profile_id)
 
 
 def choose(split: SplitStep, slot: int) -> SplitPath | None:

@@ -1,0 +1,1 @@
+"""Experiments: variant assignment, metrics and the statistics engine that judges them."""
