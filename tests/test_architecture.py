@@ -135,7 +135,7 @@ TENANT_TABLE = re.compile(
     r"events|traits|trait_values|buckets|bucket_values|series|consent_ledger|resources|quarantine|audit_log|imports|"
     r"segment_history|segment_timers|segment_refreshes|journey_enrollments|journey_timers|journey_sends|"
     r"journey_entries|journey_inbox|inbox_messages|offline_tasks|suppressions|email_engagement|"
-    r"journey_schedule_runs|journey_migrations|journey_moves)\b",
+    r"journey_schedule_runs|journey_migrations|journey_moves|experiment_assignments)\b",
     re.IGNORECASE)
 UNGUARDED_BY_DESIGN = {("storage/sql/workspaces.py", "credential_by_hash"),
                        ("storage/sql/journeys.py", "due_timers"), ("storage/sql/journeys.py", "due_sends"),

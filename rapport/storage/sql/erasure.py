@@ -21,8 +21,8 @@ What stays, and why:
 Everything else that names the profiles is deleted: the profile rows themselves with their wrapped data keys
 (which also shreds any copy sealed under them), identifiers, merges and merge blocks, identity conflicts, events
 and the journey inbox entries queued for them, traits and their flattened values, computed buckets, consent
-entries, segment history and timers, journey enrollments, timers, moves and entries, in-app messages and offline
-tasks.
+entries, segment history and timers, journey enrollments, timers, moves and entries, in-app messages, offline
+tasks and experiment assignments.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ DELETED = (
     ("identity_conflicts", "holder"), ("identity_conflicts", "target"),
     ("merges", "winner"), ("merges", "loser"), ("merge_blocks", "a"), ("merge_blocks", "b"),
     ("events", "profile_id"), ("events", "origin_profile_id"),
+    ("experiment_assignments", "profile_id"), ("experiment_assignments", "origin_profile_id"),
     ("profiles", "id"),
 )
 """(table, column naming a profile) of the rows deleted, in this order (the profiles last)."""

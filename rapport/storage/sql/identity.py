@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import orjson
 
 from rapport.storage.base import Conn, Row
+from rapport.storage.sql import experiments as experiments_sql
 from rapport.types import Millis
 
 
@@ -147,6 +148,7 @@ def merge(
     for table in _MOVED:
         conn.execute(f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND profile_id = ?",
                      (winner, ws, loser))
+    experiments_sql.merge(conn, ws, winner, loser)
     conn.execute(
         "INSERT INTO traits (workspace_id, profile_id, name, value, key_profile_id, source, ts, message_id)"
         " SELECT workspace_id, ?, name, value, key_profile_id, source, ts, message_id FROM traits"
@@ -240,6 +242,7 @@ def split(conn: Conn, ws: str, merge_id: str, winner_root: str, loser: str, now:
         conn.execute(
             f"UPDATE {table} SET profile_id = ? WHERE workspace_id = ? AND origin_profile_id IN ({marks})",
             (loser, ws, *members))
+    experiments_sql.split(conn, ws, loser, members)
     conn.execute("UPDATE merges SET undone_at = ? WHERE workspace_id = ? AND id = ?", (now, ws, merge_id))
     kept = subtree(conn, ws, winner_root)
     pairs = sorted({(min(w, lo), max(w, lo)) for w in kept for lo in members})
