@@ -165,10 +165,14 @@ class InboxMessage:
                 "created_at": to_iso(self.created_at), "read_at": read_at}
 
 
-class InAppChannel:
-    """Stores each message in the inbox of the profile ``message.to`` (a profile id) in workspace
+class StoringChannel:
+    """A channel whose delivery is a row stored for the profile ``message.to`` (a profile id) in workspace
     ``workspace_id``, sealed under that profile's data key when given the ``keyring``; the receipt's id is the
-    inbox message id. A repeat of an idempotency key stores nothing and returns the first receipt."""
+    row's id. A repeat of an idempotency key stores nothing and returns the first receipt. Subclasses name the
+    table and the id prefix and write the row."""
+
+    TABLE: str
+    ID_PREFIX: str
 
     def __init__(self, db: Database, workspace_id: str, name: str, clock: Clock | None = None,
                  keyring: Keyring | None = None) -> None:
@@ -179,18 +183,36 @@ class InAppChannel:
         self.keyring = keyring
 
     async def send(self, message: Message) -> Receipt:
-        """Put ``message`` in the recipient's inbox (once per idempotency key)."""
+        """Store ``message`` for its recipient (once per idempotency key)."""
         parts = stored_parts(message, self.name)
         ws = self.workspace_id
-        new_id = self.clock.new_id("inbox")
+        new_id = self.clock.new_id(self.ID_PREFIX)
         now = self.clock.now_ms()
 
         def job(conn: Conn) -> tuple[str, Millis, bool]:
             require_profile(conn, ws, self.name, message.to)
             kept = parts if self.keyring is None else Sealer(conn, ws, self.keyring).seal(
-                "inbox_messages", message.to, new_id, parts)
-            return inbox_sql.store_message(conn, ws, (new_id, message.to, self.name, message.idempotency_key,
-                                                      kept.title, kept.body, kept.data, now))
+                self.TABLE, message.to, new_id, parts)
+            return self.store_row(conn, new_id, message, kept, now)
 
-        message_id, accepted_at = await store(self.db, job)
-        return Receipt(message_id, accepted_at)
+        row_id, accepted_at = await store(self.db, job)
+        return Receipt(row_id, accepted_at)
+
+    def store_row(self, conn: Conn, row_id: str, message: Message, parts: StoredParts,
+                  now: Millis) -> tuple[str, Millis, bool]:
+        """Store the row unless its idempotency key is stored: (id, created_at) of the row holding the key and
+        whether this call stored it."""
+        raise NotImplementedError
+
+
+class InAppChannel(StoringChannel):
+    """Stores each message in the inbox of the profile ``message.to``; the receipt's id is the inbox message
+    id (see ``StoringChannel``)."""
+
+    TABLE = "inbox_messages"
+    ID_PREFIX = "inbox"
+
+    def store_row(self, conn: Conn, row_id: str, message: Message, parts: StoredParts,
+                  now: Millis) -> tuple[str, Millis, bool]:
+        return inbox_sql.store_message(conn, self.workspace_id, (
+            row_id, message.to, self.name, message.idempotency_key, parts.title, parts.body, parts.data, now))

@@ -16,13 +16,12 @@ from typing import Any, Final
 
 import orjson
 
-from rapport.channels.base import Message, Receipt
-from rapport.channels.inapp import Sealer, require_profile, store, stored_parts
-from rapport.clock import Clock, SystemClock, to_iso
-from rapport.storage.base import Conn, Database
+from rapport.channels.base import Message
+from rapport.channels.inapp import Sealer, StoredParts, StoringChannel
+from rapport.clock import to_iso
+from rapport.storage.base import Conn
 from rapport.storage.sql import inbox as inbox_sql
 from rapport.types import Json, JsonObject, Millis
-from rapport.workspaces.keys import Keyring
 
 CSV_HEADER: Final = ("id", "profile_id", "title", "body", "data", "created_at", "done_at")
 FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -78,33 +77,14 @@ def tasks_csv(tasks: Iterable[Task]) -> str:
     return out.getvalue()
 
 
-class OfflineChannel:
-    """Adds each message as a task for the profile ``message.to`` (a profile id) to the list ``name`` of
-    workspace ``workspace_id``: the title from ``subject``, the body from ``text``, sealed under the profile's
-    data key when given the ``keyring``. The receipt's id is the task id; a repeat of an idempotency key stores
-    nothing and returns the first receipt."""
+class OfflineChannel(StoringChannel):
+    """Adds each message as a task for the profile ``message.to`` to the list ``name``: the title from
+    ``subject``, the body from ``text``; the receipt's id is the task id (see ``StoringChannel``)."""
 
-    def __init__(self, db: Database, workspace_id: str, name: str, clock: Clock | None = None,
-                 keyring: Keyring | None = None) -> None:
-        self.db = db
-        self.workspace_id = workspace_id
-        self.name = name
-        self.clock: Clock = clock or SystemClock()
-        self.keyring = keyring
+    TABLE = "offline_tasks"
+    ID_PREFIX = "task"
 
-    async def send(self, message: Message) -> Receipt:
-        """Add ``message`` to the task list (once per idempotency key)."""
-        parts = stored_parts(message, self.name)
-        ws = self.workspace_id
-        new_id = self.clock.new_id("task")
-        now = self.clock.now_ms()
-
-        def job(conn: Conn) -> tuple[str, Millis, bool]:
-            require_profile(conn, ws, self.name, message.to)
-            kept = parts if self.keyring is None else Sealer(conn, ws, self.keyring).seal(
-                "offline_tasks", message.to, new_id, parts)
-            return inbox_sql.store_task(conn, ws, (new_id, self.name, message.idempotency_key, message.to,
-                                                   kept.title, kept.body, kept.data, now))
-
-        task_id, accepted_at = await store(self.db, job)
-        return Receipt(task_id, accepted_at)
+    def store_row(self, conn: Conn, row_id: str, message: Message, parts: StoredParts,
+                  now: Millis) -> tuple[str, Millis, bool]:
+        return inbox_sql.store_task(conn, self.workspace_id, (
+            row_id, self.name, message.idempotency_key, message.to, parts.title, parts.body, parts.data, now))

@@ -8,6 +8,7 @@ stored it. Reads of a person's inbox take the ids of a live profile and every pr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from rapport.storage.base import Conn, Row
 
@@ -19,14 +20,7 @@ def store_message(conn: Conn, ws: str, row: Sequence[object]) -> tuple[str, int,
     """Store an inbox message, ``row`` being (id, profile_id, channel, idempotency_key, title, body, data json,
     created_at), unless its idempotency key is already stored. Returns the (id, created_at) of the message
     holding the key and whether this call stored it."""
-    new = conn.execute(
-        "INSERT INTO inbox_messages (workspace_id, id, profile_id, channel, idempotency_key, title, body, data,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, idempotency_key) DO NOTHING",
-        (ws, *row))
-    found = conn.one("SELECT id, created_at FROM inbox_messages WHERE workspace_id = ? AND idempotency_key = ?",
-                     (ws, row[3]))
-    assert found is not None, "the key was just stored, here or by an earlier send"
-    return str(found[0]), int(found[1]), new == 1
+    return _store_once(conn, ws, "inbox_messages", row, row[3])
 
 
 def messages(conn: Conn, ws: str, profile_ids: Sequence[str], limit: int,
@@ -72,14 +66,7 @@ def store_task(conn: Conn, ws: str, row: Sequence[object]) -> tuple[str, int, bo
     """Store an offline task, ``row`` being (id, channel, idempotency_key, profile_id, title, body, data json,
     created_at), unless its idempotency key is already stored. Returns the (id, created_at) of the task
     holding the key and whether this call stored it."""
-    new = conn.execute(
-        "INSERT INTO offline_tasks (workspace_id, id, channel, idempotency_key, profile_id, title, body, data,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, idempotency_key) DO NOTHING",
-        (ws, *row))
-    found = conn.one("SELECT id, created_at FROM offline_tasks WHERE workspace_id = ? AND idempotency_key = ?",
-                     (ws, row[2]))
-    assert found is not None, "the key was just stored, here or by an earlier send"
-    return str(found[0]), int(found[1]), new == 1
+    return _store_once(conn, ws, "offline_tasks", row, row[2])
 
 
 def tasks(conn: Conn, ws: str, channel: str, *, open_only: bool, limit: int,
@@ -108,3 +95,20 @@ def mark_done(conn: Conn, ws: str, channel: str, task_id: str, at: int, actor: s
     conn.execute("UPDATE offline_tasks SET done_at = ?, done_by = ? WHERE workspace_id = ? AND channel = ? AND id = ?"
                  " AND done_at IS NULL", (at, actor, ws, channel, task_id))
     return task(conn, ws, channel, task_id)
+
+
+STORED_HEAD: Final = {"inbox_messages": "id, profile_id, channel, idempotency_key",
+                      "offline_tasks": "id, channel, idempotency_key, profile_id"}
+"""The leading columns (constant SQL) of a stored message or task row; title, body, data and created_at follow."""
+
+
+def _store_once(conn: Conn, ws: str, table: str, row: Sequence[object], key: object) -> tuple[str, int, bool]:
+    """Insert ``row`` into ``table`` unless idempotency key ``key`` is stored there: (id, created_at) of the row
+    holding the key, and whether this call stored it."""
+    column = STORED_HEAD[table]
+    new = conn.execute(
+        f"INSERT INTO {table} (workspace_id, {column}, title, body, data, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, idempotency_key) DO NOTHING", (ws, *row))
+    found = conn.one(f"SELECT id, created_at FROM {table} WHERE workspace_id = ? AND idempotency_key = ?", (ws, key))
+    assert found is not None, "the key was just stored, here or by an earlier send"
+    return str(found[0]), int(found[1]), new == 1
