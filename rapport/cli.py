@@ -13,6 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rapport.clock import to_iso
+from rapport.commands import content as content_commands
+from rapport.commands import experiments as experiments_commands
+from rapport.commands import insights as insights_commands
+from rapport.commands import models as models_commands
 from rapport.core import Rapport
 from rapport.errors import RapportError
 from rapport.settings import load_settings
@@ -37,6 +41,10 @@ journeys_app = typer.Typer(help="Journeys: catalog, statistics, enrollments, a p
 app.add_typer(journeys_app, name="journeys")
 templates_app = typer.Typer(help="Message templates: preview as a profile.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
+app.add_typer(content_commands.app, name="content")
+app.add_typer(experiments_commands.app, name="experiments")
+app.add_typer(models_commands.app, name="models")
+app.add_typer(insights_commands.app, name="insights")
 console = Console(stderr=True)
 
 WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace name or id.")]

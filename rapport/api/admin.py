@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from rapport.api import journeys, segments, templates
+from rapport.api import experiments, insights, journeys, models, segments, templates
 from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.clock import to_iso
@@ -248,4 +248,7 @@ def router(rapport: Rapport) -> APIRouter:
     api.include_router(segments.router(rapport, scoped))
     api.include_router(journeys.router(rapport, scoped))
     api.include_router(templates.router(rapport, scoped))
+    api.include_router(experiments.router(rapport, scoped))
+    api.include_router(models.router(rapport, scoped))
+    api.include_router(insights.router(rapport, scoped))
     return api

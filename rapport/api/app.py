@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from rapport import __version__
-from rapport.api import admin, erasure, errors, feedback, inbox, metrics, preferences, tracking
+from rapport.api import admin, decide, erasure, errors, feedback, inbox, metrics, preferences, tracking
 from rapport.api.json import json_response
 from rapport.channels.base import Channel
 from rapport.core import Rapport
@@ -102,6 +102,7 @@ def create_app(rapport: Rapport, *, worker: bool = True, channels: Mapping[str, 
     app.include_router(inbox.router(rapport))
     app.include_router(feedback.router(rapport))
     app.include_router(erasure.router(rapport))
+    app.include_router(decide.router(rapport))
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Response:

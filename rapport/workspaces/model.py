@@ -16,15 +16,17 @@ Scope = Literal[
     "profiles:read", "profiles:write", "events:read", "consent:read", "consent:write",
     "resources:read", "resources:write", "quarantine:read", "quarantine:write", "settings:write",
     "credentials:write", "segments:read", "segments:write", "journeys:read", "journeys:write",
+    "experiments:read", "models:read", "models:write", "reports:read",
 ]
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     "admin": frozenset(Scope.__args__),  # type: ignore[attr-defined]
     "marketer": frozenset({"profiles:read", "events:read", "consent:read", "consent:write",
                            "resources:read", "resources:write", "segments:read", "segments:write",
-                           "journeys:read", "journeys:write"}),
+                           "journeys:read", "journeys:write", "experiments:read", "models:read", "reports:read"}),
     "analyst": frozenset({"profiles:read", "events:read", "consent:read", "resources:read", "quarantine:read",
-                          "segments:read", "journeys:read"}),
+                          "segments:read", "journeys:read", "experiments:read", "models:read", "models:write",
+                          "reports:read"}),
     "viewer": frozenset({"resources:read"}),
 }
 

@@ -125,6 +125,11 @@ class WorkspaceRuntime:
     suppression_rules: tuple[SuppressionRuleDef, ...] = ()
     """The send gate's ``SuppressionRule`` resources, by name."""
     subscription_groups: Mapping[str, SubscriptionGroup] = field(default_factory=dict)
+    specs: Mapping[str, Mapping[str, JsonObject]] = field(default_factory=dict)
+    """Every live resource's checked spec, by kind then name: kinds compiled elsewhere (content, placements,
+    experiments, metrics, models) read theirs from here."""
+    versions: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """The live version of each resource, by (kind, name)."""
 
     def trait_purposes(self) -> frozenset[str]:
         return frozenset(t.purpose for t in self.traits.values())
@@ -210,4 +215,6 @@ def build_runtime(
                                         for spec in by_kind.get("SuppressionRule", [])), key=lambda r: r.name)),
         subscription_groups={str(spec["name"]): SubscriptionGroup.from_spec(spec)
                              for spec in by_kind.get("SubscriptionGroup", [])},
+        specs={kind: {str(spec["name"]): spec for spec in specs} for kind, specs in by_kind.items()},
+        versions=versions,
     )

@@ -22,7 +22,7 @@ Everything else that names the profiles is deleted: the profile rows themselves 
 (which also shreds any copy sealed under them), identifiers, merges and merge blocks, identity conflicts, events
 and the journey inbox entries queued for them, traits and their flattened values, computed buckets, consent
 entries, segment history and timers, journey enrollments, timers, moves and entries, in-app messages, offline
-tasks and experiment assignments.
+tasks, experiment assignments and exposures.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ DELETED = (
     ("merges", "winner"), ("merges", "loser"), ("merge_blocks", "a"), ("merge_blocks", "b"),
     ("events", "profile_id"), ("events", "origin_profile_id"),
     ("experiment_assignments", "profile_id"), ("experiment_assignments", "origin_profile_id"),
+    ("experiment_exposures", "origin_profile_id"),
     ("profiles", "id"),
 )
 """(table, column naming a profile) of the rows deleted, in this order (the profiles last)."""

@@ -1,0 +1,1 @@
+"""Analytics: KPIs per segment, journey and message, with small cells suppressed."""

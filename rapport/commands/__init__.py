@@ -1,0 +1,1 @@
+"""Command groups of the ``rapport`` CLI beyond the core verbs, one module per area (each defines ``app``)."""

@@ -1,0 +1,1 @@
+"""Decisions: the right block for this person at this moment, with a reason and a confidence."""

@@ -1,0 +1,1 @@
+"""Propensity models: trained over computed traits, calibrated, versioned, explained."""

@@ -1,0 +1,1 @@
+"""Recommendations: popular in a segment, bought together, replenishment."""

@@ -1,0 +1,17 @@
+-- Exposures: a unit (the profile an experiment assignment was made for, experiment_assignments.origin_profile_id)
+-- saw an experiment's variant. One row per unit and experiment: the first exposure starts the unit's metric
+-- windows; last_at and exposures count the later ones. variant is NULL for a unit held out (reason says so).
+-- source is 'placement:<name>' for a decision, 'journey:<name>/<step>' for a journey split.
+CREATE TABLE experiment_exposures (
+  workspace_id TEXT NOT NULL,
+  origin_profile_id TEXT NOT NULL,
+  experiment TEXT NOT NULL,
+  variant TEXT,
+  reason TEXT NOT NULL,
+  source TEXT NOT NULL,
+  first_at INTEGER NOT NULL,
+  last_at INTEGER NOT NULL,
+  exposures INTEGER NOT NULL,
+  PRIMARY KEY (workspace_id, origin_profile_id, experiment)
+);
+CREATE INDEX experiment_exposures_experiment ON experiment_exposures (workspace_id, experiment, first_at);
