@@ -6,7 +6,12 @@ from rapport.resources.builtin import (
     channel,
     computed_trait,
     consent_purpose,
+    content_block,
+    experiment,
     journey,
+    metric,
+    model,
+    placement,
     segment,
     subscription_group,
     suppression_rule,
@@ -14,5 +19,5 @@ from rapport.resources.builtin import (
     tracking_plan,
 )
 
-__all__ = ["channel", "computed_trait", "consent_purpose", "journey", "segment", "subscription_group",
-           "suppression_rule", "template", "tracking_plan"]
+__all__ = ["channel", "computed_trait", "consent_purpose", "content_block", "experiment", "journey", "metric",
+           "model", "placement", "segment", "subscription_group", "suppression_rule", "template", "tracking_plan"]
