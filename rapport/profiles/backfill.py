@@ -91,7 +91,7 @@ def status(conn: Conn, rt: WorkspaceRuntime) -> list[JsonObject]:
     head = events_sql.max_seq(conn, rt.id)
     out = []
     for trait in sorted(rt.traits.values(), key=lambda t: t.name):
-        rows = [states.get(s.id) for s in trait.all_series()]
+        rows = [states.get(s.id) for s in trait.all_series() if s.id in rt.series]  # others: no event feeds them
         live = all(r is not None and r[2] == "live" for r in rows)
         progress = min((int(r[5]) / head if head and r is not None and r[2] != "live" else 1.0) for r in rows) \
             if rows else 1.0

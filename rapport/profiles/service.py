@@ -89,7 +89,7 @@ class ProfileReader:
         return out
 
     def computed(self, profile_id: str, at: Millis) -> JsonObject:
-        series_ids = list(self.rt.series)
+        series_ids = sorted({key.id for trait in self.rt.traits.values() for key in trait.all_series()})
         buckets: dict[str, list[Bucket]] = defaultdict(list)
         index: dict[tuple[str, int], Bucket] = {}
         for row in profiles_sql.buckets(self.conn, self.rt.id, profile_id, series_ids):

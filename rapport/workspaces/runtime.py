@@ -18,6 +18,7 @@ from rapport.durations import parse_duration
 from rapport.identity.model import IdentityRules
 from rapport.journeys.model import Journey, journey_rules, listened
 from rapport.journeys.model import build as build_journey
+from rapport.models.spec import score_trait
 from rapport.privacy.pii import TRAIT_ONLY_FIELDS
 from rapport.profiles.builtins import BUILTIN_TRAITS
 from rapport.profiles.computed import SeriesKey, TraitDef
@@ -178,6 +179,10 @@ def build_runtime(
     for trait in traits.values():
         for key in trait.all_series():
             read(key, trait.purpose)
+    for spec in by_kind.get("Model", []):  # scores written back: traits over series no event feeds
+        score = score_trait(spec)
+        if score is not None and score.name not in traits:
+            traits[score.name] = score
     segments: dict[str, CompiledSegment] = {}
     for spec in by_kind.get("Segment", []):
         segment = compile_segment(spec, versions[("Segment", str(spec["name"]))])

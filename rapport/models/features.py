@@ -1,0 +1,58 @@
+"""Feature values: each feature is a computed trait, read as ``computed.<name>`` at an instant.
+
+Computed traits are time-bucketed series evaluable at any instant, so the same reader serves training
+(every feature as of the cutoff, without scanning events) and scoring (as of now). A value becomes a
+number: numbers as they are, booleans as 0/1, an instant (a ``first``/``last`` trait without a
+property) as the days elapsed since it; anything else is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rapport.clock import parse_iso
+from rapport.profiles.computed import TraitDef, numeric
+from rapport.rules import EvalContext, Path
+from rapport.segments.stored import Needs
+from rapport.types import DAY, Millis
+from rapport.workspaces.runtime import WorkspaceRuntime
+
+
+def as_number(defn: TraitDef | None, value: object, at: Millis) -> float | None:
+    """A computed trait's value at ``at`` as a model input (None: missing)."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    number = numeric(value)
+    if number is not None:
+        return number
+    if (isinstance(value, str) and defn is not None and defn.aggregate in ("first", "last")
+            and defn.series.prop is None):
+        try:
+            return (at - parse_iso(value)) / DAY
+        except ValueError:
+            return None
+    return None
+
+
+def feature_values(features: Sequence[str], rt: WorkspaceRuntime, ctx: EvalContext) -> dict[str, float | None]:
+    """Each feature's value through ``ctx`` at its instant (e.g. a ``segments.stored.StoredContext``)."""
+    out: dict[str, float | None] = {}
+    at = ctx.now_ms
+    for name in features:
+        found, value = ctx.lookup(Path("computed", (name,)))
+        out[name] = as_number(rt.traits.get(name), value, at) if found else None
+    return out
+
+
+def feature_needs(features: Iterable[str], rt: WorkspaceRuntime, *, consent: bool = False) -> Needs:
+    """The stored data reading ``features`` needs (``segments.stored.load``), with the consent ledger."""
+    series: set[str] = set()
+    distinct: set[str] = set()
+    for name in features:
+        defn = rt.traits.get(name)
+        if defn is None:
+            continue
+        series.update(s.id for s in defn.all_series())
+        if defn.aggregate == "distinct":
+            distinct.add(defn.series.id)
+    return Needs(series=frozenset(series), distinct=frozenset(distinct), consent=consent)
