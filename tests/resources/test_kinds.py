@@ -9,8 +9,8 @@ from rapport.resources import KindSpec, get_kind, known_kinds, register
 from rapport.resources.checks import text
 from rapport.resources.fields import FieldErrors, optional
 
-KINDS = ("one of 'Channel', 'ComputedTrait', 'ConsentPurpose', 'Journey', 'Segment', 'SubscriptionGroup', "
-         "'SuppressionRule', 'Template', 'TrackingPlan'")
+KINDS = ("one of 'Channel', 'ComputedTrait', 'ConsentPurpose', 'ContentBlock', 'Experiment', 'Journey', 'Metric', "
+         "'Model', 'Placement', 'Segment', 'SubscriptionGroup', 'SuppressionRule', 'Template', 'TrackingPlan'")
 
 
 def test_importing_the_package_registers_the_built_in_kinds() -> None:
@@ -25,7 +25,7 @@ def test_importing_the_package_registers_the_built_in_kinds() -> None:
     [
         ("ComputedTrai", f"unknown kind 'ComputedTrai' (did you mean 'ComputedTrait'?); expected {KINDS}"),
         ("trackingplan", f"unknown kind 'trackingplan' (did you mean 'TrackingPlan'?); expected {KINDS}"),
-        ("Experiment", f"unknown kind 'Experiment'; expected {KINDS}"),
+        ("Audience", f"unknown kind 'Audience'; expected {KINDS}"),
     ],
 )
 def test_unknown_kind_names_the_valid_kinds_and_the_nearest(name: str, message: str) -> None:
