@@ -13,12 +13,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from rapport.api import metrics
 from rapport.api.body import parse_json, read_limited
 from rapport.api.json import json_response
 from rapport.core import Rapport
+from rapport.decisions import round_trip
 from rapport.errors import AuthError, ForbiddenError, ValidationError
 from rapport.ingestion.model import MAX_BATCH_BYTES, MAX_EVENT_BYTES, MESSAGE_TYPES, ItemError, MessageType
 from rapport.ingestion.parse import ItemInvalid, parse_batch, parse_message
@@ -61,6 +63,9 @@ def router(rapport: Rapport) -> APIRouter:
             body = await read_limited(request, limit)
             payload = parse_json(body)
             principal = ingest_principal(rapport, write_key_from(request, payload))
+            wanted = round_trip.requested(request.query_params.get("decide"), single=implied is not None)
+            if wanted:
+                round_trip.check(rapport, principal.workspace_id, wanted)
             received = rapport.clock.now_ms()
 
             def new_id() -> str:
@@ -94,6 +99,9 @@ def router(rapport: Rapport) -> APIRouter:
                 out["errors"] = [e.to_json() for e in sorted(errors, key=lambda e: e.index)]
             if result.quarantined:
                 out["quarantined"] = result.quarantined
+            if wanted:
+                out["decisions"] = await run_in_threadpool(round_trip.decisions, rapport, principal.workspace_id,
+                                                           indexed[0][1], wanted)
             return json_response(out)
         except Exception as exc:
             metrics.record_rejection(endpoint, exc)

@@ -8,7 +8,7 @@ property) as the days elapsed since it; anything else is missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from rapport.clock import parse_iso
 from rapport.profiles.computed import TraitDef, numeric
@@ -34,13 +34,15 @@ def as_number(defn: TraitDef | None, value: object, at: Millis) -> float | None:
     return None
 
 
-def feature_values(features: Sequence[str], rt: WorkspaceRuntime, ctx: EvalContext) -> dict[str, float | None]:
-    """Each feature's value through ``ctx`` at its instant (e.g. a ``segments.stored.StoredContext``)."""
+def feature_values(features: Sequence[str], traits: Mapping[str, TraitDef],
+                   ctx: EvalContext) -> dict[str, float | None]:
+    """Each feature's value through ``ctx`` at its instant (e.g. a ``segments.stored.StoredContext``), read as the
+    trait definitions ``traits`` say (a workspace's ``rt.traits``): training and serving share this one reader."""
     out: dict[str, float | None] = {}
     at = ctx.now_ms
     for name in features:
         found, value = ctx.lookup(Path("computed", (name,)))
-        out[name] = as_number(rt.traits.get(name), value, at) if found else None
+        out[name] = as_number(traits.get(name), value, at) if found else None
     return out
 
 

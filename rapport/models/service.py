@@ -93,7 +93,7 @@ def read_features(conn: Conn, rt: WorkspaceRuntime, features: Sequence[str], pro
                   at: Millis) -> dict[str, dict[str, float | None]]:
     """Each profile's feature values as of ``at`` (computed traits read from their buckets)."""
     data = load(conn, rt, feature_needs(features, rt), profile_ids)
-    return {pid: feature_values(features, rt, StoredContext(rt, data[pid], at)) for pid in profile_ids}
+    return {pid: feature_values(features, rt.traits, StoredContext(rt, data[pid], at)) for pid in profile_ids}
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def snapshot(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, spec: ModelSpec
             ctx = StoredContext(rt, d, cutoff)
             if audience is not None and not evaluate(audience, ctx):
                 continue
-            values = feature_values(spec.features, rt, ctx)
+            values = feature_values(spec.features, rt.traits, ctx)
             ids.append(pid)
             rows.append(tuple(values[f] for f in spec.features))
     happened = _happened(conn, rt, keyring, spec, cutoff, now)
@@ -237,7 +237,7 @@ def score_chunk(conn: Conn, rt: WorkspaceRuntime, clock: Clock, model: ScoringMo
         if not may_use(d.ledger, purpose, at).allowed or (audience is not None and not evaluate(audience, ctx)):
             dropped.append(pid)
             continue
-        scored = model.score(feature_values(model.features, rt, ctx))
+        scored = model.score(feature_values(model.features, rt.traits, ctx))
         written.append(bucket_row(rt.id, pid, sid, score_bucket(scored.probability, at, model.version)))
     if dropped:
         held = models_sql.latest_scores(conn, rt.id, sid, dropped)

@@ -52,9 +52,11 @@ def check_references(conn: Conn, ws: WorkspaceId, current: dict[tuple[str, str],
             final.pop(key, None)
         elif change.after is not None:
             final[key] = Resource(change.kind, change.name, change.after)
+    from rapport.content.check import content_problems
     from rapport.resources.builtin.journey import publish_problems
 
-    delivery = _delivery_problems(final, desired) + publish_problems(conn, ws, current, final, desired)
+    delivery = (_delivery_problems(final, desired) + publish_problems(conn, ws, current, final, desired)
+                + content_problems(conn, ws, final, desired))
     if delivery:
         documents = len({d["document"] for d in delivery})
         raise ValidationError(f"{documents} invalid resource document(s)", code="invalid_resource", details=delivery)
@@ -97,7 +99,7 @@ def _delivery_problems(final: dict[tuple[str, str], Resource], desired: list[Res
     """Templates name an existing channel whose messages they can make; journeys send through existing
     channels and templates that fit each other (every journey and template of the final state is
     checked, so deleting a channel still in use is refused; document 0 is one not in this apply)."""
-    from rapport.resources.builtin import subscription_group, suppression_rule
+    from rapport.resources.builtin import experiment, model, subscription_group, suppression_rule
     from rapport.resources.builtin.journey import check_deliveries
     from rapport.resources.builtin.template import MESSAGE_TYPE_OF_CHANNEL, PARTS, parts_problem
 
@@ -129,7 +131,9 @@ def _delivery_problems(final: dict[tuple[str, str], Resource], desired: list[Res
                 add(resource, field, message, "channels and templates that exist and fit each other")
     specs = {key: r.spec for key, r in final.items()}
     for kind, name, field, message in (*suppression_rule.reference_problems(specs),
-                                       *subscription_group.reference_problems(specs)):
+                                       *subscription_group.reference_problems(specs),
+                                       *experiment.reference_problems(specs),
+                                       *model.reference_problems(specs)):
         add(final[(kind, name)], field, message, "names of resources that exist")
     return details
 

@@ -68,9 +68,14 @@ class WorkspaceSettings:
     "limit": N, "period_days": D, "channel": name?, "tag": name?}``."""
     seed_lists: JsonObject = field(default_factory=dict)
     """Named lists of the team's addresses that journey test sends go to (``rapport.journeys.proofs``)."""
+    pii_print: JsonObject = field(default_factory=dict)
+    """Per channel (email, web, app, inapp, push, sms, offline), the PII fields its templates and content blocks
+    may print, replacing the default policy of ``rapport.content.pii`` for that channel."""
+    min_cell_count: int = 10
+    """Reports suppress a cell counting fewer people than this (``rapport.analytics.kpis``)."""
 
     _FIELDS = ("pii_fields", "dedupe", "event_purposes", "consent_mapping", "identity", "timezone", "frequency_caps",
-               "seed_lists")
+               "seed_lists", "pii_print", "min_cell_count")
 
     @classmethod
     def from_json(cls, data: JsonObject) -> WorkspaceSettings:
@@ -104,13 +109,23 @@ class WorkspaceSettings:
             from rapport.journeys.proofs import seed_lists
 
             kw["seed_lists"] = seed_lists(data["seed_lists"])
+        if "pii_print" in data:
+            from rapport.content.pii import print_policy
+
+            kw["pii_print"] = print_policy(data["pii_print"])
+        if "min_cell_count" in data:
+            value = data["min_cell_count"]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+                raise ValidationError("'min_cell_count' must be a whole number from 1 to 1000000",
+                                      code="invalid_settings")
+            kw["min_cell_count"] = value
         return cls(**kw)
 
     def to_json(self) -> JsonObject:
         return {"pii_fields": list(self.pii_fields), "dedupe": self.dedupe,
                 "event_purposes": list(self.event_purposes), "consent_mapping": self.consent_mapping,
                 "identity": self.identity, "timezone": self.timezone, "frequency_caps": list(self.frequency_caps),
-                "seed_lists": self.seed_lists}
+                "seed_lists": self.seed_lists, "pii_print": self.pii_print, "min_cell_count": self.min_cell_count}
 
 
 CAP_FIELDS = ("scope", "limit", "period_days", "channel", "tag")

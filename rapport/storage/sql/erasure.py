@@ -15,6 +15,8 @@ What stays, and why:
   (``adopt_suppressions``).
 - ``audit_log``: what was done and by whom stays; the erased profile ids and identifier values in a record are
   replaced by ``ERASED``.
+- ``model_versions`` (the model catalog) names nobody; a model's scores are computed-trait buckets and go with
+  them.
 - ``journey_schedule_runs.after_profile`` and ``journey_migrations.after_enrollment`` are batch cursors (an id
   compared by order, nothing else): they stay, naming a row that no longer exists.
 
@@ -22,7 +24,7 @@ Everything else that names the profiles is deleted: the profile rows themselves 
 (which also shreds any copy sealed under them), identifiers, merges and merge blocks, identity conflicts, events
 and the journey inbox entries queued for them, traits and their flattened values, computed buckets, consent
 entries, segment history and timers, journey enrollments, timers, moves and entries, in-app messages, offline
-tasks, experiment assignments and exposures.
+tasks, experiment assignments and exposures, content impressions.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ DELETED = (
     ("events", "profile_id"), ("events", "origin_profile_id"),
     ("experiment_assignments", "profile_id"), ("experiment_assignments", "origin_profile_id"),
     ("experiment_exposures", "origin_profile_id"),
+    ("rec_purchases", "profile_id"),
+    ("content_impressions", "profile_id"),
     ("profiles", "id"),
 )
 """(table, column naming a profile) of the rows deleted, in this order (the profiles last)."""

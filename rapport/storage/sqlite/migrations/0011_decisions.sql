@@ -15,3 +15,14 @@ CREATE TABLE experiment_exposures (
   PRIMARY KEY (workspace_id, origin_profile_id, experiment)
 );
 CREATE INDEX experiment_exposures_experiment ON experiment_exposures (workspace_id, experiment, first_at);
+
+-- Impressions: a content block served to a person by a decision. Per-person impression caps count them; rows
+-- older than the longest cap are of no use to a decision and may be pruned.
+CREATE TABLE content_impressions (
+  workspace_id TEXT NOT NULL,
+  profile_id TEXT NOT NULL,
+  block TEXT NOT NULL,
+  placement TEXT NOT NULL,
+  at INTEGER NOT NULL
+);
+CREATE INDEX content_impressions_profile ON content_impressions (workspace_id, profile_id, block, at);

@@ -1,0 +1,393 @@
+"""The decision engine: which block a placement shows a person now, why, how sure, and what was ruled out.
+
+Pure: it takes the compiled placement and blocks, what is known of the person (an ``EvalContext`` for rules, a
+template context for rendering, consent, past impressions, owned products), the scoring models, the person's
+experiment assignments and the instant, and returns a ``Decision``. The service (``decisions.service``) loads
+those facts and records impressions and exposures.
+
+Order of a decision:
+
+1. Without consent for the placement's purpose the default block is shown (reason ``consent_fallback``),
+   rendered without personal data; only its validity window is checked, as its rule, cap and products would
+   read the person's data.
+2. Otherwise the placement's own choice: the first ``variants`` entry whose rule matches (``rule``), or the
+   ``rank`` candidates by expected value = calibrated propensity × value (``rank``), else the default
+   (``default``). Each block must pass its guardrails: validity window, its own ``when`` rule, its impression
+   cap, and none of its products bought or returned; a block that fails is skipped and listed in ``guardrails``.
+3. An experiment on the placement then replaces the choice with its variant's block (``experiment``) for people
+   assigned to a variant that has one; the control and held-out people keep the own choice.
+4. When no block passes, nothing is shown (``not_eligible``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal, Protocol
+
+from liquid.exceptions import LiquidError
+
+from rapport.content.compile import Block, ExperimentDef, Placement
+from rapport.content.substitute import substitute
+from rapport.errors import ValidationError
+from rapport.experiments.assign import Assignment
+from rapport.models.features import feature_values as model_features
+from rapport.models.score import Scored
+from rapport.profiles.computed import TraitDef
+from rapport.rules import EvalContext, evaluate
+from rapport.templates.render import TemplateContext
+from rapport.types import Json, JsonObject, Millis
+
+ReasonKind = Literal["rule", "rank", "experiment", "default", "consent_fallback", "not_eligible"]
+TOP_REASONS: Final = 3
+"""Model reasons reported per ranked offer."""
+
+
+class ScoringModel(Protocol):
+    """A trained propensity model (``rapport.models.score.ScoringModel`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def features(self) -> tuple[str, ...]: ...
+
+    def score(self, values: Mapping[str, float | None]) -> Scored: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext(TemplateContext):
+    """What a block's Liquid reads: the template context plus the request's ``context`` and ``locale``."""
+
+    request: Mapping[str, Json] = field(default_factory=dict)
+    locale: str = ""
+
+    def variables(self) -> dict[str, object]:
+        out = TemplateContext.variables(self)
+        out["context"] = dict(self.request)
+        out["locale"] = self.locale
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What the engine knows of the person a decision is for."""
+
+    rules: EvalContext
+    """Reads ``traits``, ``computed``, ``consent``, ``in_segment`` and ``context`` (the request's)."""
+    render: BlockContext
+    allowed: frozenset[str]
+    """The consent purposes the person allows now."""
+    known: bool = True
+    impressions: Mapping[str, Sequence[Millis]] = field(default_factory=dict)
+    """Past impression times of each capped block."""
+    owned: frozenset[str] = frozenset()
+    """Product ids the person bought or returned."""
+    trait_defs: Mapping[str, TraitDef] = field(default_factory=dict)
+    """The workspace's computed-trait definitions: model features are read through them as in training."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A block left out of a decision, and why (``why`` is a stable code, ``detail`` says it in words)."""
+
+    block: str
+    why: str
+    detail: str
+
+    def to_json(self) -> JsonObject:
+        return {"block": self.block, "why": self.why, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why the block was chosen; ``kind`` says which path, the other fields its details."""
+
+    kind: ReasonKind
+    variant_index: int | None = None
+    rule: str | None = None
+    model: str | None = None
+    model_version: int | None = None
+    score: float | None = None
+    value: float | None = None
+    expected_value: float | None = None
+    top_reasons: tuple[JsonObject, ...] = ()
+    experiment: str | None = None
+    variant: str | None = None
+    assignment: str | None = None
+    """How the experiment placed the person: ``variant``, ``holdout``, ``excluded``, ``global_holdout``."""
+    skipped_experiments: tuple[JsonObject, ...] = ()
+
+    def to_json(self, *, full: bool) -> JsonObject:
+        """The reason; without ``full`` only its kind and the experiment arm (what a write-key caller sees)."""
+        out: JsonObject = {"kind": self.kind}
+        if self.experiment is not None:
+            out["experiment"] = self.experiment
+            out["variant"] = self.variant
+        if not full:
+            return out
+        for key in ("variant_index", "rule", "model", "model_version", "score", "value", "expected_value",
+                    "assignment"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.top_reasons:
+            out["top_reasons"] = list(self.top_reasons)
+        if self.skipped_experiments:
+            out["skipped_experiments"] = list(self.skipped_experiments)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """An experiment exposure to record: the person saw ``variant`` (None when held out) of ``experiment``."""
+
+    experiment: str
+    variant: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One placement's decision."""
+
+    placement: str
+    block: str | None
+    content: Mapping[str, str] | None
+    locale: str | None
+    reason: Reason
+    confidence: float
+    guardrails: tuple[Dropped, ...] = ()
+    exposure: Exposure | None = None
+
+    def to_json(self, *, full: bool) -> JsonObject:
+        """The decision as the API returns it; without ``full`` (a write-key caller) only the placement, the
+        block, its rendered content and the reason's kind with the experiment arm."""
+        out: JsonObject = {"placement": self.placement, "block": self.block,
+                           "content": dict(self.content) if self.content is not None else None,
+                           "reason": self.reason.to_json(full=full)}
+        if full:
+            out["locale"] = self.locale
+            out["confidence"] = self.confidence
+            out["guardrails"] = [d.to_json() for d in self.guardrails]
+        return out
+
+
+def eligible(block: Block, person: Person, now: Millis, *, personal: bool = True) -> Dropped | None:
+    """Why ``block`` may not be shown to ``person`` at ``now``, or ``None`` when it may. Without ``personal``
+    (no consent to use the person's data) only the validity window is checked."""
+    if block.valid_from is not None and now < block.valid_from:
+        return Dropped(block.name, "outside_validity", "the block's validity window has not opened yet")
+    if block.valid_until is not None and now >= block.valid_until:
+        return Dropped(block.name, "outside_validity", "the block's validity window has closed")
+    if not personal:
+        return None
+    if block.when is not None and not evaluate(block.when, person.rules):
+        return Dropped(block.name, "not_eligible", f"the block's rule does not match: {block.when_text}")
+    if block.cap is not None:
+        seen = sum(1 for at in person.impressions.get(block.name, ()) if at > now - block.cap.per_ms)
+        if seen >= block.cap.count:
+            return Dropped(block.name, "cap_reached", f"shown {seen} time(s) in the last {block.cap.per}; the cap "
+                                                      f"is {block.cap.count}")
+    if block.products and block.products & person.owned:
+        return Dropped(block.name, "already_bought_or_returned",
+                       f"the person bought or returned {len(block.products & person.owned)} of its products")
+    return None
+
+
+def render_block(block: Block, key: str, variables: Mapping[str, object]) -> dict[str, str]:
+    """The block's text ``key`` (a locale of ``block.texts``) rendered leniently with ``variables`` (a missing
+    value prints nothing); HTML channels escape values. Raises ``ValidationError`` (``template_error``) when a
+    part cannot render (a filter given a value it cannot take, a sandbox limit)."""
+    out: dict[str, str] = {}
+    for part in block.compiled[key]:
+        if part.template is None:
+            out[part.name] = part.source
+            continue
+        fast = substitute(part.pieces, variables, block.html) if part.pieces is not None else None
+        if fast is not None:
+            out[part.name] = fast
+            continue
+        try:
+            out[part.name] = part.template.render(variables)
+        except LiquidError as exc:
+            raise ValidationError(f"template part {part.name!r}: {exc.message}", code="template_error") from None
+    return out
+
+
+def feature_values(model: ScoringModel, person: Person) -> dict[str, float | None]:
+    """The model's features for the person, read exactly as training read them (``rapport.models.features``)."""
+    return model_features(model.features, person.trait_defs, person.rules)
+
+
+def experiment_gate(experiment: ExperimentDef, person: Person) -> str | None:
+    """Why the person takes no part in ``experiment`` now (``None``: they are to be assigned)."""
+    if not experiment.running:
+        return "stopped"
+    if not person.known:
+        return "unknown_person"
+    if experiment.purpose not in person.allowed:
+        return "no_consent"
+    if experiment.when is not None and not evaluate(experiment.when, person.rules):
+        return "not_targeted"
+    return None
+
+
+def decide(placement: Placement, blocks: Mapping[str, Block], person: Person, *, now: Millis,
+           locale_chain: tuple[str, ...] = (), models: Mapping[str, ScoringModel] | None = None,
+           assignments: Mapping[str, Assignment] | None = None) -> Decision:
+    """The decision for ``placement`` (see the module docstring for the order of the steps)."""
+    dropped: list[Dropped] = []
+    if placement.purpose not in person.allowed:
+        return _fallback(placement, blocks, person, now, locale_chain, dropped)
+    variables = person.render.variables()
+    own = _own_choice(placement, blocks, person, now, models or {}, locale_chain, variables, dropped)
+    skipped: list[JsonObject] = []
+    for experiment in placement.experiments:
+        gate = experiment_gate(experiment, person)
+        assignment = (assignments or {}).get(experiment.name)
+        if gate is not None or assignment is None or assignment.reason == "excluded":
+            # "excluded": outside the experiment's traffic share, so not part of it at all.
+            skipped.append({"experiment": experiment.name,
+                            "why": gate or ("unassigned" if assignment is None else "excluded")})
+            continue
+        exposure = Exposure(experiment.name, assignment.variant, assignment.reason)
+        arm = experiment.blocks.get(assignment.variant) if assignment.variant is not None else None
+        if arm is not None:
+            block = blocks.get(arm)
+            problem = (Dropped(arm, "unknown_block", f"no content block {arm!r}") if block is None
+                       else eligible(block, person, now))
+            if block is not None and problem is None:
+                chosen = _render(block, Reason("experiment", experiment=experiment.name, variant=assignment.variant,
+                                               assignment=assignment.reason, skipped_experiments=tuple(skipped)),
+                                 1.0, variables, locale_chain, dropped)
+                if chosen is not None:
+                    return _decision(placement, chosen, chosen.reason, chosen.confidence, dropped, exposure)
+            elif problem is not None:
+                dropped.append(problem)
+        base = own.reason if own is not None else Reason("not_eligible")
+        reason = replace(base, experiment=experiment.name, variant=assignment.variant, assignment=assignment.reason,
+                         skipped_experiments=tuple(skipped))
+        if own is None:
+            return Decision(placement.name, None, None, None, reason, 0.0, tuple(dropped), exposure)
+        return _decision(placement, own, reason, own.confidence, dropped, exposure)
+    if own is None:
+        return Decision(placement.name, None, None, None, Reason("not_eligible", skipped_experiments=tuple(skipped)),
+                        0.0, tuple(dropped))
+    reason = replace(own.reason, skipped_experiments=tuple(skipped)) if skipped else own.reason
+    return _decision(placement, own, reason, own.confidence, dropped, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    block: Block
+    reason: Reason
+    confidence: float
+    locale: str | None
+    content: Mapping[str, str]
+
+
+def _decision(placement: Placement, chosen: _Rendered, reason: Reason, confidence: float, dropped: list[Dropped],
+              exposure: Exposure | None) -> Decision:
+    return Decision(placement.name, chosen.block.name, chosen.content, chosen.locale, reason, confidence,
+                    tuple(dropped), exposure)
+
+
+def _render(block: Block, reason: Reason, confidence: float, variables: Mapping[str, object],
+            chain: tuple[str, ...], dropped: list[Dropped]) -> _Rendered | None:
+    locale, key = block.text_for(chain)
+    try:
+        content = render_block(block, key, variables)
+    except ValidationError as exc:
+        dropped.append(Dropped(block.name, "render_error", exc.message.split("\n")[0]))
+        return None
+    return _Rendered(block, reason, confidence, locale, content)
+
+
+def _fallback(placement: Placement, blocks: Mapping[str, Block], person: Person, now: Millis,
+              chain: tuple[str, ...], dropped: list[Dropped]) -> Decision:
+    """The default block without personal data: the person has not consented to the placement's purpose."""
+    block = blocks.get(placement.default)
+    skipped = tuple({"experiment": e.name, "why": "no_consent"} for e in placement.experiments)
+    if block is None:
+        dropped.append(Dropped(placement.default, "unknown_block", f"no content block {placement.default!r}"))
+        return Decision(placement.name, None, None, None, Reason("not_eligible", skipped_experiments=skipped), 0.0,
+                        tuple(dropped))
+    problem = eligible(block, person, now, personal=False)
+    if problem is None:
+        anonymous = BlockContext(request=person.render.request, locale=person.render.locale)
+        chosen = _render(block, Reason("consent_fallback", skipped_experiments=skipped), 1.0, anonymous.variables(),
+                         chain, dropped)
+        if chosen is not None:
+            return _decision(placement, chosen, chosen.reason, 1.0, dropped, None)
+    else:
+        dropped.append(problem)
+    return Decision(placement.name, None, None, None, Reason("not_eligible", skipped_experiments=skipped), 0.0,
+                    tuple(dropped))
+
+
+def _own_choice(placement: Placement, blocks: Mapping[str, Block], person: Person, now: Millis,
+                models: Mapping[str, ScoringModel], chain: tuple[str, ...], variables: Mapping[str, object],
+                dropped: list[Dropped]) -> _Rendered | None:
+    """The placement's own choice, rendered, or ``None`` when no block passes its guardrails. Rules are evaluated
+    in order and no further than the first match whose block can be shown."""
+    failed: dict[str, bool] = {}
+
+    def attempt(name: str, reason: Reason | None, confidence: float) -> _Rendered | None:
+        if failed.get(name):
+            return None
+        block = blocks.get(name)
+        if block is None:
+            dropped.append(Dropped(name, "unknown_block", f"no content block {name!r}"))
+        else:
+            problem = eligible(block, person, now)
+            if problem is not None:
+                dropped.append(problem)
+            else:
+                chosen = _render(block, reason or Reason("default"), confidence, variables, chain, dropped)
+                if chosen is not None:
+                    return chosen
+        failed[name] = True
+        return None
+
+    for index, variant in enumerate(placement.variants):
+        if evaluate(variant.when, person.rules):
+            chosen = attempt(variant.block, Reason("rule", variant_index=index, rule=variant.text), 1.0)
+            if chosen is not None:
+                return chosen
+    for name, reason, confidence in _ranked(placement, blocks, person, models, dropped) if placement.rank else ():
+        chosen = attempt(name, reason, confidence)
+        if chosen is not None:
+            return chosen
+    return attempt(placement.default, None, 1.0)
+
+
+def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, models: Mapping[str, ScoringModel],
+            dropped: list[Dropped]) -> list[tuple[str, Reason, float]]:
+    """The eligible offers by expected value, best first (ties keep the written order)."""
+    scored: list[tuple[float, int, str, Reason, float]] = []
+    for index, candidate in enumerate(placement.rank):
+        if candidate.when is not None and not evaluate(candidate.when, person.rules):
+            dropped.append(Dropped(candidate.block, "not_eligible",
+                                   f"the offer's rule does not match: {candidate.when_text}"))
+            continue
+        model = models.get(candidate.model)
+        if model is None:
+            dropped.append(Dropped(candidate.block, "model_unavailable",
+                                   f"model {candidate.model!r} has no trained version"))
+            continue
+        block = blocks.get(candidate.block)
+        value = candidate.value if candidate.value is not None else (
+            block.value if block is not None and block.value is not None else 1.0)
+        result = model.score(feature_values(model, person))
+        probability = min(1.0, max(0.0, float(result.probability)))
+        reasons = tuple({"feature": r.feature, "value": r.value, "contribution": round(r.contribution, 6)}
+                        for r in result.reasons[:TOP_REASONS])
+        reason = Reason("rank", variant_index=index, model=model.name, model_version=model.version,
+                        score=probability, value=value, expected_value=probability * value, top_reasons=reasons)
+        scored.append((probability * value, index, candidate.block, reason, probability))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [(name, reason, confidence) for _, _, name, reason, confidence in scored]

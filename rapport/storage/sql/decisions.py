@@ -1,0 +1,47 @@
+"""What a decision reads and writes: a person's traits by name, impressions of capped blocks, purchases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rapport.storage.base import Conn, Row
+from rapport.types import Millis
+
+OWNING_EVENTS = ("Order Completed", "Order Refunded", "Product Returned")
+"""Events whose products the person bought or returned: offers promoting them are not shown again."""
+
+
+def traits(conn: Conn, ws: str, profile_id: str, names: Sequence[str]) -> list[Row]:
+    """(name, value JSON, key_profile_id) of the profile's traits among ``names``."""
+    if not names:
+        return []
+    marks = ",".join("?" * len(names))
+    return conn.all(
+        "SELECT name, value, key_profile_id FROM traits WHERE workspace_id = ? AND profile_id = ?"
+        f" AND name IN ({marks})", (ws, profile_id, *names))
+
+
+def impressions(conn: Conn, ws: str, profile_id: str, blocks: Sequence[str], since: Millis) -> list[Row]:
+    """(block, at) of the profile's impressions of ``blocks`` after ``since``."""
+    if not blocks:
+        return []
+    marks = ",".join("?" * len(blocks))
+    return conn.all(
+        "SELECT block, at FROM content_impressions WHERE workspace_id = ? AND profile_id = ?"
+        f" AND block IN ({marks}) AND at > ?", (ws, profile_id, *blocks, since))
+
+
+def record_impressions(conn: Conn, ws: str, rows: Sequence[tuple[str, str, str, Millis]]) -> None:
+    """Store (profile_id, block, placement, at) impressions."""
+    if rows:
+        conn.executemany(
+            "INSERT INTO content_impressions (workspace_id, profile_id, block, placement, at) VALUES (?, ?, ?, ?, ?)",
+            [(ws, *row) for row in rows])
+
+
+def owning_event_bodies(conn: Conn, ws: str, profile_id: str) -> list[Row]:
+    """(body,) of the profile's ``OWNING_EVENTS`` track events."""
+    marks = ",".join("?" * len(OWNING_EVENTS))
+    return conn.all(
+        "SELECT body FROM events WHERE workspace_id = ? AND profile_id = ? AND type = 'track'"
+        f" AND name IN ({marks})", (ws, profile_id, *OWNING_EVENTS))

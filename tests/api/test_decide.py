@@ -1,0 +1,474 @@
+"""The decision API through the real app, on SQLite and PostgreSQL: write-key and admin views, consent fallback,
+rules, caps, products already bought, experiments with merges, the tracking round trip, errors, and the promise
+that a write-key response never carries profile data beyond the rendered content."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from api.support import ApiClient, admin, apply_yaml, assert_error, basic, bearer, profile_of, track
+from rapport.cli import app as cli
+from rapport.core import NewWorkspace, Rapport
+from rapport.models import service as models_service
+from rapport.models.score import Calibration, ScoringModel
+
+RESOURCES = """
+kind: ComputedTrait
+name: revenue_total
+event: Order Completed
+aggregate: sum
+property: revenue
+---
+kind: ContentBlock
+name: hero_default
+channel: web
+body: "<h1>Welcome to the shop</h1>"
+---
+kind: ContentBlock
+name: hero_vip
+channel: web
+locale: en
+tags: [loyalty]
+body: "<h1>Welcome back, {{ traits.first_name | default: 'friend' }}</h1>"
+locales:
+  de: {body: "<h1>Willkommen zurück, {{ traits.first_name | default: 'Freund' }}</h1>"}
+---
+kind: ContentBlock
+name: hero_new
+channel: web
+body: "<h1>New here? Take 10% off</h1>"
+---
+kind: ContentBlock
+name: hero_mobile
+channel: web
+body: "<h1>On the go</h1>"
+---
+kind: ContentBlock
+name: hero_bold
+channel: web
+body: "<h1>BIG SALE</h1>"
+---
+kind: Placement
+name: home_hero
+channel: web
+purpose: personalization
+default: hero_default
+variants:
+  - {block: hero_mobile, when: context.device == "mobile"}
+  - {block: hero_vip, when: computed.revenue_total > 100}
+  - {block: hero_new, when: count("Order Completed") == 0}
+---
+kind: ContentBlock
+name: banner_default
+channel: web
+body: "Free returns"
+---
+kind: ContentBlock
+name: banner_sofa
+channel: web
+body: "Our sofa, 20% off"
+products: [sofa-1]
+---
+kind: ContentBlock
+name: banner_capped
+channel: web
+body: "Newsletter: sign up"
+cap: {count: 2, per: 7d}
+---
+kind: Placement
+name: banner
+channel: web
+default: banner_default
+variants:
+  - {block: banner_sofa, when: computed.revenue_total >= 0}
+  - {block: banner_capped, when: computed.revenue_total >= 0}
+"""
+
+
+EXPERIMENT = """
+---
+kind: Metric
+name: converted_7d
+type: conversion
+event: Order Completed
+window: 7d
+---
+kind: ContentBlock
+name: promo_default
+channel: web
+body: "Spring sale"
+---
+kind: Placement
+name: promo
+channel: web
+default: promo_default
+---
+kind: Experiment
+name: promo_test
+placement: promo
+purpose: personalization
+variants:
+  control: {weight: 50}
+  bold: {weight: 50, block: hero_bold}
+metrics: [converted_7d]
+"""
+
+
+def setup(client: ApiClient, ws: NewWorkspace, extra: str = "") -> None:
+    response = apply_yaml(client, ws, RESOURCES + extra)
+    assert response.status_code == 200, response.text
+
+
+def grant(client: ApiClient, ws: NewWorkspace, profile_id: str, purpose: str = "personalization") -> None:
+    response = admin(client, ws, "POST", "/api/v1/consent", json={
+        "profile_id": profile_id, "purpose": purpose, "state": "granted", "source": "test"})
+    assert response.status_code == 201, response.text
+
+
+def decide(client: ApiClient, ws: NewWorkspace, body: dict[str, Any], *, full: bool = False) -> Any:
+    headers = bearer(ws.admin_token) if full else basic(ws.write_key)
+    response = client.post("/api/v1/decide", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["decisions"]
+
+
+def person(client: ApiClient, ws: NewWorkspace, user: str, traits: dict[str, Any] | None = None,
+           orders: list[dict[str, Any]] | None = None, consented: bool = True) -> str:
+    """A person with traits and orders (counted with analytics consent), with personalization consent unless not
+    ``consented``."""
+    assert track(client, ws, "/v1/identify", {"userId": user, "traits": traits or {}}).status_code == 200
+    pid = str(profile_of(client, ws, user_id=user)["id"])
+    grant(client, ws, pid, "analytics")
+    if consented:
+        grant(client, ws, pid)
+    for order in orders or []:
+        assert track(client, ws, "/v1/track", {"userId": user, "event": "Order Completed",
+                                                "properties": order}).status_code == 200
+    return pid
+
+
+def test_a_write_key_gets_blocks_and_reason_kinds_only(client: ApiClient, workspace: NewWorkspace) -> None:
+    setup(client, workspace)
+    person(client, workspace, "u1", {"first_name": "Ada"}, [{"revenue": 150}])
+    out = decide(client, workspace, {"user_id": "u1", "placements": ["home_hero"]})
+    assert out == {"home_hero": {"placement": "home_hero", "block": "hero_vip",
+                                 "content": {"body": "<h1>Welcome back, Ada</h1>"}, "reason": {"kind": "rule"}}}
+    full = decide(client, workspace, {"user_id": "u1", "placements": ["home_hero"]}, full=True)["home_hero"]
+    assert full["reason"] == {"kind": "rule", "variant_index": 1, "rule": "computed.revenue_total > 100"}
+    assert full["confidence"] == 1.0 and full["locale"] == "en" and full["guardrails"] == []
+
+
+def test_first_matching_rule_wins_and_reads_the_request_context(client: ApiClient, workspace: NewWorkspace) -> None:
+    setup(client, workspace)
+    person(client, workspace, "u1", {}, [{"revenue": 150}])
+    person(client, workspace, "u2")
+    mobile = {"placements": ["home_hero"], "context": {"device": "mobile"}}
+    assert decide(client, workspace, {"user_id": "u1", **mobile})["home_hero"]["block"] == "hero_mobile"
+    assert decide(client, workspace, {"user_id": "u2", "placements": ["home_hero"]})["home_hero"]["block"] == \
+        "hero_new"
+
+
+def test_locale_fallback_picks_the_closest_translation(client: ApiClient, workspace: NewWorkspace) -> None:
+    setup(client, workspace)
+    person(client, workspace, "u1", {"first_name": "Ada"}, [{"revenue": 150}])
+    for locale, body in (("de-AT", "Willkommen zurück, Ada"), ("de", "Willkommen zurück, Ada"),
+                         ("fr-CA", "Welcome back, Ada"), ("en-GB", "Welcome back, Ada")):
+        out = decide(client, workspace, {"user_id": "u1", "placements": ["home_hero"], "locale": locale})
+        assert out["home_hero"]["content"]["body"] == f"<h1>{body}</h1>", locale
+
+
+def test_without_consent_the_default_is_shown(client: ApiClient, workspace: NewWorkspace, rapport: Rapport) -> None:
+    setup(client, workspace)
+    person(client, workspace, "u1", {"first_name": "Ada"}, [{"revenue": 150}], consented=False)
+    full = decide(client, workspace, {"user_id": "u1", "placements": ["home_hero"]}, full=True)["home_hero"]
+    assert full["block"] == "hero_default" and full["reason"]["kind"] == "consent_fallback"
+    before = rapport.db.read(lambda c: c.value("SELECT count(*) FROM profiles WHERE workspace_id = ?",
+                                               (workspace.workspace_id,)))
+    unknown = decide(client, workspace, {"anonymous_id": "never-seen", "placements": ["home_hero"]})
+    assert unknown["home_hero"]["block"] == "hero_default"
+    assert unknown["home_hero"]["reason"] == {"kind": "consent_fallback"}
+    after = rapport.db.read(lambda c: c.value("SELECT count(*) FROM profiles WHERE workspace_id = ?",
+                                              (workspace.workspace_id,)))
+    assert after == before
+
+
+def test_bought_products_and_caps_are_guardrails(client: ApiClient, workspace: NewWorkspace,
+                                                 rapport: Rapport) -> None:
+    setup(client, workspace)
+    person(client, workspace, "u1", {}, [{"revenue": 10, "products": [{"product_id": "sofa-1"}]}])
+    person(client, workspace, "u2", {}, [{"revenue": 10, "products": [{"product_id": "lamp-2"}]}])
+    assert decide(client, workspace, {"user_id": "u2", "placements": ["banner"]})["banner"]["block"] == "banner_sofa"
+    assert track(client, workspace, "/v1/track", {"userId": "u2", "event": "Product Returned",
+                                                  "properties": {"product_id": "sofa-1"}}).status_code == 200
+    returned = decide(client, workspace, {"user_id": "u2", "placements": ["banner"]}, full=True)["banner"]
+    assert returned["block"] == "banner_capped"
+    assert returned["guardrails"][0]["why"] == "already_bought_or_returned"
+    seen = []
+    for _ in range(3):
+        out = decide(client, workspace, {"user_id": "u1", "placements": ["banner"]}, full=True)["banner"]
+        rapport.db.write(lambda c: None)  # the impressions' group commit has landed
+        seen.append(out["block"])
+    assert seen == ["banner_capped", "banner_capped", "banner_default"]
+    why = {g["block"]: g["why"] for g in out["guardrails"]}
+    assert why == {"banner_sofa": "already_bought_or_returned", "banner_capped": "cap_reached"}
+
+
+def test_errors_use_the_one_shape(client: ApiClient, workspace: NewWorkspace) -> None:
+    setup(client, workspace)
+    headers = basic(workspace.write_key)
+    body = assert_error(client.post("/api/v1/decide", json={"user_id": "u1", "placements": ["hero"]},
+                                    headers=headers), 404, "placement_not_found")
+    assert body["details"] == [{"placement": "hero"}] and "home_hero" in body["message"]
+    assert_error(client.post("/api/v1/decide", json={"profile_id": "prf_x", "placements": ["home_hero"]},
+                             headers=headers), 400, "invalid_request")
+    assert_error(client.post("/api/v1/decide", json={"user_id": "u1"}, headers=headers), 400, "invalid_request")
+    assert_error(client.post("/api/v1/decide", content=b"{", headers=headers), 400, "invalid_json")
+    assert_error(client.post("/api/v1/decide", json={"user_id": "u1", "placements": ["home_hero"]}), 401,
+                 "missing_credentials")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_write_key_response_never_carries_profile_data(client: ApiClient, workspace: NewWorkspace,
+                                                         seed: int) -> None:
+    setup(client, workspace, """
+---
+kind: ComputedTrait
+name: orders_total
+event: Order Completed
+aggregate: count
+---
+kind: ContentBlock
+name: plain
+channel: web
+body: "Hello"
+when: traits.vip_code != "x"
+---
+kind: Placement
+name: by_trait
+channel: web
+default: plain
+variants:
+  - {block: hero_bold, when: traits.vip_code == "SECRET-VIP-SEED"}
+""".replace("SEED", str(seed)) + EXPERIMENT)
+    secret_trait = f"SECRET-VIP-{seed}"
+    revenue = 7_919_000 + seed
+    pid = person(client, workspace, f"user-{seed}-zq", {"vip_code": secret_trait, "email": f"ada{seed}@mail.example",
+                                                        "first_name": "Ada"},
+                 [{"revenue": revenue, "products": [{"product_id": "sofa-1"}]}])
+    names = ["home_hero", "banner", "by_trait", "promo"]
+    for context in ({}, {"device": "mobile"}):
+        for identity in ({"user_id": f"user-{seed}-zq"}, {"anonymous_id": f"anon-{seed}-zq"}):
+            response = client.post("/api/v1/decide", json={**identity, "placements": names, "context": context},
+                                   headers=basic(workspace.write_key))
+            assert response.status_code == 200
+            text = response.text
+            for value in (secret_trait, str(revenue), pid, f"user-{seed}-zq", f"anon-{seed}-zq",
+                          f"ada{seed}@mail.example", "sofa-1", "guardrails", "confidence", "score"):
+                assert value not in text, (value, text)
+            for decision in response.json()["decisions"].values():
+                assert set(decision) == {"placement", "block", "content", "reason"}
+                assert set(decision["reason"]) <= {"kind", "experiment", "variant"}
+    full = decide(client, workspace, {"user_id": f"user-{seed}-zq", "placements": names}, full=True)
+    assert full["by_trait"]["block"] == "hero_bold"
+
+
+def test_the_tracking_round_trip_returns_decisions(client: ApiClient, workspace: NewWorkspace) -> None:
+    setup(client, workspace)
+    pid = person(client, workspace, "u1", {"first_name": "Ada"})
+    response = track(client, workspace, "/v1/track?decide=home_hero,banner", {
+        "userId": "u1", "event": "Order Completed", "properties": {"revenue": 500}})
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["success"] is True
+    assert out["decisions"]["home_hero"] == {"placement": "home_hero", "block": "hero_vip",
+                                             "content": {"body": "<h1>Welcome back, Ada</h1>"},
+                                             "reason": {"kind": "rule"}}
+    assert pid not in response.text
+    assert track(client, workspace, "/v1/track", {"userId": "u1", "event": "Viewed"}).json() == {"success": True}
+    bad = track(client, workspace, "/v1/track?decide=nope", {"userId": "u1", "event": "Viewed"})
+    assert_error(bad, 404, "placement_not_found")
+
+
+def test_content_show_lists_the_fields_read(client: ApiClient, workspace: NewWorkspace) -> None:
+    setup(client, workspace)
+    shown = admin(client, workspace, "GET", "/api/v1/content/hero_vip")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["reads"] == ["traits.first_name"] and shown.json()["locales"] == ["de"]
+    placement = admin(client, workspace, "GET", "/api/v1/content/home_hero").json()
+    assert placement["kind"] == "Placement" and "traits.first_name" in placement["reads"]
+    assert_error(admin(client, workspace, "GET", "/api/v1/content/hero_vp"), 404, "content_not_found")
+    assert {b["name"] for b in admin(client, workspace, "GET", "/api/v1/content").json()["blocks"]} >= {"hero_vip"}
+
+
+def test_experiment_on_a_placement_keeps_the_variant_across_a_merge(client: ApiClient, workspace: NewWorkspace,
+                                                                    rapport: Rapport) -> None:
+    setup(client, workspace, """
+---
+kind: Metric
+name: converted_7d
+type: conversion
+event: Order Completed
+window: 7d
+---
+kind: Experiment
+name: hero_test
+placement: home_hero
+purpose: personalization
+salt: hero-2026
+variants:
+  control: {weight: 50}
+  bold: {weight: 50, block: hero_bold}
+metrics: [converted_7d]
+""")
+    arms: dict[str, str] = {}
+    for n in range(24):
+        anon = f"anon-{n}"
+        assert track(client, workspace, "/v1/page", {"anonymousId": anon, "name": "Home"}).status_code == 200
+        grant(client, workspace, str(profile_of(client, workspace, anonymous_id=anon)["id"]))
+        out = decide(client, workspace, {"anonymous_id": anon, "placements": ["home_hero"]})["home_hero"]
+        assert out["reason"]["experiment"] == "hero_test"
+        arms[anon] = out["reason"]["variant"]
+        assert out["block"] == ("hero_bold" if arms[anon] == "bold" else "hero_new")
+        if arms[anon] == "control":
+            assert out["reason"]["kind"] == "rule"
+    assert set(arms.values()) == {"control", "bold"}
+    rapport.db.write(lambda c: None)
+    rows = rapport.db.read(lambda c: c.all(
+        "SELECT variant, source, exposures FROM experiment_exposures WHERE workspace_id = ?",
+        (workspace.workspace_id,)))
+    assert len(rows) == 24 and {r[1] for r in rows} == {"placement:home_hero"}
+    assert sorted(r[0] for r in rows) == sorted(arms.values())
+    for anon, arm in list(arms.items())[:6]:
+        user = f"user-of-{anon}"
+        # An identified profile with its own history is merged with the anonymous one.
+        assert track(client, workspace, "/v1/identify", {"userId": user, "traits": {}}).status_code == 200
+        assert track(client, workspace, "/v1/identify", {"userId": user, "anonymousId": anon}).status_code == 200
+        again = decide(client, workspace, {"user_id": user, "placements": ["home_hero"]})["home_hero"]
+        assert again["reason"]["variant"] == arm, anon
+
+
+def test_a_stopped_experiment_gives_everyone_the_control(client: ApiClient, workspace: NewWorkspace) -> None:
+    experiment = """
+---
+kind: Metric
+name: converted_7d
+type: conversion
+event: Order Completed
+window: 7d
+---
+kind: Experiment
+name: hero_test
+placement: home_hero
+purpose: personalization
+status: stopped
+variants:
+  control: {weight: 1}
+  bold: {weight: 99, block: hero_bold}
+metrics: [converted_7d]
+"""
+    setup(client, workspace, experiment)
+    person(client, workspace, "u1")
+    full = decide(client, workspace, {"user_id": "u1", "placements": ["home_hero"]}, full=True)["home_hero"]
+    assert full["block"] == "hero_new"
+    assert full["reason"]["skipped_experiments"] == [{"experiment": "hero_test", "why": "stopped"}]
+
+
+def test_each_person_gets_their_own_rule(client: ApiClient, workspace: NewWorkspace) -> None:
+    setup(client, workspace)
+    for n in range(3):
+        person(client, workspace, f"u{n}", {}, [{"revenue": 60 * n}])
+    blocks = [decide(client, workspace, {"user_id": f"u{n}", "placements": ["home_hero"]})["home_hero"]["block"]
+              for n in range(3)]
+    assert blocks == ["hero_default", "hero_default", "hero_vip"]
+
+
+def test_the_content_commands(client: ApiClient, rapport: Rapport, workspace: NewWorkspace, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(client, workspace)
+    person(client, workspace, "u1", {"first_name": "Ada"}, [{"revenue": 150}])
+    monkeypatch.setenv("RAPPORT_DATABASE_URL", rapport.settings.database_url)
+    monkeypatch.setenv("RAPPORT_DATA_DIR", str(tmp_path / "cli"))
+    assert rapport.settings.master_key is not None
+    monkeypatch.setenv("RAPPORT_MASTER_KEY", str(rapport.settings.master_key))
+    runner = CliRunner()
+    ws = workspace.workspace_id
+    listed = runner.invoke(cli, ["content", "list", "-w", ws])
+    assert listed.exit_code == 0, listed.output
+    assert "placement  home_hero" in listed.stdout and "reads: traits.first_name" in listed.stdout
+    shown = runner.invoke(cli, ["content", "show", "hero_vip", "-w", ws])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["reads"] == ["traits.first_name"]
+    decided = runner.invoke(cli, ["content", "decide", "-w", ws, "--user-id", "u1", "-p", "home_hero",
+                                  "--context", '{"device": "desktop"}', "--locale", "de-AT"])
+    assert decided.exit_code == 0, decided.output
+    out = json.loads(decided.stdout)
+    assert out["decisions"]["home_hero"]["content"] == {"body": "<h1>Willkommen zurück, Ada</h1>"}
+    assert out["decisions"]["home_hero"]["confidence"] == 1.0 and out["profile_id"]
+    assert runner.invoke(cli, ["content", "show", "nope", "-w", ws]).exit_code == 1
+
+
+RANKED = """
+---
+kind: ComputedTrait
+name: orders_90d
+event: Order Completed
+aggregate: count
+window: 90d
+---
+kind: Model
+name: sofa_buyer
+target: {event: Order Completed, within: 30d}
+features: [orders_90d]
+---
+kind: Model
+name: rug_buyer
+target: {event: Order Completed, within: 30d}
+features: [orders_90d]
+---
+kind: ContentBlock
+name: rug
+channel: web
+body: "Rugs for you"
+value: 100
+---
+kind: Placement
+name: offers
+channel: web
+default: banner_default
+rank:
+  - {block: rug, model: rug_buyer}
+  - {block: banner_sofa, model: sofa_buyer, value: 300}
+"""
+
+
+def model(name: str, coefficient: float) -> ScoringModel:
+    """A trained model whose log-odds grow with orders_90d by ``coefficient``."""
+    return ScoringModel(name, 4, ("orders_90d",), (0.0,), (1.0,), (coefficient,), (0.0,), -2.0,
+                        Calibration("identity"))
+
+
+def test_offers_are_ranked_by_propensity_times_value(client: ApiClient, workspace: NewWorkspace,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(client, workspace, RANKED)
+    trained = {"sofa_buyer": model("sofa_buyer", 0.1), "rug_buyer": model("rug_buyer", 1.0)}
+    monkeypatch.setattr(models_service, "scoring_models", lambda conn, rt: trained)
+    person(client, workspace, "u1", {}, [{"revenue": 10}, {"revenue": 10}, {"revenue": 10}])
+    full = decide(client, workspace, {"user_id": "u1", "placements": ["offers"]}, full=True)["offers"]
+    rug = 1 / (1 + math.exp(-(-2.0 + 3 * 1.0)))
+    sofa = 1 / (1 + math.exp(-(-2.0 + 3 * 0.1)))
+    assert rug * 100 > sofa * 300
+    assert full["block"] == "rug" and full["reason"]["kind"] == "rank"
+    assert full["reason"]["model"] == "rug_buyer" and full["reason"]["model_version"] == 4
+    assert full["confidence"] == pytest.approx(rug) and full["reason"]["expected_value"] == pytest.approx(rug * 100)
+    assert full["reason"]["top_reasons"] == [{"feature": "orders_90d", "value": 3.0, "contribution": 3.0}]
+    response = client.post("/api/v1/decide", json={"user_id": "u1", "placements": ["offers"]},
+                           headers=basic(workspace.write_key))
+    assert response.json()["decisions"]["offers"]["reason"] == {"kind": "rank"}
+    assert "orders_90d" not in response.text and str(round(rug, 3))[:5] not in response.text
+    trained["sofa_buyer"] = model("sofa_buyer", 1.0)
+    assert decide(client, workspace, {"user_id": "u1", "placements": ["offers"]})["offers"]["block"] == "banner_sofa"

@@ -1,0 +1,1 @@
+"""Tests of the content library: block and placement kinds, apply-time checks, the PII print lint."""

@@ -1,0 +1,1 @@
+"""Tests of the decision engine and its service."""
