@@ -729,6 +729,8 @@ def demo(
         console.print(f"{len(result.segments)} segments, kept live during generation; the batch (SQL) refresh "
                       f"found {differences} difference(s): " + ", ".join(
                           f"{r.segment} {r.members:,}" for r in result.segments))
+    for note in result.notes:
+        console.print(note)
     sys.stdout.write(f"workspace: {WORKSPACE} ({result.workspace_id})\nwrite_key: {result.write_key}\n"
                      f"admin_token: {result.admin_token}\n")
     bind_host, bind_port = host or rapport.settings.host, port or rapport.settings.port

@@ -20,12 +20,16 @@ from rapport.api.app import run_backfills
 from rapport.clock import seeded_rng
 from rapport.consent import service as consent_service
 from rapport.core import Rapport
+from rapport.demo import experiment
 from rapport.demo.shop import Shop, Withdrawal
+from rapport.errors import RapportError
 from rapport.ingestion.model import IngestResult, IngestTally, Message
 from rapport.ingestion.parse import ItemInvalid, parse_message
 from rapport.ingestion.plans import check_plans
+from rapport.models.catalog import Models
 from rapport.profiles import backfill
 from rapport.profiles.service import ProfileReader
+from rapport.recommendations import service as recommendations
 from rapport.resources import service as resources_service
 from rapport.resources.model import Change
 from rapport.segments import service as segments_service
@@ -97,6 +101,8 @@ class DemoResult:
     sample: Sample | None = None
     events: int = 0
     notes: list[str] = field(default_factory=list)
+    played: experiment.Played | None = None
+    """The cart-offer experiment's weeks played forward (None when an earlier run did it)."""
     segments: list[Reconciliation] = field(default_factory=list)
     """The batch refresh of every segment after generation: members and live-vs-batch differences."""
 
@@ -275,17 +281,45 @@ def find_sample(rapport: Rapport, ws: WorkspaceId) -> Sample | None:
 
 
 def run_demo(rapport: Rapport, options: DemoOptions, on_progress: OnProgress | None = None) -> DemoResult:
-    """Everything ``rapport demo`` does before serving: workspace, resources, shop, backfills."""
+    """Everything ``rapport demo`` does before serving: workspace, resources, shop, backfills, the cart-offer
+    experiment's weeks, the propensity models and the recommendation tables."""
     ws, write_key, admin_token, created = open_workspace(rapport, options.workspace)
     changes = apply_resources(rapport, ws)
     generation = generate(rapport, ws, options, on_progress)
     run_backfills(rapport)
+    played = experiment.play(rapport, ws)
+    notes = measurement(rapport, ws, played)
     rt = rapport.runtime(ws, fresh=True)
     reconciled = rapport.db.write(lambda c: segments_service.refresh(c, rt, rapport.clock))
-    result = DemoResult(ws, write_key, admin_token, created, changes, generation, segments=reconciled)
+    result = DemoResult(ws, write_key, admin_token, created, changes, generation, notes=notes,
+                        played=None if played.skipped else played, segments=reconciled)
     result.sample = find_sample(rapport, ws)
     result.events = rapport.event_count(ws)
     return result
+
+
+def measurement(rapport: Rapport, ws: WorkspaceId, played: experiment.Played) -> list[str]:
+    """After the shop is loaded and the cart-offer experiment played forward: train the models that have no
+    version yet (writing their scores back) and build the recommendation tables. Returns what was done, in words."""
+    notes: list[str] = []
+    if not played.skipped:
+        notes.append(f"cart-offer experiment: {played.exposed:,} people reached the offer split, "
+                     f"{played.orders:,} ordered afterwards")
+    models = Models(rapport, ws)
+    for entry in models.catalog():
+        if entry["versions"]:
+            continue
+        try:
+            out = models.train(str(entry["name"]), ACTOR)
+        except RapportError as exc:  # e.g. too little data in a tiny demo: the shop still serves
+            notes.append(f"model {entry['name']}: not trained ({exc.message})")
+            continue
+        auc = out["metrics"].get("auc")
+        notes.append(f"model {entry['name']} v{out['version']}: test AUC "
+                     f"{f'{auc:.3f}' if isinstance(auc, float) else 'n/a'}, {out.get('scored', 0):,} people scored")
+    built = recommendations.build_now(rapport, ws)
+    notes.append(f"recommendations: {built.products:,} products, {built.pairs:,} bought-together pairs")
+    return notes
 
 
 def tour(result: DemoResult, base_url: str) -> list[str]:
