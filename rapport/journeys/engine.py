@@ -50,7 +50,7 @@ from rapport.journeys.machine import (
     step,
 )
 from rapport.journeys.machine import enroll as new_enrollment
-from rapport.journeys.model import Journey
+from rapport.journeys.model import HOLDOUT, Journey
 from rapport.rules import EvalContext
 from rapport.storage.base import Conn, Database, Row
 from rapport.storage.sql import consent as consent_sql
@@ -236,7 +236,10 @@ class JourneyEngine:
         channel_purposes: Mapping[str, str] | None = None,
         owner: str | None = None,
         send_lease_ms: Millis = SEND_LEASE_MS,
+        split_experiments: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
+        self.split_experiments = split_experiments or {}
+        """(journey, split step id) → the Experiment measuring that split: passing it records an exposure."""
         self.db = db
         self.clock = clock
         self.channels = channels
@@ -428,6 +431,12 @@ class JourneyEngine:
                                      orjson.dumps(sorted(tags)).decode(), state.profile_id, now, now))
             elif isinstance(command, Assign):
                 assignments[command.split] = command.path
+                experiment = self.split_experiments.get((journey.name, command.split))
+                if experiment is not None:
+                    from rapport.experiments.service import record_split
+
+                    record_split(conn, ws, experiment, journey.name, command.split, command.path,
+                                 command.path == HOLDOUT, state.profile_id, now)
             elif isinstance(command, UpdateTrait):
                 if self.update_trait is None:
                     log.warning("journey %r step %s sets trait %r but the engine has no trait writer; skipped",

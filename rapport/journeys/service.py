@@ -23,6 +23,7 @@ from rapport.clock import Clock
 from rapport.consent import links, subscriptions
 from rapport.consent.decide import may_use
 from rapport.errors import Transient, ValidationError
+from rapport.experiments.definitions import split_experiments
 from rapport.journeys import feed, gate, schedule, suppression, versions
 from rapport.journeys.engine import SEND_LEASE_MS, DispatchResult, JourneyEngine, PendingSend, Recipient
 from rapport.profiles.service import ProfileReader
@@ -214,7 +215,8 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
     return JourneyEngine(db, clock, build_channels(db, rt, clock, delivery, client, keyring), journeys=versions,
                          templates=rt.templates, recipient=recipient, catalog=rt.catalog,
                          facts=feed.facts_for(rt), gate_input=gate_input, update_trait=update_trait,
-                         channel_purposes=purposes, send_lease_ms=delivery.send_lease_ms)
+                         channel_purposes=purposes, send_lease_ms=delivery.send_lease_ms,
+                         split_experiments=split_experiments(rt.specs))
 
 
 class Engines:

@@ -31,6 +31,8 @@ METHOD = "msprt_normal_mixture"
 
 
 def _half_width(variance: float, tau_sq: float, alpha: float) -> float:
+    if variance <= 0:
+        return 0.0  # a degenerate estimate (e.g. a lift whose treatment never moved) has no spread to cover
     return math.sqrt(variance * (variance + tau_sq) / tau_sq
                      * math.log((variance + tau_sq) / (variance * alpha**2)))
 
