@@ -35,7 +35,7 @@ from rapport.storage.sql import imports as imports_sql
 from rapport.types import JsonObject, Millis, WorkspaceId
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
-WEEKS = 8
+WEEKS = 12
 SPLIT_AFTER: Millis = 15 * MINUTE + 23 * HOUR + DAY
 """From a cart to the journey's split: the 15-minute wait for an order, then 23 h and 1 d of delays."""
 REENTRY: Millis = 7 * DAY
@@ -60,6 +60,7 @@ class Cart:
 @dataclass(frozen=True, slots=True)
 class Played:
     exposed: int
+    """People who reached the split (once or more)."""
     orders: int
     by_path: dict[str, int]
     skipped: bool = False
@@ -126,7 +127,7 @@ def play(rapport: Rapport, ws: WorkspaceId) -> Played:
         _ingest(rapport, ws, messages[start:start + BATCH])
     rapport.db.write(lambda c: imports_sql.save_progress(c, ws, SOURCE, len(exposures), len(exposures),
                                                          rapport.clock.now_ms(), True))
-    return Played(len(exposures), len(messages), by_path)
+    return Played(len({e[0] for e in exposures}), len(messages), by_path)
 
 
 def _maybe_order(rng: Random, cart: Cart, split_at: Millis, rate: float, now: Millis) -> JsonObject | None:
