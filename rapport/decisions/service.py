@@ -17,7 +17,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
 import orjson
@@ -284,13 +283,7 @@ def _owned(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placement], pr
 
 def global_holdout(rt: WorkspaceRuntime) -> GlobalHoldout | None:
     """The workspace's global holdout (setting ``global_holdout: {salt, percent}``), if it has one."""
-    value = getattr(rt.settings, "global_holdout", None)
-    if isinstance(value, GlobalHoldout):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("salt"), str) and value.get("percent") is not None:
-        percent = value["percent"]
-        return GlobalHoldout(value["salt"], percent if isinstance(percent, int) else Fraction(str(percent)))
-    return None
+    return rt.settings.holdout()
 
 
 def to_assign(loaded: Loaded, placements: Sequence[Placement]) -> list[tuple[Placement, str]]:

@@ -17,7 +17,7 @@ from datetime import date, time, timedelta
 from typing import Final, Literal
 
 from rapport.consent.decide import may_use
-from rapport.consent.model import LedgerEntry, Purpose
+from rapport.consent.model import NECESSARY, LedgerEntry, Purpose
 from rapport.errors import ValidationError
 from rapport.journeys.timing import Zone, in_quiet_hours, local_day, quiet_hours
 from rapport.types import HOUR, Millis
@@ -29,6 +29,7 @@ SuppressionReason = Literal["hard_bounce", "complaint"]
 
 REASON_CODES: Final = (
     "consent_missing",
+    "global_holdout",
     "unsubscribed",
     "suppressed_bounce",
     "suppressed_complaint",
@@ -147,6 +148,8 @@ class GateInput:
     recent_sends: Sequence[PastSend] = ()
     quiet: QuietHours | None = None
     claims: Sequence[Claim] = ()
+    held_out: bool = False
+    """The person is in the workspace's global holdout (the control group of all messaging)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +168,7 @@ SEND: Final = GateDecision("send")
 
 def decide(gate: GateInput) -> GateDecision:
     """The gate's decision for one message, the checks in DESIGN 4.8's order."""
-    for check in (_consent, _unsubscribe, _suppression, _rules, _caps, _quiet_hours, _arbitration):
+    for check in (_consent, _global_holdout, _unsubscribe, _suppression, _rules, _caps, _quiet_hours, _arbitration):
         decision = check(gate)
         if decision is not None:
             return decision
@@ -178,6 +181,14 @@ def _consent(gate: GateInput) -> GateDecision | None:
         return None
     return GateDecision("refuse", "consent_missing",
                         f"no consent for purpose {gate.purpose.name!r} of channel {gate.channel!r}: {verdict.reason}")
+
+
+def _global_holdout(gate: GateInput) -> GateDecision | None:
+    # Necessary messages (receipts, password resets) are not marketing: the control group still gets them.
+    if gate.held_out and gate.purpose.name != NECESSARY:
+        return GateDecision("refuse", "global_holdout",
+                            "the person is in the workspace's global holdout: no marketing messages")
+    return None
 
 
 def _unsubscribe(gate: GateInput) -> GateDecision | None:

@@ -32,6 +32,7 @@ from rapport.segments.service import MembershipWriter, Touched
 from rapport.storage.base import Conn, Database
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import feedback as feedback_sql
+from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import segments as segments_sql
@@ -176,6 +177,8 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
         if rt.segments:
             MembershipWriter(conn, rt, clock).update({profile_id: Touched(traits={name})}, at)
 
+    holdout = rt.settings.holdout()
+
     def gate_input(conn: Conn, send: PendingSend, base: gate.GateInput) -> gate.GateInput:
         rows = journeys_sql.recent_sends(conn, rt.id, send.profile_id, base.at - longest * DAY)
         past = [gate.PastSend(int(r[4]), str(r[1]), frozenset(orjson.loads(r[2]))) for r in rows if r[3] == "sent"]
@@ -194,8 +197,11 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
         rules = suppression.concerned(rt, send.journey, send.channel, send.tags)
         message = suppression.entry_properties(conn, rt.id, send.enrollment_id) if rules else {}
         checks = suppression.checks(conn, rt, keyring, send.profile_id, rules, message, base.at)
+        held = holdout is not None and holdout.holds(identity_sql.live_root(conn, rt.id, send.profile_id)
+                                                      or send.profile_id)
         return replace(base, caps=caps, recent_sends=past, claims=claims, suppressions=suppressions,
-                       subscription_group=group, unsubscribed=base.unsubscribed | left, rules=checks)
+                       subscription_group=group, unsubscribed=base.unsubscribed | left, rules=checks,
+                       held_out=held)
 
     def _subscription(send: PendingSend, base: gate.GateInput) -> tuple[str | None, frozenset[str]]:
         """The message's subscription group (``None`` when its group does not cover its channel) and, when

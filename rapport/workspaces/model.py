@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal
 
 from rapport.errors import ValidationError
 from rapport.types import JsonObject, WorkspaceId
+
+if TYPE_CHECKING:
+    from rapport.experiments.assign import GlobalHoldout
 
 Role = Literal["admin", "marketer", "analyst", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "marketer", "analyst", "viewer")
@@ -73,9 +77,13 @@ class WorkspaceSettings:
     may print, replacing the default policy of ``rapport.content.pii`` for that channel."""
     min_cell_count: int = 10
     """Reports suppress a cell counting fewer people than this (``rapport.analytics.kpis``)."""
+    global_holdout: JsonObject | None = None
+    """``{"salt": S, "percent": P}``: the workspace's global control group. The people it holds enter no
+    experiment and get no marketing message from any journey (``necessary`` messages still go), so the overall
+    effect of all messaging can be measured against them."""
 
     _FIELDS = ("pii_fields", "dedupe", "event_purposes", "consent_mapping", "identity", "timezone", "frequency_caps",
-               "seed_lists", "pii_print", "min_cell_count")
+               "seed_lists", "pii_print", "min_cell_count", "global_holdout")
 
     @classmethod
     def from_json(cls, data: JsonObject) -> WorkspaceSettings:
@@ -119,13 +127,26 @@ class WorkspaceSettings:
                 raise ValidationError("'min_cell_count' must be a whole number from 1 to 1000000",
                                       code="invalid_settings")
             kw["min_cell_count"] = value
+        if "global_holdout" in data:
+            kw["global_holdout"] = _global_holdout(data["global_holdout"])
         return cls(**kw)
+
+    def holdout(self) -> GlobalHoldout | None:
+        """The global holdout as the assignment code uses it, or None when the workspace has none."""
+        from rapport.experiments.assign import GlobalHoldout
+
+        value = self.global_holdout
+        if not value:
+            return None
+        percent = value["percent"]
+        return GlobalHoldout(str(value["salt"]), percent if isinstance(percent, int) else Fraction(str(percent)))
 
     def to_json(self) -> JsonObject:
         return {"pii_fields": list(self.pii_fields), "dedupe": self.dedupe,
                 "event_purposes": list(self.event_purposes), "consent_mapping": self.consent_mapping,
                 "identity": self.identity, "timezone": self.timezone, "frequency_caps": list(self.frequency_caps),
-                "seed_lists": self.seed_lists, "pii_print": self.pii_print, "min_cell_count": self.min_cell_count}
+                "seed_lists": self.seed_lists, "pii_print": self.pii_print, "min_cell_count": self.min_cell_count,
+                "global_holdout": self.global_holdout}
 
 
 CAP_FIELDS = ("scope", "limit", "period_days", "channel", "tag")
@@ -156,6 +177,22 @@ def _caps(value: Any) -> tuple[JsonObject, ...]:
         out.append({"scope": cap["scope"], "limit": limit, "period_days": days,
                     **{k: cap[k] for k in ("channel", "tag") if cap.get(k) is not None}})
     return tuple(out)
+
+
+def _global_holdout(value: Any) -> JsonObject | None:
+    """``{"salt", "percent"}`` with a salt of its own and a percent in (0, 50]; null removes the holdout."""
+    if value is None:
+        return None
+    expected = 'an object such as {"salt": "gh-2026", "percent": 5} (percent above 0, at most 50), or null'
+    if not isinstance(value, dict) or set(value) != {"salt", "percent"}:
+        raise ValidationError(f"'global_holdout' must be {expected}", code="invalid_settings")
+    salt, percent = value["salt"], value["percent"]
+    if not isinstance(salt, str) or not salt.strip() or "\x1f" in salt:
+        raise ValidationError("'global_holdout.salt' must be a non-empty name", code="invalid_settings")
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 < percent <= 50:
+        raise ValidationError(f"'global_holdout.percent' must be above 0 and at most 50; expected {expected}",
+                              code="invalid_settings")
+    return {"salt": salt, "percent": percent}
 
 
 def _timezone(value: Any) -> str:

@@ -472,3 +472,34 @@ def test_offers_are_ranked_by_propensity_times_value(client: ApiClient, workspac
     assert "orders_90d" not in response.text and str(round(rug, 3))[:5] not in response.text
     trained["sofa_buyer"] = model("sofa_buyer", 1.0)
     assert decide(client, workspace, {"user_id": "u1", "placements": ["offers"]})["offers"]["block"] == "banner_sofa"
+
+
+def test_people_in_the_global_holdout_enter_no_experiment(client: ApiClient, workspace: NewWorkspace,
+                                                          rapport: Rapport) -> None:
+    from rapport.experiments.assign import GlobalHoldout
+
+    setup(client, workspace, EXPERIMENT)
+    response = admin(client, workspace, "PATCH", "/api/v1/settings",
+                     json={"global_holdout": {"salt": "gh-decide", "percent": 40}})
+    assert response.status_code == 200, response.text
+    holdout = GlobalHoldout("gh-decide", 40)
+    held = 0
+    for n in range(20):
+        anon = f"gh-anon-{n}"
+        assert track(client, workspace, "/v1/page", {"anonymousId": anon, "name": "Home"}).status_code == 200
+        pid = str(profile_of(client, workspace, anonymous_id=anon)["id"])
+        grant(client, workspace, pid)
+        out = decide(client, workspace, {"anonymous_id": anon, "placements": ["promo"]}, full=True)["promo"]
+        if holdout.holds(pid):
+            held += 1
+            # The placement's own choice, and no variant.
+            assert out["block"] == "promo_default", out
+            assert (out["reason"]["variant"], out["reason"]["assignment"]) == (None, "global_holdout")
+        else:
+            assert out["reason"]["experiment"] == "promo_test" and out["reason"]["variant"] in {"control", "bold"}
+    assert 0 < held < 20
+    rapport.db.write(lambda c: None)
+    reasons = dict(rapport.db.read(lambda c: c.all(
+        "SELECT reason, count(*) FROM experiment_assignments WHERE workspace_id = ? GROUP BY reason",
+        (workspace.workspace_id,))))
+    assert reasons.get("global_holdout", 0) == held

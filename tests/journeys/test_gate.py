@@ -306,8 +306,8 @@ def test_the_checks_run_in_design_order() -> None:
 
 def test_every_reason_code_is_documented() -> None:
     documented = {code.split(":")[0] for code in REASON_CODES}
-    produced = {"consent_missing", "unsubscribed", "suppressed_bounce", "suppressed_complaint", "suppression_rule",
-                "frequency_cap", "quiet_hours", "arbitration"}
+    produced = {"consent_missing", "global_holdout", "unsubscribed", "suppressed_bounce", "suppressed_complaint",
+                "suppression_rule", "frequency_cap", "quiet_hours", "arbitration"}
     assert documented == produced
 
 
@@ -315,3 +315,11 @@ def test_gate_values_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         gate().at = 0  # type: ignore[misc]
     assert isinstance(MARKETING_EMAIL, Purpose)
+
+
+def test_the_global_holdout_gets_no_marketing_but_necessary_messages() -> None:
+    held = decide(gate(held_out=True))
+    assert (held.outcome, held.reason) == ("refuse", "global_holdout")
+    assert decide(gate(held_out=True, purpose=NECESSARY)).outcome == "send"
+    # Consent is still the more fundamental reason.
+    assert decide(gate(held_out=True, consent=())).reason == "consent_missing"

@@ -226,3 +226,27 @@ def test_old_events_step_enrollments_but_enroll_nobody(world: SmtpWorld) -> None
     world.event("h1", "Signed Up", plan="basic")
     world.work()
     assert len(world.mail()) == 1
+
+
+def test_people_in_the_global_holdout_get_no_journey_messages(world: SmtpWorld) -> None:
+    from rapport.experiments.assign import GlobalHoldout
+
+    response = world.call("PATCH", "/api/v1/settings", json={"global_holdout": {"salt": "gh-1", "percent": 50}})
+    assert response.status_code == 200, response.text
+    assert response.json()["global_holdout"] == {"salt": "gh-1", "percent": 50}
+    holdout = GlobalHoldout("gh-1", 50)
+    users = [f"gh{n}" for n in range(12)]
+    for user in users:
+        world.person(user, email=f"{user}@example.com")
+        world.event(user, "Signed Up", plan="basic")
+    world.work()
+    held = {u for u in users if holdout.holds(world.profile_id(u))}
+    assert 0 < len(held) < len(users), "a 50% holdout over 12 people holds some and not others"
+    assert sorted(m["To"] for m in world.mail()) == sorted(f"{u}@example.com" for u in users if u not in held)
+    for user in users:
+        [(status, reason)] = [(row[11], row[12]) for row in world.sends(world.profile_id(user))]
+        assert (status, reason) == (("refused", "global_holdout") if user in held else ("sent", None))
+    bad = world.call("PATCH", "/api/v1/settings", json={"global_holdout": {"salt": "gh-1", "percent": 80}})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_settings"
+    cleared = world.call("PATCH", "/api/v1/settings", json={"global_holdout": None})
+    assert cleared.status_code == 200 and cleared.json()["global_holdout"] is None
