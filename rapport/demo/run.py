@@ -356,5 +356,14 @@ def tour(result: DemoResult, base_url: str) -> list[str]:
         f"curl -s {auth} -H 'Content-Type: application/json' -d "
         """'{"rule": "computed.order_count >= 3 and count(\\"Email Opened\\", within=30d) >= 1", "limit": 3}' """
         '"$RAPPORT_URL/api/v1/segments/preview"',
+        "# the home-page hero and the best offer for this customer, as a browser gets them (write key)",
+        f"curl -s -u '{key}:' -H 'Content-Type: application/json' -d "
+        f"""'{{"user_id": "{user}", "placements": ["home_hero", "offers"]}}' """ '"$RAPPORT_URL/api/v1/decide"',
+        "# the same with an admin token: why, how sure, the model's top reasons",
+        f"curl -s {auth} -H 'Content-Type: application/json' -d "
+        f"""'{{"user_id": "{user}", "placements": ["offers"]}}' """ '"$RAPPORT_URL/api/v1/decide"',
+        "# the cart-offer experiment's results (and a chart of lifts with intervals)",
+        f'curl -s {auth} "$RAPPORT_URL/api/v1/experiments/cart_offer_test/results"',
+        f'curl -s {auth} -o cart_offer_test.png "$RAPPORT_URL/api/v1/experiments/cart_offer_test/results.png"',
     ]
     return lines
