@@ -117,7 +117,7 @@ def play(rapport: Rapport, ws: WorkspaceId) -> Played:
         path = assign(journey.name, split, cart.profile_id)
         by_path[path] = by_path.get(path, 0) + 1
         held = path == HOLDOUT
-        exposures.append((cart.profile_id, EXPERIMENT, None if held else path, "holdout" if held else "assigned",
+        exposures.append((cart.profile_id, EXPERIMENT, None if held else path, "holdout" if held else "variant",
                           f"journey:{journey.name}/{split.id}", at))
         order = _maybe_order(rng, cart, at, ORDER_RATES.get(path, 0.0), now)
         if order is not None:

@@ -55,7 +55,7 @@ def test_the_cart_offer_split_is_played_with_the_journeys_own_assignment(demo: t
     split = experiment.split_of(rt.journeys[experiment.JOURNEY])
     for unit, variant, reason, source, first_at, _last, _n in rows:
         path = assign(experiment.JOURNEY, split, str(unit))
-        assert (variant, reason) == ((None, "holdout") if path == HOLDOUT else (path, "assigned"))
+        assert (variant, reason) == ((None, "holdout") if path == HOLDOUT else (path, "variant"))
         assert source == f"journey:{experiment.JOURNEY}/{split.id}"
         assert first_at <= NOW
     again = experiment.play(rapport, result.workspace_id)
