@@ -51,7 +51,7 @@ import tempfile
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loadgen
 from _server import create_workspace, free_port, server_env
-from ingest import code_version, run_async
+from ingest import code_version, run_async, server
 from workload import DAY_MS, iso, make_batches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,32 +321,10 @@ def requests_for(endpoint: str, port: int, write_key: str, users: Sequence[str],
                   for i in range(count)]
 
 
-@contextlib.contextmanager
-def decide_server(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def decide_server(env: dict[str, str], port: int, log: Path) -> contextlib.AbstractContextManager[
+        subprocess.Popen[bytes]]:
     """``bench/_decide_server.py`` on ``port`` until the block ends (SIGTERM, as an operator stops it)."""
-    with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_decide_server.py"), "--host", HOST,
-                                 "--port", str(port)], env=env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the bench server did not start; see {log}")
-                time.sleep(0.1)
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return server(env, port, log, [sys.executable, str(ROOT / "bench" / "_decide_server.py")])
 
 
 def server_latencies(port: int) -> dict[str, list[int]]:

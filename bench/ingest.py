@@ -127,10 +127,12 @@ def create_workspace(env: dict[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server(env: dict[str, str], port: int, log: Path,
+           command: list[str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` (default ``rapport serve``) on ``port`` until the block ends (SIGTERM, as an operator stops it)."""
+    argv = [*(command or [str(ROOT / ".venv/bin/rapport"), "serve"]), "--host", HOST, "--port", str(port)]
     with log.open("wb") as sink:
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/rapport"), "serve", "--host", HOST, "--port", str(port)],
-                                env=env, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -141,7 +143,7 @@ def server(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Pop
                 except OSError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"rapport serve did not start; see {log}")
+                    raise SystemExit(f"{' '.join(argv[:2])} did not start; see {log}")
                 time.sleep(0.1)
             yield proc
         finally:
