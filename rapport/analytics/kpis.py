@@ -15,11 +15,14 @@ messages in the period):
 - ``unsubscribe_rate``: recipients who unsubscribed within the window after one of the cell's messages.
 
 Privacy (``suppress``): a cell with fewer recipients than the minimum count is suppressed: every value, the
-recipient count included, is ``null``, with ``suppressed: true`` and the reason. Complementary suppression: when
-a group of cells whose people add up to a published total (a journey's messages and the journey; the journeys
-and their total; the segments of one exclusive segment group) has exactly one suppressed cell, the next
-smallest cell of the group is suppressed too, so the small one cannot be found by subtraction. Cells that
-overlap freely (segments outside an exclusive group) cannot be subtracted exactly and get no complement.
+recipient count included, is ``null``, with ``suppressed: true`` and the reason. Complementary suppression: in a
+group of cells whose people add up to a published total (a journey's messages and the journey; the journeys
+and their total; the segments of one exclusive segment group), the people of the suppressed cells can be found
+by subtracting the shown cells from the total. So while the suppressed cells of a group hold some people but
+fewer than the minimum in all, the smallest shown cell of the group is suppressed too, then the next, until
+the suppressed cells hold at least the minimum (or the whole group is suppressed). Empty cells (no people)
+count for nothing: hiding them protects no one. Cells that overlap freely (segments outside an exclusive group)
+cannot be subtracted exactly and get no complement.
 """
 
 from __future__ import annotations
@@ -131,12 +134,18 @@ def suppress(recipients: Mapping[str, int], groups: Mapping[str, str | None], mi
     for cell, group in groups.items():
         if group is not None and cell in recipients:
             members[group].append(cell)
+    complement = Suppression(True, f"hidden so that a cell with fewer than {min_count} {unit} cannot be derived "
+                                   "from the total (complementary suppression)")
     for cells in members.values():
-        hidden = [c for c in cells if out[c].suppressed]
+        hidden = sum(recipients[c] for c in cells if out[c].suppressed)
+        if hidden == 0:  # nothing small to protect: empty cells reveal nothing
+            continue
         shown = sorted((c for c in cells if not out[c].suppressed), key=lambda c: (recipients[c], c))
-        if len(hidden) == 1 and shown:
-            out[shown[0]] = Suppression(True, f"hidden so that a cell with fewer than {min_count} {unit} cannot be "
-                                              "derived from the total (complementary suppression)")
+        for cell in shown:
+            if hidden >= min_count:
+                break
+            out[cell] = complement
+            hidden += recipients[cell]
     return out
 
 

@@ -4,7 +4,8 @@ Messages are the journeys' sends that went out in the period (``journey_sends``,
 ``email_engagement``) and, for ``by=message`` and ``by=segment``, email campaigns sent by another tool and
 reported as ``Email Delivered`` events with a ``campaign_id`` (opens and clicks: ``Email Opened`` /
 ``Email Link Clicked`` events of the same campaign by the same person). A send made to a profile since merged
-counts for the profile it was merged into; sends to erased people are left out.
+counts for the profile it was merged into; sends to erased people are left out. Only events stored with
+analytics consent are read (``restricted = 0``): an order of a person without it is not a conversion.
 
 ``by=segment`` counts a message for the segments its recipient belongs to now (``membership=current``) or
 belonged to when it was sent (``membership=period``); the ``members`` of a segment are its current members.

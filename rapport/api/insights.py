@@ -37,8 +37,7 @@ def router(rapport: Rapport, scoped: Callable[[Scope], Callable[..., Principal]]
         now = rapport.clock.now_ms()
         found = rapport.db.read(lambda c: recommendations.recommend(
             c, rt, profile_id, kind, segment=segment, limit=limit, now=now, product=product))
-        return json_response({"profile_id": profile_id, "kind": kind, "segment": segment,
-                              "recommendations": [r.to_json() for r in found]})
+        return json_response({"profile_id": profile_id, "kind": kind, "segment": segment, **found.to_json()})
 
     @api.get("/recommendations/replenishment")
     def replenishment(due_before: str | None = None, limit: int = Query(1000, ge=1, le=MAX_DUE),

@@ -12,6 +12,7 @@ A value that is not a plain string or number (a sealed personal value) is ignore
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -48,6 +49,10 @@ LEAD_MS: Millis = 3 * DAY
 """Replenishment: a product is due once its due date is at most this far ahead."""
 INTEREST_WINDOW_MS: Millis = 30 * DAY
 """Products viewed or carted this recently anchor bought-together lists."""
+PERSONALIZATION = "personalization"
+"""The purpose a person must allow to get their own lists, per-person purchase rows and replenishment events."""
+NOT_ALLOWED = "personalization not allowed"
+"""Why a person got no recommendations: they do not allow ``PERSONALIZATION``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,3 +213,25 @@ def returned_of(profile_id: str, at: Millis, name: str, properties: JsonObject,
         if order is not None:
             products = order.products
     return Returned(profile_id, at, products) if products else None
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A person's recommendations, best first; none, with the reason in ``withheld``, when their consent does not
+    allow them."""
+
+    items: tuple[Recommendation, ...]
+    withheld: str | None = None
+
+    def __iter__(self) -> Iterator[Recommendation]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_json(self) -> JsonObject:
+        """``recommendations``, and ``consent`` (the reason) when they were withheld."""
+        out: JsonObject = {"recommendations": [r.to_json() for r in self.items]}
+        if self.withheld is not None:
+            out["consent"] = self.withheld
+        return out

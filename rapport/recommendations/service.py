@@ -5,19 +5,25 @@ workspace's aggregates as a whole: a rebuild, not an incremental update, because
 subtract cleanly when an order is erased. Serving reads the prebuilt tables plus the person's own events, so
 what they bought a minute ago is already left out.
 
-``recommend`` is what the decision API calls; it does not check consent (its caller decides whether a person
-gets personalized content at all).
+Consent: the aggregates (pairs, popularity, intervals) count only events stored with analytics consent
+(``restricted = 0``). Everything about one person is personalization and needs that purpose (deny by default;
+a catalog without it allows no one): the per-person purchase rows are kept only for people who allow it at
+build time, ``recommend`` serves nobody else (an empty list with the reason, not an error), and ``emit`` checks
+each person again before their ``Replenishment Due`` event (it personalizes the messages they get).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
 from rapport.clock import to_datetime, to_iso
+from rapport.consent.decide import may_use
+from rapport.consent.model import LedgerEntry
 from rapport.errors import NotFoundError, ValidationError
 from rapport.ingestion.model import IngestTally, Message
 from rapport.ingestion.parse import parse_message
@@ -29,7 +35,9 @@ from rapport.recommendations.model import (
     INTEREST,
     KINDS,
     LEAD_MS,
+    NOT_ALLOWED,
     ORDER,
+    PERSONALIZATION,
     POPULAR_WINDOW_MS,
     REFUND,
     RETURN,
@@ -41,11 +49,13 @@ from rapport.recommendations.model import (
     ProductStats,
     Recommendation,
     Returned,
+    Served,
     order_of,
     product_ids,
     returned_of,
 )
 from rapport.storage.base import Conn, Row
+from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import recommendations as sql
 from rapport.storage.sql import segments as segments_sql
@@ -57,6 +67,7 @@ if TYPE_CHECKING:
     from rapport.core import Rapport
 
 PAGE = 5000
+CONSENT_CHUNK = 500
 REPLENISHMENT_EVENT = "Replenishment Due"
 MAX_LIMIT = 100
 
@@ -104,10 +115,12 @@ class EmitReport:
     emitted: int
     duplicates: int
     unreachable: int
+    not_allowed: int = 0
+    """Due items left out because the person no longer allows personalization."""
 
     def to_json(self) -> JsonObject:
         return {"due": self.due, "emitted": self.emitted, "duplicates": self.duplicates,
-                "unreachable": self.unreachable}
+                "unreachable": self.unreachable, "not_allowed": self.not_allowed}
 
 
 def _properties(body: str | bytes) -> JsonObject:
@@ -115,8 +128,23 @@ def _properties(body: str | bytes) -> JsonObject:
     return props if isinstance(props, dict) else {}
 
 
+def personalized(conn: Conn, rt: WorkspaceRuntime, profile_ids: Iterable[str], at: Millis) -> set[str]:
+    """The people among ``profile_ids`` who allow personalization at ``at``, from their consent ledgers (deny by
+    default: no entry, or a catalog without the purpose, allows no one)."""
+    if PERSONALIZATION not in rt.catalog:
+        return set()
+    purpose = rt.catalog.get(PERSONALIZATION)
+    ids: Sequence[str] = sorted(set(profile_ids))
+    ledgers: dict[str, list[LedgerEntry]] = defaultdict(list)
+    for start in range(0, len(ids), CONSENT_CHUNK):
+        for row in consent_sql.entries(conn, rt.id, ids[start:start + CONSENT_CHUNK]):
+            ledgers[str(row[2])].append(consent_sql.ledger_entry(row))
+    return {p for p in ids if may_use(ledgers[p], purpose, at).allowed}
+
+
 def _scan(conn: Conn, ws: str) -> Iterator[tuple[str, str, Millis, JsonObject]]:
-    """(profile, event name, time, properties) of every order, refund and return, by sequence."""
+    """(profile, event name, time, properties) of every order, refund and return stored with analytics consent,
+    by sequence."""
     after = 0
     while True:
         rows = sql.named_events(conn, ws, (ORDER, REFUND, RETURN), after, PAGE)
@@ -170,12 +198,15 @@ class Built:
 
 
 def compute(conn: Conn, rt: WorkspaceRuntime, now: Millis, *, window_ms: Millis = POPULAR_WINDOW_MS) -> Built:
-    """The workspace's aggregates from its stored events and current segment members (reads only)."""
+    """The workspace's aggregates from its stored events (those with analytics consent) and current segment
+    members, and the last purchases of the people who allow personalization at ``now`` (reads only)."""
     orders, returns = _orders_and_returns(_scan(conn, rt.id))
     times = agg.purchase_times(orders)
     members = {name: segments_sql.members(conn, rt.id, name) for name in sorted(rt.segments)}
+    allowed = personalized(conn, rt, (person for person, _product in times), now)
+    purchases = [p for p in agg.last_purchases(times, returns) if p.profile_id in allowed]
     return Built(now, window_ms, len(orders), agg.product_stats(orders, times), agg.cooccurrence(orders),
-                 agg.popularity(orders, members, now - window_ms, now), agg.last_purchases(times, returns))
+                 agg.popularity(orders, members, now - window_ms, now), purchases)
 
 
 def store(conn: Conn, ws: str, built: Built) -> BuildReport:
@@ -221,8 +252,9 @@ def kind_of(value: str) -> Kind:
 
 
 def recommend(conn: Conn, rt: WorkspaceRuntime, profile_id: str, kind: Kind | str, *, segment: str | None = None,
-              limit: int = 10, now: Millis, product: str | None = None) -> list[Recommendation]:
-    """A person's recommendations of ``kind`` (see ``rapport.recommendations.rank``), best first.
+              limit: int = 10, now: Millis, product: str | None = None) -> Served:
+    """A person's recommendations of ``kind`` (see ``rapport.recommendations.rank``), best first; none (withheld
+    with the reason ``NOT_ALLOWED``) when the person does not allow personalization at ``now``.
 
     ``segment`` picks the popular list (everyone's without it); ``product`` anchors a bought-together list on
     one product instead of the person's own purchases and interest. A merged profile id reads its live profile.
@@ -236,6 +268,14 @@ def recommend(conn: Conn, rt: WorkspaceRuntime, profile_id: str, kind: Kind | st
     live = identity_sql.live_root(conn, rt.id, profile_id)
     if live is None:
         raise NotFoundError(f"no profile {profile_id!r}", code="profile_not_found")
+    if live not in personalized(conn, rt, [live], now):
+        return Served((), NOT_ALLOWED)
+    return Served(tuple(_ranked(conn, rt, live, kind, segment, limit, now, product)))
+
+
+def _ranked(conn: Conn, rt: WorkspaceRuntime, live: str, kind: Kind, segment: str | None, limit: int, now: Millis,
+            product: str | None) -> list[Recommendation]:
+    """The list of ``kind`` for the live profile ``live`` (its consent already checked)."""
     mine = history(conn, rt.id, live)
     excluded = mine.bought | mine.returned
     if kind == "bought_together":
@@ -278,17 +318,23 @@ def replenishment_message(d: Due, user_id: str | None, anonymous_id: str | None,
 
 def emit(rapport: Rapport, ws: WorkspaceId, before: Millis | None = None, *, lead_ms: Millis = LEAD_MS,
          chunk: int = 500) -> EmitReport:
-    """Ingest a ``Replenishment Due`` event for everyone due by ``before`` (default now + ``lead_ms``), through
-    the normal ingestion path (journeys can start on it); the message id makes it once per person, product and
-    due date, so running it again stores nothing new."""
+    """Ingest a ``Replenishment Due`` event for everyone due by ``before`` (default now + ``lead_ms``) who allows
+    personalization now (the event personalizes the messages they get), through the normal ingestion path
+    (journeys can start on it); the message id makes it once per person, product and due date, so running it
+    again stores nothing new."""
     now = rapport.clock.now_ms()
     until = now + lead_ms if before is None else before
+    rt = rapport.runtime(ws)
     listed = rapport.db.read(lambda c: due(c, ws, until))
-    ids = sorted({d.profile_id for d in listed})
+    allowed = rapport.db.read(lambda c: personalized(c, rt, (d.profile_id for d in listed), now))
+    ids = sorted(allowed)
     handles = rapport.db.read(lambda c: sql.handles(c, ws, ids))
     messages: list[Message] = []
-    unreachable = 0
+    unreachable = not_allowed = 0
     for d in listed:
+        if d.profile_id not in allowed:
+            not_allowed += 1
+            continue
         user_id, anonymous_id = handles.get(d.profile_id, (None, None))
         if user_id is None and anonymous_id is None:
             unreachable += 1
@@ -297,7 +343,7 @@ def emit(rapport: Rapport, ws: WorkspaceId, before: Millis | None = None, *, lea
     tally = IngestTally()
     for start in range(0, len(messages), chunk):
         tally.add(rapport.ingest(ws, messages[start:start + chunk]).result())
-    return EmitReport(len(listed), tally.accepted, tally.duplicates, unreachable)
+    return EmitReport(len(listed), tally.accepted, tally.duplicates, unreachable, not_allowed)
 
 
 def build_now(rapport: Rapport, ws: WorkspaceId, *, window_ms: Millis = POPULAR_WINDOW_MS) -> BuildReport:

@@ -75,9 +75,10 @@ def test_complementary_suppression_hides_the_next_smallest_cell_of_the_group() -
     hidden = suppress(recipients, groups, 10)
     assert [c for c in recipients if hidden[c].suppressed] == ["small", "mid"]
     assert "complementary" in (hidden["mid"].reason or "")
-    # two cells already hidden: nothing can be derived from one subtraction
-    hidden = suppress({"a": 3, "b": 4, "c": 50}, {"a": "g", "b": "g", "c": "g"}, 10)
+    # two small cells hidden whose sum (12) reaches the minimum: nothing more is hidden
+    hidden = suppress({"a": 3, "b": 9, "c": 50}, {"a": "g", "b": "g", "c": "g"}, 10)
     assert [c for c in ("a", "b", "c") if hidden[c].suppressed] == ["a", "b"]
+    assert hidden["b"].reason == "fewer than 10 recipients"
     # cells that overlap freely get no complement
     hidden = suppress({"a": 3, "b": 40}, {"a": None, "b": None}, 10)
     assert not hidden["b"].suppressed
@@ -87,3 +88,38 @@ def test_order_revenue() -> None:
     assert order_revenue({"revenue": 12.5, "total": 99}) == 12.5
     assert order_revenue({"total": 20}) == 20.0
     assert order_revenue({"products": [{"price": 2.5, "quantity": 2}, {"price": 1}, {"price": True}]}) == 6.0
+
+
+def _derivable(total: int, recipients: dict[str, int], hidden: dict[str, Suppression]) -> int:
+    """What subtracting the shown cells from the total gives away: the people of the hidden cells."""
+    return total - sum(n for c, n in recipients.items() if not hidden[c].suppressed)
+
+
+def test_an_empty_cell_does_not_stand_in_for_a_complement() -> None:
+    # '*' = 107: with A (3) and the empty Z hidden, showing C (104) would give A = 107 - 104
+    recipients = {"*": 107, "A": 3, "Z": 0, "C": 104}
+    hidden = suppress(recipients, {"A": "g", "Z": "g", "C": "g"}, 10)
+    assert hidden["A"].suppressed and hidden["Z"].suppressed
+    assert hidden["C"].suppressed and "complementary" in (hidden["C"].reason or "")
+    assert not hidden["*"].suppressed
+    # a group with only empty cells suppressed has nothing to protect
+    hidden = suppress({"Z": 0, "B": 20, "C": 30}, {"Z": "g", "B": "g", "C": "g"}, 10)
+    assert [c for c in ("Z", "B", "C") if hidden[c].suppressed] == ["Z"]
+
+
+def test_complements_are_added_until_the_hidden_cells_hold_the_minimum() -> None:
+    # A (3) and B (4) hidden: showing C (100) would give A + B = 7, under the minimum
+    recipients = {"A": 3, "B": 4, "C": 100}
+    hidden = suppress({"*": 107, **recipients}, {"A": "g", "B": "g", "C": "g"}, 10)
+    assert all(hidden[c].suppressed for c in recipients)
+    assert "complementary" in (hidden["C"].reason or "")
+    # one small cell: the smallest shown cells are added one by one until the hidden people reach 10
+    recipients = {"a": 2, "b": 3, "c": 4, "d": 12, "e": 40}
+    hidden = suppress(recipients, dict.fromkeys(recipients, "g"), 10)
+    # a, b and c are small (9 people in all); d makes the hidden sum 21
+    assert [c for c in recipients if hidden[c].suppressed] == ["a", "b", "c", "d"]
+    assert _derivable(61, recipients, hidden) == 21
+    # 5 + 4 = 9 hidden: one complement (the smallest shown cell, 11) is enough
+    recipients = {"a": 5, "b": 4, "c": 11, "d": 12}
+    hidden = suppress(recipients, dict.fromkeys(recipients, "g"), 10)
+    assert [c for c in recipients if hidden[c].suppressed] == ["a", "b", "c"]

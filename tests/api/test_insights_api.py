@@ -1,5 +1,6 @@
 """Recommendations and KPI reports through the admin API, on SQLite and PostgreSQL: hand-computed values,
-exclusions, segment members only, small-cell suppression and its floor."""
+exclusions, segment members only, personalization consent, small-cell suppression and its floor, events without
+analytics consent left out."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from rapport.storage.sql import feedback as feedback_sql
 from rapport.storage.sql import journeys as journeys_sql
 from rapport.types import DAY
 
-GRANT = {"consent": {"categoryPreferences": {"Analytics": True, "Email": True}}}
+GRANT = {"consent": {"categoryPreferences": {"Analytics": True, "Email": True, "Personalization": True}}}
+ANALYTICS_ONLY = {"consent": {"categoryPreferences": {"Analytics": True, "Email": True}}}
+NO_ANALYTICS = {"consent": {"categoryPreferences": {"Analytics": False, "Email": True}}}
 SEGMENTS = """
 kind: Segment
 name: gold
@@ -32,14 +35,14 @@ rule: traits.tier == "silver"
 """
 
 
-def send(client: ApiClient, ws: NewWorkspace, *events: dict[str, Any]) -> None:
-    batch = [{"type": "track", "context": GRANT, **e} for e in events]
+def send(client: ApiClient, ws: NewWorkspace, *events: dict[str, Any], context: dict[str, Any] = GRANT) -> None:
+    batch = [{"type": "track", "context": context, **e} for e in events]
     response = track(client, ws, "/v1/batch", {"batch": batch})
     assert response.status_code == 200, response.text
 
 
-def identify(client: ApiClient, ws: NewWorkspace, user: str, **traits: Any) -> str:
-    response = track(client, ws, "/v1/identify", {"userId": user, "traits": traits, "context": GRANT})
+def identify(client: ApiClient, ws: NewWorkspace, user: str, context: dict[str, Any] = GRANT, **traits: Any) -> str:
+    response = track(client, ws, "/v1/identify", {"userId": user, "traits": traits, "context": context})
     assert response.status_code == 200, response.text
     return str(profile_of(client, ws, user_id=user)["id"])
 
@@ -108,6 +111,29 @@ def test_popular_in_a_segment_counts_only_its_members(client: ApiClient, workspa
                        params={"kind": "popular", "segment": "nope"}), 404, "segment_not_found")
     assert_error(admin(client, workspace, "GET", f"/api/v1/profiles/{shop['u6']}/recommendations",
                        params={"kind": "cheapest"}), 400, "invalid_kind")
+
+
+def test_recommendations_are_served_only_to_people_who_allow_personalization(
+        client: ApiClient, rapport: Rapport, workspace: NewWorkspace, shop: dict[str, str]) -> None:
+    u7 = identify(client, workspace, "u7", ANALYTICS_ONLY)
+    for kind in ("bought_together", "popular", "replenishment"):
+        response = admin(client, workspace, "GET", f"/api/v1/profiles/{u7}/recommendations", params={"kind": kind})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"profile_id": u7, "kind": kind, "segment": None, "recommendations": [],
+                                   "consent": "personalization not allowed"}
+    # the same list as before while u6 allows it; nothing once withdrawn
+    assert "consent" not in admin(client, workspace, "GET", f"/api/v1/profiles/{shop['u6']}/recommendations",
+                                  params={"kind": "popular"}).json()
+    send(client, workspace, {"userId": "u6", "event": "Preferences Saved", "timestamp": to_iso(NOW)},
+         context={"consent": {"categoryPreferences": {"Personalization": False}}})
+    response = admin(client, workspace, "GET", f"/api/v1/profiles/{shop['u6']}/recommendations",
+                     params={"kind": "popular"})
+    assert response.json()["recommendations"] == [] and response.json()["consent"] == "personalization not allowed"
+    # requests that are wrong stay errors
+    assert_error(admin(client, workspace, "GET", f"/api/v1/profiles/{u7}/recommendations",
+                       params={"kind": "cheapest"}), 400, "invalid_kind")
+    assert_error(admin(client, workspace, "GET", "/api/v1/profiles/nobody/recommendations"), 404,
+                 "profile_not_found")
 
 
 def test_replenishment_lists_people_due_and_serves_their_products(client: ApiClient, rapport: Rapport,
@@ -235,6 +261,32 @@ def test_kpis_per_segment_count_members(client: ApiClient, workspace: NewWorkspa
     assert _row(during, "segment", "gold")["suppressed"] is True
 
 
+def test_kpis_leave_out_events_stored_without_analytics_consent(client: ApiClient, rapport: Rapport,
+                                                                workspace: NewWorkspace) -> None:
+    """y0..y9 allow analytics, n0..n9 do not: all 20 get the journey's message, order within the window and get
+    a campaign; only the events of y0..y9 are measured (the others' are stored minimized)."""
+    ws = workspace.workspace_id
+    yes = [identify(client, workspace, f"y{i}") for i in range(10)]
+    no = [identify(client, workspace, f"n{i}", NO_ANALYTICS) for i in range(10)]
+    _sends(rapport, ws, "news", yes + no)
+    delivered = [{"userId": u, "event": "Email Delivered", "timestamp": to_iso(SENT_AT),
+                  "properties": {"campaign_id": "c1"}} for u in [f"y{i}" for i in range(10)]]
+    send(client, workspace, *delivered, *(order(f"y{i}", SENT_AT + DAY, "a", revenue=10.0) for i in range(10)))
+    send(client, workspace, *({"userId": f"n{i}", "event": "Email Delivered", "timestamp": to_iso(SENT_AT),
+                               "properties": {"campaign_id": "c1"}} for i in range(10)),
+         *(order(f"n{i}", SENT_AT + DAY, "a", revenue=10.0) for i in range(10)),
+         {"userId": "n0", "event": "Unsubscribed", "timestamp": to_iso(SENT_AT + DAY), "properties": {}},
+         context=NO_ANALYTICS)
+    settle(rapport, workspace)
+    period = {"period_from": to_iso(NOW - 10 * DAY), "period_to": to_iso(NOW)}
+    news = _row(kpis(client, workspace, "journey", period), "journey", "news")
+    assert {k: news[k] for k in ("recipients", "conversion_rate", "revenue_per_recipient", "unsubscribe_rate")} == {
+        "recipients": 20, "conversion_rate": 0.5, "revenue_per_recipient": 5.0, "unsubscribe_rate": 0.0}
+    by_message = kpis(client, workspace, "message", period)
+    assert _row(by_message, "campaign_id", "c1")["recipients"] == 10
+    assert by_message["total"]["recipients"] == 20
+
+
 def test_min_count_cannot_lower_the_floor(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
     period = {"period_from": to_iso(NOW - DAY), "period_to": to_iso(NOW)}
     assert_error(admin(client, workspace, "GET", "/api/v1/kpis", params={"by": "journey", "min_count": 9}),
@@ -272,4 +324,4 @@ def test_the_commands_print_the_same_report(client: ApiClient, rapport: Rapport,
     assert built.exit_code == 0 and orjson.loads(built.stdout)["orders"] == 4
     due = runner.invoke(cli, ["insights", "replenishment", "-w", ws, "--emit", "--json"])
     assert due.exit_code == 0 and orjson.loads(due.stdout) == {
-        "due": [], "emitted": {"due": 0, "emitted": 0, "duplicates": 0, "unreachable": 0}}
+        "due": [], "emitted": {"due": 0, "emitted": 0, "duplicates": 0, "unreachable": 0, "not_allowed": 0}}

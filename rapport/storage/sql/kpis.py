@@ -1,5 +1,5 @@
-"""KPI reads: messages sent in a period, their opens and clicks, the events and unsubscribes that follow them,
-merged profiles and segment membership."""
+"""KPI reads: messages sent in a period, their opens and clicks, the events (stored with analytics consent) and
+unsubscribes that follow them, merged profiles and segment membership."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ def engagement(conn: Conn, ws: str, start: int, end: int) -> list[Row]:
 
 
 def named_events(conn: Conn, ws: str, names: Sequence[str], start: int, end: int) -> list[Row]:
-    """(seq, profile_id, name, ts, body) of the track events named one of ``names`` in ``[start, end)``."""
+    """(seq, profile_id, name, ts, body) of the track events named one of ``names`` in ``[start, end)``, only those
+    stored with analytics consent (``restricted = 0``): an event kept minimized without it is never measured."""
     marks = ",".join("?" * len(names))
     return conn.all(f"SELECT seq, profile_id, name, ts, body FROM events WHERE workspace_id = ? AND type = 'track'"
-                    f" AND name IN ({marks}) AND ts >= ? AND ts < ? ORDER BY ts, seq", (ws, *names, start, end))
+                    f" AND name IN ({marks}) AND restricted = 0 AND ts >= ? AND ts < ? ORDER BY ts, seq",
+                    (ws, *names, start, end))
 
 
 def link_unsubscribes(conn: Conn, ws: str, start: int, end: int) -> list[Row]:

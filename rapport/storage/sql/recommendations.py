@@ -1,4 +1,5 @@
-"""Recommendation storage: the events a build reads, the prebuilt aggregates, and each person's last purchases.
+"""Recommendation storage: the events a build reads (those with analytics consent), the prebuilt aggregates, and
+the last purchases of each person who allows personalization.
 
 A build replaces a workspace's aggregates as a whole (``replace``) inside one write transaction, so readers
 see the old tables or the new ones, never a mix.
@@ -19,11 +20,13 @@ CHUNK = 500
 
 
 def named_events(conn: Conn, ws: str, names: Sequence[str], after_seq: int, limit: int) -> list[Row]:
-    """(seq, profile_id, name, ts, body) of the workspace's track events named one of ``names``, by sequence
-    after ``after_seq``: one page of a build's pass over the stored events."""
+    """(seq, profile_id, name, ts, body) of the workspace's track events named one of ``names`` and stored with
+    analytics consent (``restricted = 0``), by sequence after ``after_seq``: one page of a build's pass over the
+    stored events."""
     marks = ",".join("?" * len(names))
     return conn.all(f"SELECT seq, profile_id, name, ts, body FROM events WHERE workspace_id = ? AND type = 'track'"
-                    f" AND name IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?", (ws, *names, after_seq, limit))
+                    f" AND name IN ({marks}) AND restricted = 0 AND seq > ? ORDER BY seq LIMIT ?",
+                    (ws, *names, after_seq, limit))
 
 
 def history(conn: Conn, ws: str, profile_id: str, names: Sequence[str]) -> list[Row]:
