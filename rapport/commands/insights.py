@@ -68,16 +68,18 @@ def recommendations_show(
     """A person's recommendations of one kind, best first."""
     from rapport.recommendations.service import recommend
 
-    def job(r: Rapport, ws: WorkspaceId) -> list[dict[str, Any]]:
+    def job(r: Rapport, ws: WorkspaceId) -> dict[str, Any]:
         rt, now = r.runtime(ws), r.clock.now_ms()
-        return [x.to_json() for x in r.db.read(lambda c: recommend(c, rt, profile_id, kind, segment=segment,
-                                                                   limit=limit, now=now))]
+        return r.db.read(lambda c: recommend(c, rt, profile_id, kind, segment=segment, limit=limit,
+                                             now=now)).to_json()
 
     found = _run(workspace, job)
     if json:
         _print_json(found)
         return
-    for item in found:
+    if found.get("consent"):
+        sys.stdout.write(f"none shown: {found['consent']}\n")
+    for item in found["recommendations"]:
         sys.stdout.write(f"{item['product_id']}  {item['product_name'] or ''}  {item['score']}  {item['reason']}\n")
 
 
