@@ -3,7 +3,9 @@
 Templates are written by workspace users and rendered with personal data, so the environment is a
 sandbox: no ``include``/``render`` tags (there is no loader to reach files or other templates), unknown
 filters are errors, and loops, output size, local variables and context nesting are bounded. HTML parts
-render with autoescape, so a trait holding ``<script>`` arrives as text.
+render with autoescape, so a trait holding ``<script>`` arrives as text. Sending renders a template in
+the common subset through Python compiled from it once (``rapport.templates.compiled``, same output,
+same limits); anything else, and every error, goes through python-liquid.
 
 Sending renders leniently: a missing value renders as nothing and ``default`` fills it in. Preview
 renders strictly: a missing value that would be output, filtered or looped over is an error naming the
@@ -25,6 +27,7 @@ from liquid.exceptions import LiquidError, OutputStreamLimitError, ResourceLimit
 from liquid.output import LimitedStringIO
 
 from rapport.errors import ValidationError
+from rapport.templates.compiled import CompiledTemplate, compile_template
 from rapport.types import Json
 
 LOOP_ITERATION_LIMIT: Final = 1_000
@@ -210,6 +213,13 @@ def _compiled(source: str, html: bool, strict: bool) -> BoundTemplate:
     return _ENVIRONMENTS[(html, strict)].from_string(source)
 
 
+@lru_cache(maxsize=1024)
+def _fast(source: str, html: bool) -> CompiledTemplate | None:
+    """The send-path (lenient) template compiled to Python, or ``None`` outside the compiled subset."""
+    return compile_template(_compiled(source, html, False), output_limit=OUTPUT_LIMIT,
+                            loop_limit=LOOP_ITERATION_LIMIT, locals_limit=LOCAL_NAMESPACE_LIMIT)
+
+
 def compile_part(name: str, source: str, *, strict: bool = False) -> BoundTemplate:
     """The parsed template of part ``name``; a syntax error is a ``ValidationError`` naming part, line and column."""
     problem = check_source(source)
@@ -243,6 +253,12 @@ def preview(parts: Parts, context: TemplateContext) -> dict[str, PartValue]:
 
 def _render_one(name: str, source: str, variables: Mapping[str, object], strict: bool) -> str:
     template = compile_part(name, source, strict=strict)
+    fast = None if strict else _fast(source, name in HTML_PARTS)
+    if fast is not None:
+        try:
+            return fast(variables)
+        except Exception:  # a failed compiled render is re-run below for python-liquid's own error
+            pass
     try:
         return template.render(**variables)
     except UndefinedError as exc:
