@@ -26,7 +26,8 @@ def router(rapport: Rapport, scoped: Callable[[Scope], Callable[..., Principal]]
     def listing(who: Principal = Depends(scoped("experiments:read"))) -> Response:  # noqa: B008
         """Every experiment with its status, target, metrics and units per variant."""
         rt = rapport.runtime(who.workspace_id)
-        return json_response({"experiments": rapport.db.read(lambda conn: service.overview(conn, rt))})
+        now = rapport.clock.now_ms()
+        return json_response({"experiments": rapport.db.read(lambda conn: service.overview(conn, rt, now))})
 
     @api.get("/{name}/results")
     def results(name: str, who: Principal = Depends(scoped("experiments:read"))) -> Response:  # noqa: B008

@@ -42,7 +42,7 @@ def experiments_list(workspace: Workspace = None, json: AsJson = False) -> None:
     from rapport.cli import _print_json
     from rapport.experiments import service
 
-    entries = _run(workspace, lambda _r, rt, conn: service.overview(conn, rt))
+    entries = _run(workspace, lambda r, rt, conn: service.overview(conn, rt, r.clock.now_ms()))
     if json:
         _print_json(entries)
         return

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Literal
 
@@ -95,6 +95,10 @@ class MetricResult:
     comparisons: tuple[Comparison, ...]
     omnibus: tuple[float, int, float] | None = None
     """χ² statistic, degrees of freedom and p-value across all variants of a conversion metric (3+ variants)."""
+    suppressed: tuple[str, ...] = ()
+    """Variants whose cell has fewer units than the workspace's minimum: not shown, not compared."""
+    in_window: Mapping[str, int] = field(default_factory=dict)
+    """Per variant, the units exposed too recently for their window to be over: not counted yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,23 +194,35 @@ def compare(metric: MetricDef, control: Sums, treatment: Sums, variant: str, alp
                       cuped_variance_reduction=reduction)
 
 
+def small_cells(sums: Mapping[str, Sums], min_cell_count: int) -> tuple[str, ...]:
+    """The variants whose cell holds some units, but fewer than ``min_cell_count``."""
+    return tuple(sorted(name for name, s in sums.items() if 0 < s.n < min_cell_count))
+
+
 def analyse(experiment: ExperimentDef, metrics: Sequence[tuple[MetricDef, Role, Mapping[str, Sums]]],
-            ) -> tuple[MetricResult, ...]:
-    """Compare every variant with control on every metric, then correct the p-values of the whole family."""
+            min_cell_count: int = 0) -> tuple[MetricResult, ...]:
+    """Compare every variant with control on every metric, then correct the p-values of the whole family.
+
+    With ``min_cell_count``, a variant whose cell holds fewer units is suppressed: its sums are dropped and it
+    is compared with nothing (a suppressed control suppresses every comparison of the metric), so no number
+    shown is computed from a small cell."""
     alpha = experiment.alpha
     names = [v.name for v in experiment.variants]
-    drafts: list[tuple[MetricDef, Role, Mapping[str, Sums], list[Comparison]]] = []
-    for metric, role, sums in metrics:
-        control = sums.get(experiment.control, Sums(0))
-        comparisons = [compare(metric, control, sums.get(name, Sums(0)), name, alpha)
-                       for name in names if name != experiment.control]
-        drafts.append((metric, role, sums, comparisons))
-    family = [(i, j) for i, (_, _, _, cs) in enumerate(drafts) for j, c in enumerate(cs)
+    drafts: list[tuple[MetricDef, Role, Mapping[str, Sums], list[Comparison], tuple[str, ...]]] = []
+    for metric, role, all_sums in metrics:
+        hidden = small_cells(all_sums, min_cell_count)
+        shown = {name: s for name, s in all_sums.items() if name not in hidden}
+        control = shown.get(experiment.control, Sums(0))
+        comparisons = [] if experiment.control in hidden else [
+            compare(metric, control, shown.get(name, Sums(0)), name, alpha)
+            for name in names if name != experiment.control and name not in hidden]
+        drafts.append((metric, role, shown, comparisons, hidden))
+    family = [(i, j) for i, (_, _, _, cs, _) in enumerate(drafts) for j, c in enumerate(cs)
               if math.isfinite(c.test.p_value)]
     raw = [drafts[i][3][j].test.p_value for i, j in family]
     adjusted = dict(zip(family, zip(holm(raw), benjamini_hochberg(raw), strict=True), strict=True))
     out: list[MetricResult] = []
-    for i, (metric, role, sums, comparisons) in enumerate(drafts):
+    for i, (metric, role, sums, comparisons, hidden) in enumerate(drafts):
         done = []
         for j, c in enumerate(comparisons):
             p_holm, p_bh = adjusted.get((i, j), (None, None))
@@ -219,10 +235,10 @@ def analyse(experiment: ExperimentDef, metrics: Sequence[tuple[MetricDef, Role, 
             done.append(Comparison(c.variant, c.test, p_holm, p_bh, c.bayes, c.sequential, c.cuped, c.cuped_theta,
                                    c.cuped_variance_reduction, outcome, violated))
         omnibus = None
-        if metric.binary and len(names) > 2:
+        if metric.binary and len(names) > 2 and not hidden:
             chi = conversion_chi_square([sums.get(n, Sums(0)).sample for n in names])
             omnibus = (chi.statistic, chi.dof, chi.p_value) if chi.ok else None
-        out.append(MetricResult(metric, role, sums, tuple(done), omnibus))
+        out.append(MetricResult(metric, role, sums, tuple(done), omnibus, hidden))
     return tuple(out)
 
 
@@ -236,8 +252,13 @@ def srm(experiment: ExperimentDef, units: Mapping[str, int]) -> SrmResult | None
 def assemble(experiment: ExperimentDef, at: Millis, units: Mapping[str, int], held_out: Mapping[str, int],
              metrics: Sequence[tuple[MetricDef, Role, Mapping[str, Sums]]],
              segments: Sequence[tuple[str, Sequence[tuple[MetricDef, Role, Mapping[str, Sums]]]]] = (),
+             *, in_window: Mapping[str, Mapping[str, int]] | None = None, min_cell_count: int = 0,
              ) -> ExperimentResults:
-    """The whole result of an experiment at ``at`` from its unit counts and each metric's sums per variant."""
+    """The whole result of an experiment at ``at`` from its unit counts and each metric's sums per variant.
+
+    ``in_window`` gives, per metric, the units per variant whose window is not over yet (not in the sums);
+    per-segment cells under ``min_cell_count`` units are suppressed (the whole experiment's are not: its arms
+    are the experiment's own units, shown in ``units`` anyway)."""
     check = srm(experiment, units)
     warnings: list[str] = []
     if check is not None and check.mismatch:
@@ -246,8 +267,19 @@ def assemble(experiment: ExperimentDef, at: Millis, units: Mapping[str, int], he
                         "cause (assignment, exposure logging, bots) is found")
     if sum(units.values()) == 0:
         warnings.append("no exposed units yet")
-    results = ExperimentResults(experiment, at, dict(units), dict(held_out), check, analyse(experiment, metrics),
-                                tuple(SegmentResult(name, analyse(experiment, ms)) for name, ms in segments))
+    pending = in_window or {}
+    overall = tuple(replace(m, in_window=dict(pending.get(m.metric.name, {})))
+                    for m in analyse(experiment, metrics))
+    results = ExperimentResults(experiment, at, dict(units), dict(held_out), check, overall,
+                                tuple(SegmentResult(name, analyse(experiment, ms, min_cell_count))
+                                      for name, ms in segments))
+    waiting = [f"{m.metric.name} {sum(m.in_window.values())}" for m in overall if sum(m.in_window.values())]
+    if waiting:
+        warnings.append("units exposed too recently for their metric window to be over are not counted yet: "
+                        + ", ".join(waiting))
+    hidden = sorted({f"{s.segment}/{m.metric.name}" for s in results.segments for m in s.metrics if m.suppressed})
+    if hidden:
+        warnings.append(f"segment cells with fewer than {min_cell_count} units are suppressed: {', '.join(hidden)}")
     violated = results.guardrails_violated
     if violated:
         warnings.append(f"guardrail metric(s) moved the wrong way significantly: {', '.join(violated)}")
@@ -285,11 +317,15 @@ def _comparison_json(c: Comparison) -> JsonObject:
             "sequential": sequential, "cuped": cuped}
 
 
-def _metric_json(m: MetricResult, variants: Sequence[str]) -> JsonObject:
-    per_variant = []
+def _metric_json(m: MetricResult, variants: Sequence[str], segment: bool = False) -> JsonObject:
+    """One metric's cells and comparisons; the whole experiment's also say how many units per variant are still
+    in window (a segment's are a subset of those), a segment's which cells are suppressed."""
+    per_variant: list[JsonObject] = []
     for name in variants:
         s = m.sums.get(name, Sums(0))
-        if m.metric.type == "ratio":
+        if name in m.suppressed:
+            per_variant.append({"variant": name, "suppressed": True, "units": None})
+        elif m.metric.type == "ratio":
             mean = s.sx / s.sy if s.sy else None
             per_variant.append({"variant": name, "units": s.n, "numerator": s.sx, "denominator": s.sy,
                                 "value": _num(mean)})
@@ -298,9 +334,14 @@ def _metric_json(m: MetricResult, variants: Sequence[str]) -> JsonObject:
                                 "sum_sq": s.sxx})
     omnibus = None if m.omnibus is None else {"method": "chi_square", "statistic": _num(m.omnibus[0]),
                                               "dof": m.omnibus[1], "p_value": _num(m.omnibus[2])}
-    return {"metric": m.metric.name, "type": m.metric.type, "role": m.role, "direction": m.metric.direction,
-            "variants": per_variant, "comparisons": [_comparison_json(c) for c in m.comparisons],
-            "omnibus": omnibus}
+    out: JsonObject = {"metric": m.metric.name, "type": m.metric.type, "role": m.role,
+                       "direction": m.metric.direction, "variants": per_variant,
+                       "comparisons": [_comparison_json(c) for c in m.comparisons], "omnibus": omnibus}
+    if segment:
+        out["suppressed"] = list(m.suppressed)
+    else:
+        out["in_window"] = {name: m.in_window.get(name, 0) for name in variants}
+    return out
 
 
 def to_json(r: ExperimentResults) -> JsonObject:
@@ -319,6 +360,6 @@ def to_json(r: ExperimentResults) -> JsonObject:
         "units": {name: r.units.get(name, 0) for name in names}, "held_out": dict(r.held_out), "srm": srm_json,
         "guardrails_violated": r.guardrails_violated,
         "metrics": [_metric_json(m, names) for m in r.metrics],
-        "segments": [{"segment": s.segment, "metrics": [_metric_json(m, names) for m in s.metrics]}
+        "segments": [{"segment": s.segment, "metrics": [_metric_json(m, names, True) for m in s.metrics]}
                      for s in r.segments],
     }

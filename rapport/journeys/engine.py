@@ -79,6 +79,8 @@ FactsFn: TypeAlias = Callable[[Conn, str, str, Millis], EvalContext]
 """(conn, workspace, profile, now) -> the profile's facts, for journeys that branch after a wait."""
 TraitFn: TypeAlias = Callable[[Conn, str, str, str, Json, Millis], None]
 """(conn, workspace, profile, trait, value, at): carry out an ``update_trait`` step."""
+SplitHook: TypeAlias = Callable[[Conn, str, str, str, str, bool, str, Millis], None]
+"""(conn, workspace, journey, split step id, path, held out by the split, enrollment's profile, at)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +238,10 @@ class JourneyEngine:
         channel_purposes: Mapping[str, str] | None = None,
         owner: str | None = None,
         send_lease_ms: Millis = SEND_LEASE_MS,
-        split_experiments: Mapping[tuple[str, str], str] | None = None,
+        split_exposure: SplitHook | None = None,
     ) -> None:
-        self.split_experiments = split_experiments or {}
-        """(journey, split step id) → the Experiment measuring that split: passing it records an exposure."""
+        self.split_exposure = split_exposure
+        """Called when an enrollment passes a split: records the exposure of the Experiment measuring it."""
         self.db = db
         self.clock = clock
         self.channels = channels
@@ -431,12 +433,9 @@ class JourneyEngine:
                                      orjson.dumps(sorted(tags)).decode(), state.profile_id, now, now))
             elif isinstance(command, Assign):
                 assignments[command.split] = command.path
-                experiment = self.split_experiments.get((journey.name, command.split))
-                if experiment is not None:
-                    from rapport.experiments.service import record_split
-
-                    record_split(conn, ws, experiment, journey.name, command.split, command.path,
-                                 command.path == HOLDOUT, state.profile_id, now)
+                if self.split_exposure is not None:
+                    self.split_exposure(conn, ws, journey.name, command.split, command.path,
+                                        command.path == HOLDOUT, state.profile_id, now)
             elif isinstance(command, UpdateTrait):
                 if self.update_trait is None:
                     log.warning("journey %r step %s sets trait %r but the engine has no trait writer; skipped",

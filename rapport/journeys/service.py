@@ -23,7 +23,7 @@ from rapport.clock import Clock
 from rapport.consent import links, subscriptions
 from rapport.consent.decide import may_use
 from rapport.errors import Transient, ValidationError
-from rapport.experiments.definitions import split_experiments
+from rapport.experiments.service import split_hook
 from rapport.journeys import feed, gate, schedule, suppression, versions
 from rapport.journeys.engine import SEND_LEASE_MS, DispatchResult, JourneyEngine, PendingSend, Recipient
 from rapport.profiles.service import ProfileReader
@@ -222,7 +222,7 @@ def build_engine(db: Database, rt: WorkspaceRuntime, keyring: Keyring, clock: Cl
                          templates=rt.templates, recipient=recipient, catalog=rt.catalog,
                          facts=feed.facts_for(rt), gate_input=gate_input, update_trait=update_trait,
                          channel_purposes=purposes, send_lease_ms=delivery.send_lease_ms,
-                         split_experiments=split_experiments(rt.specs))
+                         split_exposure=split_hook(rt))
 
 
 class Engines:

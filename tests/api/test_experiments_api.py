@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from experiments.support import RESOURCES, expose, ingest, simulate
+from experiments.support import RESOURCES, expose, grant, ingest, simulate
 from typer.testing import CliRunner
 
 from api.support import NOW, ApiClient, admin, apply_yaml, assert_error
@@ -26,24 +26,26 @@ def populated(rapport: Rapport, client: ApiClient, workspace: NewWorkspace) -> d
     expose(rapport, workspace, units)
     held = [(f"h{i}", "checkout_test", None, "holdout", "journey:checkout/0", NOW - 5 * DAY) for i in range(3)]
     rapport.db.write(lambda c: exposures_sql.record_many(c, workspace.workspace_id, held))
-    return {v: sum(u.variant == v for u in units) for v in ("bold", "control")}
+    grant(rapport, workspace, [row[0] for row in held])
+    return {v: sum(u.variant == v and u.measured for u in units) for v in ("bold", "control")}
 
 
 def test_list_results_and_chart(rapport: Rapport, client: ApiClient, workspace: NewWorkspace) -> None:
-    populated(rapport, client, workspace)
+    counts = populated(rapport, client, workspace)
     listing = admin(client, workspace, "GET", "/api/v1/experiments")
     assert listing.status_code == 200, listing.text
     [entry] = listing.json()["experiments"]
     assert entry["name"] == "checkout_test" and entry["status"] == "running"
     assert entry["source"] == "journey:checkout/0" and entry["control"] == "control"
     assert sorted(v["name"] for v in entry["variants"]) == ["bold", "control"]
-    assert sum(v["units"] for v in entry["variants"]) == 60 and entry["held_out"] == {"holdout": 3}
+    assert {v["name"]: v["units"] for v in entry["variants"]} == counts and entry["held_out"] == {"holdout": 3}
 
     response = admin(client, workspace, "GET", "/api/v1/experiments/checkout_test/results")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["experiment"] == "checkout_test" and body["trustworthy"] is True
-    assert body["held_out"] == {"holdout": 3} and sum(body["units"].values()) == 60
+    assert body["held_out"] == {"holdout": 3} and body["units"] == counts
+    assert body["metrics"][0]["in_window"] == {"bold": 0, "control": 0}
     assert body["metrics"][0]["metric"] == "converted_7d"
     first = body["metrics"][0]["comparisons"][0]
     assert first["variant"] == "bold" and first["method"] == "two_proportion_z"
@@ -98,3 +100,17 @@ def test_the_commands(rapport: Rapport, client: ApiClient, workspace: NewWorkspa
     assert {**orjson.loads(as_json.stdout), "at": None} == {**api, "at": None}
     missing = runner.invoke(cli, ["experiments", "results", "nope", "-w", ws])
     assert missing.exit_code == 1
+
+
+@pytest.mark.parametrize(("purposes", "purpose", "message"), [
+    ("", "necessary", "an experiment cannot use the purpose 'necessary'"),
+    ("kind: ConsentPurpose\nname: upkeep\nlegal_basis: contract\ndescription: Upkeep\n---\n", "upkeep",
+     "consent purpose 'upkeep' has legal basis 'contract'"),
+])
+def test_apply_refuses_an_experiment_on_a_purpose_allowed_without_consent(
+        client: ApiClient, workspace: NewWorkspace, purposes: str, purpose: str, message: str) -> None:
+    text = purposes + RESOURCES.replace('split: "0"\npurpose: personalization', f'split: "0"\npurpose: {purpose}')
+    response = apply_yaml(client, workspace, text)
+    assert_error(response, 400, "invalid_resource")
+    [detail] = [d for d in response.json()["details"] if d.get("field") == "purpose"]
+    assert detail["kind"] == "Experiment" and str(detail["message"]).startswith(message), detail

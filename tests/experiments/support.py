@@ -14,11 +14,11 @@ from rapport.clock import to_iso
 from rapport.core import NewWorkspace, Rapport
 from rapport.experiments.results import Sums
 from rapport.experiments.service import sums_of
+from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import exposures as exposures_sql
 from rapport.storage.sql import segments as segments_sql
 from rapport.types import DAY, HOUR, MINUTE
 
-ANALYTICS_OK = {"consent": {"categoryPreferences": {"Analytics": True}}}
 BASE = NOW - 30 * DAY
 """Units are first exposed in the two days from here, so every window (and retention day) is over by NOW."""
 
@@ -131,6 +131,9 @@ class Unit:
     index: int
     events: list[Event] = field(default_factory=list)
     consented: bool = True
+    """Allows analytics: without it, the unit's events are stored minimized and none of them count."""
+    measured: bool = True
+    """Allows the experiment's purpose (personalization): without it, the unit is not in the analysis at all."""
     profile_id: str = ""
     elsewhere: list[Event] = field(default_factory=list)
     """Events sent under another identity that merges into the unit's profile later."""
@@ -168,6 +171,7 @@ def simulate(n: int = 120, seed: int = 7) -> list[Unit]:
     units[0].events.append(Event("Order Completed", units[0].first_at + 7 * DAY - 1, {"revenue": 11}))
     units[1].events.append(Event("Order Completed", units[1].first_at + 7 * DAY, {"revenue": 13}))
     units[2].consented = False  # stored minimized: none of its events may count
+    units[4].measured = False  # refused the experiment's purpose: not a unit of the analysis
     return units
 
 
@@ -175,8 +179,8 @@ def message(unit: Unit, event: Event, number: int, anonymous: str | None = None)
     who: dict[str, Any] = {"anonymousId": anonymous} if anonymous else {"userId": unit.user}
     body: dict[str, Any] = {**who, "timestamp": to_iso(event.ts), "messageId": f"{unit.user}-{number}"
                             + ("-anon" if anonymous else "")}
-    if unit.consented:
-        body["context"] = ANALYTICS_OK
+    body["context"] = {"consent": {"categoryPreferences": {"Analytics": unit.consented,
+                                                           "Personalization": unit.measured}}}
     if event.name is None:
         return {**body, "type": "identify", "traits": {"plan": "basic"}}
     return {**body, "type": "track", "event": event.name, "properties": event.props}
@@ -254,4 +258,12 @@ def expected_sums(units: list[Unit], metric: str, now: int = NOW, members: set[s
     """What the SQL must return, computed from the synthetic events."""
     x, y = REFERENCE[metric]
     return sums_of([(u.variant, _measure(u, x, now), _measure(u, y, now)) for u in units
-                    if members is None or u.user in members])
+                    if u.measured and u.first_at + x[5] <= now and (members is None or u.user in members)])
+
+
+def grant(rapport: Rapport, ws: NewWorkspace, profile_ids: list[str], purpose: str = "personalization",
+          state: str = "granted", at: int = NOW - 60 * DAY, expires_at: int | None = None) -> None:
+    """Ledger entries for profiles that exist only as exposed units (no events, no profile row)."""
+    rows = [(f"{state}-{purpose}-{pid}-{at}", pid, pid, purpose, state, "consent", "test", None, None, at, at,
+             expires_at, None) for pid in profile_ids]
+    rapport.db.write(lambda c: consent_sql.append_many(c, ws.workspace_id, rows))

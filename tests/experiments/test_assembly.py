@@ -91,3 +91,26 @@ def test_three_variants_get_the_chi_square_across_all() -> None:
     chi2, p, dof, _expected = scipy_stats.chi2_contingency(table, correction=False)
     assert dof == omnibus[1]
     assert omnibus[0] == pytest.approx(chi2, abs=1e-9) and omnibus[2] == pytest.approx(p, abs=1e-12)
+
+
+def test_small_segment_cells_are_suppressed_and_never_compared() -> None:
+    e = experiment("control", "b", "c")
+    data = {"control": sums(500, 50), "b": sums(9, 3), "c": sums(480, 60)}
+    [m] = analyse(e, [(CONVERSION, "primary", data)], min_cell_count=10)
+    assert m.suppressed == ("b",) and set(m.sums) == {"control", "c"}
+    assert [c.variant for c in m.comparisons] == ["c"] and m.omnibus is None
+    [small_control] = analyse(e, [(CONVERSION, "primary", {**data, "control": sums(4, 1)})], min_cell_count=10)
+    assert small_control.suppressed == ("b", "control") and small_control.comparisons == ()
+    # Empty cells reveal nobody: they are shown as zeros.
+    [empty] = analyse(e, [(CONVERSION, "primary", {**data, "b": sums(0, 0)})], min_cell_count=10)
+    assert empty.suppressed == () and [c.variant for c in empty.comparisons] == ["b", "c"]
+    result = assemble(e, 0, {"control": 500, "b": 9, "c": 480}, {}, [(CONVERSION, "primary", data)],
+                      [("vip", [(CONVERSION, "primary", data)])], in_window={"c": {"b": 2}}, min_cell_count=10)
+    assert result.metrics[0].suppressed == () and len(result.metrics[0].comparisons) == 2
+    body = orjson.loads(orjson.dumps(to_json(result)))
+    assert body["metrics"][0]["in_window"] == {"control": 0, "b": 2, "c": 0}
+    segment = body["segments"][0]["metrics"][0]
+    assert segment["suppressed"] == ["b"] and segment["variants"][1] == {"variant": "b", "suppressed": True,
+                                                                         "units": None}
+    assert [c["variant"] for c in segment["comparisons"]] == ["c"]
+    assert any("suppressed: vip/c" in w for w in body["warnings"])

@@ -165,3 +165,26 @@ def test_cross_checks_name_each_missing_reference() -> None:
     assert [f for f, _ in problems(placement)] == ["placement", "variants.b.block"]
     specs = {**_specs(placement), ("Placement", "home"): {"name": "home"}, ("ContentBlock", "b1"): {"name": "b1"}}
     assert list(reference_problems(specs)) == []
+
+
+def test_an_experiment_needs_a_purpose_that_needs_consent() -> None:
+    [(field, expected)] = errors(EXPERIMENT.replace("purpose: personalization", "purpose: necessary"))
+    assert field == "purpose" and expected.startswith("a consent purpose that needs the person's consent")
+    placement = {"name": "p", "placement": "home", "purpose": "service_quality", "metrics": ["converted_7d"],
+                 "variants": {"control": {"weight": 1}, "b": {"weight": 1}}}
+    specs = {**_specs(placement), ("Placement", "home"): {"name": "home"},
+             ("ConsentPurpose", "service_quality"): {"name": "service_quality", "legal_basis": "legitimate_interest"}}
+    [(kind, name, field, message)] = list(reference_problems(specs))
+    assert (kind, name, field) == ("Experiment", "p", "purpose")
+    assert message.startswith("consent purpose 'service_quality' has legal basis 'legitimate_interest': it is "
+                              "allowed without anyone's consent")
+    consented = {**specs, ("ConsentPurpose", "service_quality"): {"name": "service_quality"}}
+    assert list(reference_problems(consented)) == []
+
+
+def test_a_journey_experiment_takes_no_when() -> None:
+    journey = EXPERIMENT.replace("placement: home_hero\n", "journey: cart\nsplit: '1'\n").replace(
+        "variants:\n  control: {weight: 50}\n  bold: {weight: 50, block: hero_bold}\n", "")
+    assert errors(journey) == []
+    assert errors(journey + "when: traits.plan == \"vip\"\n") == [("when", "no 'when' with 'journey'")]
+    assert errors(EXPERIMENT + "when: traits.plan == \"vip\"\n") == []

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import pytest
-from api.support import NOW, ApiClient, apply_yaml
+from api.support import NOW, ApiClient, admin, apply_yaml, profile_of
 
 from experiments.support import (
     RESOURCES,
@@ -18,6 +18,7 @@ from experiments.support import (
     browse_anonymously,
     expected_sums,
     expose,
+    grant,
     ingest,
     sign_in,
     simulate,
@@ -25,8 +26,10 @@ from experiments.support import (
 )
 from rapport.core import NewWorkspace, Rapport
 from rapport.experiments import definitions, service
-from rapport.experiments.results import ExperimentResults, MetricResult, Sums, analyse
+from rapport.experiments.results import ExperimentResults, MetricResult, Sums, analyse, to_json
+from rapport.storage.sql import experiments as experiments_sql
 from rapport.storage.sql import exposures as exposures_sql
+from rapport.storage.sql import segments as segments_sql
 from rapport.types import DAY, WorkspaceId
 
 
@@ -89,8 +92,10 @@ def test_results_equal_the_engine_on_sums_computed_from_the_synthetic_data(
     expected = analyse(experiment, [(m.metric, m.role, expected_sums(units, m.metric.name)) for m in results.metrics])
     assert_same_statistics(results.metrics, expected)
     assert [m.role for m in results.metrics] == ["primary", *["secondary"] * 5, "guardrail"]
-    assert results.units == {"control": sum(u.variant == "control" for u in units),
-                             "bold": sum(u.variant == "bold" for u in units)}
+    # The unit who refused the experiment's purpose is no unit at all; the one without analytics counts as zeros.
+    assert not units[4].measured and units[2].measured and not units[2].consented
+    assert results.units == {"control": sum(u.variant == "control" and u.measured for u in units),
+                             "bold": sum(u.variant == "bold" and u.measured for u in units)}
     assert results.trustworthy and results.srm is not None and not results.srm.mismatch
 
     # The guardrail: bold makes many more people unsubscribe, significantly, and is flagged for it.
@@ -153,7 +158,9 @@ def test_a_skewed_split_fails_the_sample_ratio_check_and_held_out_units_are_coun
         (f"p{i}", "checkout_test", "control" if i < 700 else "bold", "variant", "journey:checkout/0", NOW - DAY)
         for i in range(1000)]
     rows += [(f"h{i}", "checkout_test", None, "holdout", "journey:checkout/0", NOW - DAY) for i in range(40)]
+    rows = [(u, e, v, r, s, NOW - 10 * DAY) for u, e, v, r, s, _ in rows]
     rapport.db.write(lambda c: exposures_sql.record_many(c, workspace.workspace_id, rows))
+    grant(rapport, workspace, [row[0] for row in rows])
     results = results_at(rapport, workspace)
     assert results.units == {"control": 700, "bold": 300} and results.held_out == {"holdout": 40}
     assert results.srm is not None and results.srm.mismatch and results.srm.p_value < 0.001
@@ -171,6 +178,7 @@ def test_a_balanced_split_passes_the_sample_ratio_check(rapport: Rapport, client
         (f"p{i}", "checkout_test", "control" if i < 1000 * skew + 12 else "bold", "variant", "journey:checkout/0",
          NOW - DAY) for i in range(1000)]
     rapport.db.write(lambda c: exposures_sql.record_many(c, workspace.workspace_id, rows))
+    grant(rapport, workspace, [row[0] for row in rows])
     results = results_at(rapport, workspace)
     assert results.trustworthy and results.srm is not None and results.srm.p_value > 0.001
 
@@ -181,8 +189,9 @@ def test_a_journey_splits_holdout_is_an_arm_of_its_own(rapport: Rapport, client:
     arms = ["holdout"] * 300 + ["control"] * 350 + ["bold"] * 350
     rows: list[tuple[str, str, str | None, str, str, int]] = [
         (f"p{i}", "checkout_test", None if arm == "holdout" else arm, arm if arm == "holdout" else "variant",
-         "journey:checkout/0", NOW - DAY) for i, arm in enumerate(arms)]
+         "journey:checkout/0", NOW - 10 * DAY) for i, arm in enumerate(arms)]
     rapport.db.write(lambda c: exposures_sql.record_many(c, workspace.workspace_id, rows))
+    grant(rapport, workspace, [row[0] for row in rows])
     results = results_at(rapport, workspace)
     assert results.experiment.control == "control"
     assert [v.name for v in results.experiment.variants] == ["holdout", "bold", "control"]
@@ -190,3 +199,118 @@ def test_a_journey_splits_holdout_is_an_arm_of_its_own(rapport: Rapport, client:
     assert results.trustworthy
     assert [c.variant for c in results.metrics[0].comparisons] == ["holdout", "bold"]
     assert one_unit(results, "converted_7d", "holdout") == Sums(300)
+
+
+def exposures(rapport: Rapport, workspace: NewWorkspace, rows: list[tuple[str, str, int]]) -> None:
+    """(unit, variant, first_at) exposures of checkout_test (variant '' for a split's holdout)."""
+    records: list[tuple[str, str, str | None, str, str, int]] = [
+        (unit, "checkout_test", variant or None, "variant" if variant else "holdout", "journey:checkout/0", at)
+        for unit, variant, at in rows]
+    rapport.db.write(lambda c: exposures_sql.record_many(c, workspace.workspace_id, records))
+
+
+def test_one_person_is_one_unit_counted_when_they_allowed_the_purpose_at_exposure(
+        rapport: Rapport, client: ApiClient, workspace: NewWorkspace) -> None:
+    apply_yaml(client, workspace, RESOURCES)
+    ws = workspace.workspace_id
+    start = NOW - 20 * DAY
+    shadowed, twice, withdrew, lapsed, refused = (
+        Unit(name, "bold", start, i, [Event(None, NOW - 40 * DAY), Event("Order Completed", start + DAY,
+                                                                       {"revenue": 10 + i})], measured=name != "no")
+        for i, name in enumerate(("shadowed", "twice", "withdrew", "lapsed", "no")))
+    for unit in (shadowed, twice):
+        browse_anonymously(client, workspace, unit, [Event("Page Viewed", NOW - 45 * DAY)])
+    ingest(client, workspace, [shadowed, twice, withdrew, lapsed, refused])
+    anon = {u.user: str(profile_of(client, workspace, anonymous_id="anon-" + u.user)["id"]) for u in (shadowed, twice)}
+    # A placement's units: each profile was assigned (bold for its own, control on the anonymous device); a merge
+    # keeps the winner's assignment and shadows the other. A journey's units have no assignment: the first
+    # exposed of the person counts (here its own profile, in bold, a day before the anonymous one in control).
+    rapport.db.write(lambda c: [experiments_sql.insert(c, ws, pid, "checkout_test", variant, 1, "variant", start)
+                                for pid, variant in ((shadowed.profile_id, "bold"), (anon["shadowed"], "control"))])
+    exposures(rapport, workspace, [(shadowed.profile_id, "bold", start), (anon["shadowed"], "control", start + DAY),
+                                   (twice.profile_id, "bold", start), (anon["twice"], "control", start + DAY),
+                                   (withdrew.profile_id, "bold", start), (lapsed.profile_id, "bold", start),
+                                   (refused.profile_id, "bold", start)])
+    grant(rapport, workspace, [withdrew.profile_id], state="withdrawn", at=NOW - 5 * DAY)
+    grant(rapport, workspace, [lapsed.profile_id], at=NOW - 4 * DAY, expires_at=NOW - 3 * DAY)
+    before = results_at(rapport, workspace)
+    # Before the merges: each profile is a unit; the refusal never counts. The person who withdrew after being
+    # exposed, and the one whose later grant lapsed, allowed the purpose at their exposure: they stay (dropping
+    # them would hide the people a variant drove away).
+    assert (before.units, before.held_out) == ({"bold": 4, "control": 2}, {})
+    sign_in(client, workspace, shadowed)
+    sign_in(client, workspace, twice)
+    after = results_at(rapport, workspace)
+    assert (after.units, after.held_out) == ({"bold": 3, "control": 1}, {})
+    converted = one_unit(after, "converted_7d", "bold"), one_unit(after, "converted_7d", "control")
+    # twice, withdrew and lapsed (bold) and shadowed (control, the winner's)
+    assert converted == (Sums(3, 3.0, 3.0), Sums(1, 1.0, 1.0))
+    assert after.srm is not None
+    # The instant of analysis does not change who counts: consent is read at each unit's first exposure.
+    for at in (NOW - 6 * DAY, NOW - 3 * DAY - 1, NOW - 3 * DAY):
+        assert results_at(rapport, workspace, at).units == {"bold": 3, "control": 1}
+
+
+def test_a_unit_exposed_without_the_purpose_does_not_count(rapport: Rapport, client: ApiClient,
+                                                           workspace: NewWorkspace) -> None:
+    apply_yaml(client, workspace, RESOURCES)
+    rows = [(f"c{i}", "control", NOW - 10 * DAY) for i in range(3)] + [("late", "bold", NOW - 10 * DAY)]
+    exposures(rapport, workspace, rows)
+    grant(rapport, workspace, [f"c{i}" for i in range(3)], at=NOW - 11 * DAY)
+    # Granted only after the exposure: the exposure was not made with consent.
+    grant(rapport, workspace, ["late"], at=NOW - 9 * DAY)
+    assert results_at(rapport, workspace).units == {"control": 3}
+
+
+
+
+
+def test_units_whose_window_is_not_over_are_shown_apart(rapport: Rapport, client: ApiClient,
+                                                        workspace: NewWorkspace) -> None:
+    apply_yaml(client, workspace, RESOURCES)
+    rows = [(f"c{i}", "control", NOW - 10 * DAY) for i in range(5)] + [(f"b{i}", "bold", NOW - 10 * DAY)
+                                                                       for i in range(4)]
+    rows += [("edge", "bold", NOW - 7 * DAY), ("recent", "bold", NOW - 2 * DAY), ("day8", "control", NOW - 8 * DAY)]
+    exposures(rapport, workspace, rows)
+    grant(rapport, workspace, [unit for unit, _, _ in rows])
+    results = results_at(rapport, workspace)
+    assert results.units == {"control": 6, "bold": 6}  # the sample-ratio check sees every unit
+    by_name = {m.metric.name: m for m in results.metrics}
+    # A 7-day window exposed exactly 7 days ago is over; two days ago it is not.
+    assert {k: v.n for k, v in by_name["converted_7d"].sums.items()} == {"control": 6, "bold": 5}
+    assert by_name["converted_7d"].in_window == {"bold": 1}
+    # Retention on day 7 needs the eighth day over: the unit exposed 7 days ago waits too.
+    assert {k: v.n for k, v in by_name["retained_d7"].sums.items()} == {"control": 6, "bold": 4}
+    assert by_name["retained_d7"].in_window == {"bold": 2}
+    body = to_json(results)
+    assert body["metrics"][0]["in_window"] == {"control": 0, "bold": 1}
+    assert any("not counted yet" in w and "retained_d7 2" in w for w in body["warnings"])
+
+
+def test_segment_cells_under_the_minimum_count_are_suppressed(rapport: Rapport, client: ApiClient,
+                                                              workspace: NewWorkspace) -> None:
+    apply_yaml(client, workspace, RESOURCES)
+    rows = [(f"c{i}", "control", NOW - 10 * DAY) for i in range(30)] + [(f"b{i}", "bold", NOW - 10 * DAY)
+                                                                        for i in range(30)]
+    exposures(rapport, workspace, rows)
+    grant(rapport, workspace, [unit for unit, _, _ in rows])
+    vip = [f"c{i}" for i in range(12)] + [f"b{i}" for i in range(3)]
+    rapport.db.write(lambda c: segments_sql.enter(c, workspace.workspace_id,
+                                                  [("vip", pid, 1, NOW - 20 * DAY) for pid in vip]))
+    results = results_at(rapport, workspace)
+    [segment] = results.segments
+    for metric in segment.metrics:
+        assert metric.suppressed == ("bold",) and metric.comparisons == ()
+        assert set(metric.sums) == {"control"} and metric.sums["control"].n == 12
+    body = to_json(results)
+    cell = body["segments"][0]["metrics"][0]
+    assert cell["suppressed"] == ["bold"]
+    assert {"variant": "bold", "suppressed": True, "units": None} in cell["variants"]
+    assert any("fewer than 10 units are suppressed" in w and "vip/converted_7d" in w for w in body["warnings"])
+    assert all(not m.suppressed for m in results.metrics)  # the whole experiment's arms are not cells
+    # The workspace's minimum decides.
+    response = admin(client, workspace, "PATCH", "/api/v1/settings", json={"min_cell_count": 3})
+    assert response.status_code == 200, response.text
+    rapport.invalidate(WorkspaceId(workspace.workspace_id))
+    shown = results_at(rapport, workspace).segments[0].metrics[0]
+    assert shown.suppressed == () and [c.variant for c in shown.comparisons] == ["bold"]

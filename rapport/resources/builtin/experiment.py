@@ -1,7 +1,9 @@
 """Experiment: variants of a placement, or the paths of a journey's split, measured by Metric resources.
 
 An experiment runs on exactly one of a placement (``placement``) or a journey split (``journey`` and
-``split``, the split step's id). The control is the variant named ``control``, else the first written.
+``split``, the split step's id). The control is the variant named ``control``, else the first written. Its
+purpose must need consent: ``necessary``, or a purpose on another legal basis, would assign and measure people
+who never agreed to it. A journey experiment takes no ``when``: the journey chooses who reaches its split.
 References to other resources are checked once the whole apply is known (``reference_problems``).
 """
 
@@ -11,6 +13,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Final
 
+from rapport.consent.model import NECESSARY
 from rapport.errors import ValidationError
 from rapport.resources.checks import list_of, mapping, nested, one_of, reference, rule, text
 from rapport.resources.fields import (
@@ -25,6 +28,7 @@ from rapport.resources.kinds import KindSpec, known_kinds, register
 from rapport.types import Json, JsonObject
 
 PERCENT_HELP: Final = "a percentage from 0 to 100, e.g. 10"
+CONSENT_PURPOSE_HELP: Final = "a consent purpose that needs the person's consent, e.g. 'personalization'"
 WEIGHT_HELP: Final = "a positive number, e.g. 50"
 
 
@@ -100,6 +104,14 @@ def validate(doc: JsonObject, ctx: FieldErrors) -> JsonObject:
                 "variants")
     if doc.get("metrics") == []:
         ctx.add("an experiment needs at least one metric; expected " + METRICS_HELP, METRICS_HELP, "metrics")
+    if doc.get("purpose") == NECESSARY:
+        ctx.add("an experiment cannot use the purpose 'necessary': it is always allowed, so people would be "
+                "assigned and measured without their consent; expected " + CONSENT_PURPOSE_HELP,
+                CONSENT_PURPOSE_HELP, "purpose")
+    if journey and doc.get("when") is not None:
+        ctx.add("a journey experiment takes no 'when': the journey's entry and its branch steps choose who reaches "
+                "the split, and everyone who does takes a path; expected no 'when' with 'journey'",
+                "no 'when' with 'journey'", "when")
     if isinstance(variants, dict) and journey:
         for name, body in variants.items():
             if isinstance(body, dict) and body.get("block") is not None:
@@ -153,14 +165,17 @@ def split_ids(journey: JsonObject) -> list[str]:
 def reference_problems(specs: Mapping[tuple[str, str], JsonObject]) -> Iterator[tuple[str, str, str, str]]:
     """``(kind, name, field, message)`` for each reference of an Experiment of the final resources ``specs`` that
     does not hold: its placement, journey and split, the variants' blocks (when ContentBlocks are known), metrics,
-    guardrails, segments and purpose; and a journey experiment's variants, which must be the split's paths."""
+    guardrails, segments and purpose (which must need consent); and a journey experiment's variants, which must be
+    the split's paths."""
     from rapport.consent.purposes import Catalog
+
+    catalog = Catalog.from_resources([s for (k, _), s in specs.items() if k == "ConsentPurpose"])
 
     def of(kind: str) -> set[str]:
         return {name for k, name in specs if k == kind}
 
     metrics, segments, blocks = of("Metric"), of("Segment"), of("ContentBlock")
-    purposes = set(Catalog.from_resources([s for (k, _), s in specs.items() if k == "ConsentPurpose"]).names())
+    purposes = set(catalog.names())
 
     def unknown(what: str, name: str, known: set[str]) -> str:
         return f"unknown {what} {name!r}{did_you_mean(name, known)}"
@@ -203,3 +218,8 @@ def reference_problems(specs: Mapping[tuple[str, str], JsonObject]) -> Iterator[
         purpose = spec.get("purpose")
         if isinstance(purpose, str) and purpose not in purposes:
             yield kind, name, "purpose", unknown("consent purpose", purpose, purposes)
+        elif isinstance(purpose, str) and purpose != NECESSARY and not catalog.get(purpose).needs_consent:
+            basis = catalog.get(purpose).legal_basis
+            yield kind, name, "purpose", (f"consent purpose {purpose!r} has legal basis {basis!r}: it is allowed "
+                                          "without anyone's consent, so an experiment cannot use it; expected "
+                                          + CONSENT_PURPOSE_HELP)

@@ -1,7 +1,8 @@
 """Experiment exposures: the first time a unit saw its variant starts its metric windows.
 
 One row per (unit, experiment), keyed by the unit (``experiment_assignments.origin_profile_id``, which never
-changes when profiles merge); later exposures raise ``last_at`` and the count.
+changes when profiles merge); later exposures raise ``last_at`` and the count. ``reason`` is ``variant`` for a
+unit in an arm, else why it has none (``holdout``, ``global_holdout``, ``excluded``); results read the variant.
 """
 
 from __future__ import annotations
