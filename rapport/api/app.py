@@ -97,12 +97,13 @@ def create_app(rapport: Rapport, *, worker: bool = True, channels: Mapping[str, 
                   description="Consent-first customer data platform: Segment-compatible tracking and admin API.")
     errors.install(app)
     app.include_router(tracking.router(rapport))
+    # Routes are matched in order: the per-page-view decision API comes before the many admin routes.
+    app.include_router(decide.router(rapport))
     app.include_router(admin.router(rapport))
     app.include_router(preferences.router(rapport))
     app.include_router(inbox.router(rapport))
     app.include_router(feedback.router(rapport))
     app.include_router(erasure.router(rapport))
-    app.include_router(decide.router(rapport))
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Response:

@@ -2,8 +2,9 @@
 catalog ``GET /api/v1/content[/{name}]`` (admin).
 
 A write-key caller gets, per placement, the block, its rendered content and the reason's kind (with the
-experiment and variant); never traits, identifiers, computed values, scores, model reasons or guardrails. An
-admin token with ``profiles:read`` gets everything, confidence and guardrails included.
+experiment and variant; a consent fallback reads as ``default``); never traits, identifiers, computed values,
+scores, model reasons or guardrails, nor the list of placements. An admin token with ``profiles:read`` gets
+everything, confidence and guardrails included, and may ask for a ``dry_run`` (nothing assigned or recorded).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rapport.api.json import json_response
 from rapport.api.tracking import ingest_principal, write_key_from
 from rapport.content import catalog
 from rapport.core import Rapport
-from rapport.decisions.service import decide_request, parse_request
+from rapport.decisions.service import decide_request, decide_request_async, parse_request
 from rapport.workspaces.model import Principal
 
 MAX_BODY = 16 * 1024
@@ -27,13 +28,18 @@ MAX_BODY = 16 * 1024
 def router(rapport: Rapport) -> APIRouter:
     api = APIRouter(tags=["decisions"])
     scoped = admin_scopes(rapport)
+    # On SQLite a decision's reads take microseconds on a pooled connection and its rare first assignment is
+    # awaited on the writer's future: deciding on the event loop saves the hop to a worker thread, which costs
+    # more than the decision. PostgreSQL reads wait on the network, so they keep the thread pool.
+    inline = rapport.db.dialect.name == "sqlite"
 
     @api.post("/api/v1/decide")
     async def decide(request: Request) -> Response:
         """Decide placements for a person: `{"user_id" | "anonymous_id" | "profile_id": ..., "placements": [...],
         "context": {...}, "locale": "de-AT"}`. With the write key (HTTP Basic, or `writeKey`) only `user_id` or
         `anonymous_id`, and only the block, its content and the reason's kind come back; with an admin token
-        (`Bearer`, `profiles:read`) the full decision: confidence, scores, reasons and guardrails."""
+        (`Bearer`, `profiles:read`) the full decision: confidence, scores, reasons and guardrails, and
+        `"dry_run": true` previews without assigning or recording anything."""
         payload = parse_json(await read_limited(request, MAX_BODY))
         if request.headers.get("authorization", "")[:7].lower() == "bearer ":
             who = admin_principal(rapport, request, "profiles:read")
@@ -42,7 +48,10 @@ def router(rapport: Rapport) -> APIRouter:
             who = ingest_principal(rapport, write_key_from(request, payload))
             full = False
         parsed = parse_request(payload, admin=full)
-        out = await run_in_threadpool(decide_request, rapport, who.workspace_id, parsed, full=full)
+        if inline:
+            out = await decide_request_async(rapport, who.workspace_id, parsed, full=full)
+        else:
+            out = await run_in_threadpool(decide_request, rapport, who.workspace_id, parsed, full=full)
         return json_response(out)
 
     @api.get("/api/v1/content")

@@ -51,13 +51,15 @@ def content_decide(
     context: Annotated[str | None, typer.Option("--context", help='Request context as JSON, e.g. \'{"page": '
                                                                   '"home"}\'.')] = None,
     locale: Annotated[str | None, typer.Option("--locale", help="The request's locale, e.g. de-AT.")] = None,
+    record: Annotated[bool, typer.Option("--record", help="Count it as a real decision: assign the person to "
+                                                           "experiments, record exposures and impressions.")] = False,
 ) -> None:
-    """Decide placements for a person, as an admin sees it: block, content, reason, confidence, guardrails. It
-    counts as a real decision: capped impressions and experiment exposures are recorded."""
+    """Decide placements for a person, as an admin sees it: block, content, reason, confidence, guardrails. A
+    preview (dry run) unless --record: nobody is assigned and no exposure or impression is recorded."""
     from rapport.cli import _in_workspace, _print_json
     from rapport.decisions.service import decide_request, parse_request
 
-    body: dict[str, Any] = {"placements": placement}
+    body: dict[str, Any] = {"placements": placement, "dry_run": not record}
     for key, value in (("user_id", user_id), ("anonymous_id", anonymous_id), ("profile_id", profile),
                        ("locale", locale)):
         if value is not None:

@@ -1,10 +1,12 @@
 """What content blocks, placements and templates say about the rest of the workspace, checked at apply.
 
-Placements name blocks that exist and are made for the placement's channel, models that exist, a known consent
-purpose; rules of placements and blocks read computed traits, purposes and segments that exist (and the request's
-``context.*``, never ``event.*``); templates and blocks print no personal field their channel may not print
-(``rapport.content.pii``). Every problem is one detail of the one error shape: document, kind, name, field,
-message, expected (and for the PII lint the field, the channel and the template line).
+Placements name blocks that exist and are made for the placement's channel, models that exist, and a known
+consent purpose that needs consent (``necessary`` and purposes on another legal basis are allowed for everyone,
+so a placement on one would personalize without consent); rules of placements and blocks read computed traits,
+purposes and segments that exist (and the request's ``context.*``, never ``event.*``); templates and blocks
+print no personal field their channel may not print (``rapport.content.pii``). Every problem is one detail of
+the one error shape: document, kind, name, field, message, expected (and for the PII lint the field, the channel
+and the template line).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from rapport.consent.model import NECESSARY
 from rapport.content.pii import describe, print_problems
 from rapport.errors import ValidationError
+from rapport.resources.builtin.placement import DEFAULT_PURPOSE
 from rapport.resources.fields import did_you_mean
 from rapport.resources.kinds import known_kinds
 from rapport.rules import Node, Path, parse, paths
@@ -136,6 +140,17 @@ def _rule(field: str, text: str, rt: WorkspaceRuntime) -> Iterator[Found]:
         yield field, f"invalid rule in {field}: {problem}", "a rule over known fields", {}
 
 
+def _consentless(purpose: str, rt: WorkspaceRuntime) -> Iterator[Found]:
+    """A placement personalizes with the person's data: its purpose must be one a person grants or withholds."""
+    found = rt.catalog.purposes[purpose]
+    why = ("is always allowed" if purpose == NECESSARY
+           else f"has legal basis {found.legal_basis!r}, so it is allowed without anyone's consent")
+    needing = [p.name for p in rt.catalog if p.needs_consent]
+    yield ("purpose", f"consent purpose {purpose!r} {why}: a placement would personalize for everyone; name a "
+                      "purpose people consent to, such as 'personalization'",
+           f"a purpose with legal basis 'consent': one of {', '.join(repr(n) for n in needing)}", {})
+
+
 def _placement(spec: JsonObject, final: Mapping[tuple[str, str], Resource],
                rt: WorkspaceRuntime | None) -> Iterator[Found]:
     blocks = {name: r.spec for (kind, name), r in final.items() if kind == "ContentBlock"}
@@ -162,11 +177,13 @@ def _placement(spec: JsonObject, final: Mapping[tuple[str, str], Resource],
                        "the name of a Model", {})
     if rt is None:
         return
-    purpose = spec.get("purpose")
+    purpose = spec.get("purpose") or DEFAULT_PURPOSE
     if isinstance(purpose, str) and purpose not in rt.catalog:
         names = rt.catalog.names()
         yield ("purpose", f"unknown consent purpose {purpose!r}{did_you_mean(purpose, names)}",
                f"one of {', '.join(repr(n) for n in names)}", {})
+    elif isinstance(purpose, str) and not rt.catalog.purposes[purpose].needs_consent:
+        yield from _consentless(purpose, rt)
     for group in ("variants", "rank"):
         for i, item in enumerate(spec.get(group) or ()):
             if isinstance(item.get("when"), str):

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from liquid import BoundTemplate
 from rapport.workspaces.runtime import WorkspaceRuntime
 
+MODEL_PURPOSE: Final = "analytics"
+"""A ``Model`` resource's purpose when it names none (``rapport.models.spec.ModelSpec``)."""
 HTML_CHANNELS: Final = frozenset({"web", "app", "email", "inapp"})
 """Channels whose blocks are HTML: values printed into them are HTML-escaped."""
 
@@ -115,6 +117,12 @@ class Candidate:
     value: float | None = None
     when: Node | None = None
     when_text: str | None = None
+    purpose: str | None = None
+    """The model's own consent purpose: a person who does not allow it is not scored (``None``: the model is not
+    defined)."""
+    audience: Node | None = None
+    """The model's audience rule: a person outside it is not scored."""
+    audience_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,17 +278,28 @@ def _root(path: str) -> tuple[str, str | None]:
 
 
 def compile_placement(spec: JsonObject, blocks: Mapping[str, Block], experiments: tuple[ExperimentDef, ...],
-                      rt: WorkspaceRuntime, features: Mapping[str, tuple[str, ...]]) -> Placement:
-    """A checked ``Placement`` spec with the experiments on it; ``features`` are each model's feature names."""
+                      rt: WorkspaceRuntime, features: Mapping[str, tuple[str, ...]],
+                      model_specs: Mapping[str, JsonObject] | None = None) -> Placement:
+    """A checked ``Placement`` spec with the experiments on it; ``features`` are each model's feature names,
+    ``model_specs`` the ``Model`` specs (each ranked offer takes its model's purpose and audience)."""
     variants = tuple(RuleVariant(str(v["block"]), parse(str(v["when"])), str(v["when"]))
                      for v in spec.get("variants") or ())
-    rank = tuple(Candidate(str(c["block"]), str(c["model"]), _number(c.get("value")), _rule(c.get("when")),
-                           c.get("when")) for c in spec.get("rank") or ())
+    models = model_specs or {}
+
+    def candidate(c: JsonObject) -> Candidate:
+        model = models.get(str(c["model"]))
+        purpose = str(model.get("purpose") or MODEL_PURPOSE) if model is not None else None
+        audience = model.get("audience") if model is not None else None
+        return Candidate(str(c["block"]), str(c["model"]), _number(c.get("value")), _rule(c.get("when")),
+                         c.get("when"), purpose, _rule(audience), audience if isinstance(audience, str) else None)
+
+    rank = tuple(candidate(c) for c in spec.get("rank") or ())
     placement = Placement(name=str(spec["name"]), channel=str(spec["channel"]),
                           purpose=str(spec.get("purpose") or DEFAULT_PURPOSE), default=str(spec["default"]),
                           variants=variants, rank=rank, experiments=experiments)
     served = [blocks[name] for name in placement.blocks() if name in blocks]
     rules: list[Node] = [v.when for v in variants] + [c.when for c in rank if c.when is not None]
+    rules += [c.audience for c in rank if c.audience is not None]
     rules += [b.when for b in served if b.when is not None]
     rules += [e.when for e in experiments if e.when is not None]
     traits: set[str] = set()
@@ -320,8 +339,9 @@ def build_library(rt: WorkspaceRuntime, features: Mapping[str, tuple[str, ...]] 
         declared = spec.get("features")
         if isinstance(declared, list) and str(spec["name"]) not in model_features:
             model_features[str(spec["name"])] = tuple(str(f) for f in declared)
+    model_specs = {str(spec["name"]): spec for spec in rt.specs.get("Model", {}).values()}
     placements = {name: compile_placement(spec, blocks, tuple(sorted(on.get(name, ()), key=lambda e: e.name)), rt,
-                                          model_features)
+                                          model_features, model_specs)
                   for name, spec in rt.specs.get("Placement", {}).items()}
     return Library(blocks, placements)
 

@@ -11,7 +11,8 @@ Order of a decision:
    rendered without personal data; only its validity window is checked, as its rule, cap and products would
    read the person's data.
 2. Otherwise the placement's own choice: the first ``variants`` entry whose rule matches (``rule``), or the
-   ``rank`` candidates by expected value = calibrated propensity × value (``rank``), else the default
+   ``rank`` candidates by expected value = calibrated propensity × value (``rank``; a candidate whose model's
+   own purpose the person does not allow, or whose audience rule they are outside, is not scored), else the default
    (``default``). Each block must pass its guardrails: validity window, its own ``when`` rule, its impression
    cap, and none of its products bought or returned; a block that fails is skipped and listed in ``guardrails``.
 3. An experiment on the placement then replaces the choice with its variant's block (``experiment``) for people
@@ -21,7 +22,7 @@ Order of a decision:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, Protocol
 
@@ -58,6 +59,36 @@ class ScoringModel(Protocol):
     def score(self, values: Mapping[str, float | None]) -> Scored: ...
 
 
+class Opened(Mapping[str, Json]):
+    """Trait values for rendering, each opened (its personal data decrypted) on first read: a decision whose
+    blocks print no personal trait decrypts nothing. Serves one request (not shared between threads)."""
+
+    __slots__ = ("_done", "_open", "_raw")
+
+    def __init__(self, raw: Mapping[str, Json], open_value: Callable[[Json], Json]) -> None:
+        self._raw = raw
+        self._open = open_value
+        self._done: dict[str, Json] = {}
+
+    def __getitem__(self, key: str) -> Json:
+        done = self._done.get(key, _UNSET)
+        if done is _UNSET:
+            done = self._done[key] = self._open(self._raw[key])
+        return done
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+_UNSET: Final = object()
+
+
 @dataclass(frozen=True, slots=True)
 class BlockContext(TemplateContext):
     """What a block's Liquid reads: the template context plus the request's ``context`` and ``locale``."""
@@ -66,10 +97,16 @@ class BlockContext(TemplateContext):
     locale: str = ""
 
     def variables(self) -> dict[str, object]:
-        out = TemplateContext.variables(self)
-        out["context"] = dict(self.request)
-        out["locale"] = self.locale
-        return out
+        """The Liquid globals; ``traits`` stays as given (an ``Opened`` decrypts only what is printed)."""
+        return {"traits": self.traits, "computed": dict(self.computed), "event": dict(self.event),
+                "consent": dict(self.consent), "segments": list(self.segments),
+                "unsubscribe_url": self.unsubscribe_url, "context": dict(self.request), "locale": self.locale}
+
+
+def _plain(variables: Mapping[str, object]) -> Mapping[str, object]:
+    """``variables`` with lazily opened traits made a plain dict, as Liquid's filters expect."""
+    traits = variables.get("traits")
+    return {**variables, "traits": dict(traits)} if isinstance(traits, Opened) else variables
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +159,10 @@ class Reason:
     skipped_experiments: tuple[JsonObject, ...] = ()
 
     def to_json(self, *, full: bool) -> JsonObject:
-        """The reason; without ``full`` only its kind and the experiment arm (what a write-key caller sees)."""
-        out: JsonObject = {"kind": self.kind}
+        """The reason; without ``full`` only its kind and the experiment arm (what a write-key caller sees), with
+        ``consent_fallback`` read as ``default``."""
+        # A write-key caller names any user_id: ``consent_fallback`` would tell it whether that id consented.
+        out: JsonObject = {"kind": self.kind if full or self.kind != "consent_fallback" else "default"}
         if self.experiment is not None:
             out["experiment"] = self.experiment
             out["variant"] = self.variant
@@ -212,7 +251,7 @@ def render_block(block: Block, key: str, variables: Mapping[str, object]) -> dic
             out[part.name] = fast
             continue
         try:
-            out[part.name] = part.template.render(variables)
+            out[part.name] = part.template.render(_plain(variables))
         except LiquidError as exc:
             raise ValidationError(f"template part {part.name!r}: {exc.message}", code="template_error") from None
     return out
@@ -369,10 +408,21 @@ def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, m
             dropped: list[Dropped]) -> list[tuple[str, Reason, float]]:
     """The eligible offers by expected value, best first (ties keep the written order)."""
     scored: list[tuple[float, int, str, Reason, float]] = []
+    results: dict[str, Scored] = {}
+    """Each model scores the person once, however many offers it ranks."""
     for index, candidate in enumerate(placement.rank):
         if candidate.when is not None and not evaluate(candidate.when, person.rules):
             dropped.append(Dropped(candidate.block, "not_eligible",
                                    f"the offer's rule does not match: {candidate.when_text}"))
+            continue
+        if candidate.purpose is not None and candidate.purpose not in person.allowed:
+            dropped.append(Dropped(candidate.block, "no_consent",
+                                   f"model {candidate.model!r} needs consent for {candidate.purpose!r}"))
+            continue
+        if candidate.audience is not None and not evaluate(candidate.audience, person.rules):
+            dropped.append(Dropped(candidate.block, "not_in_audience",
+                                   f"the person is outside model {candidate.model!r}'s audience: "
+                                   f"{candidate.audience_text}"))
             continue
         model = models.get(candidate.model)
         if model is None:
@@ -382,7 +432,9 @@ def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, m
         block = blocks.get(candidate.block)
         value = candidate.value if candidate.value is not None else (
             block.value if block is not None and block.value is not None else 1.0)
-        result = model.score(feature_values(model, person))
+        result = results.get(candidate.model)
+        if result is None:
+            result = results[candidate.model] = model.score(feature_values(model, person))
         probability = min(1.0, max(0.0, float(result.probability)))
         reasons = tuple({"feature": r.feature, "value": r.value, "contribution": round(r.contribution, 6)}
                         for r in result.reasons[:TOP_REASONS])

@@ -35,8 +35,8 @@ def requested(value: str | None, *, single: bool) -> tuple[str, ...]:
 
 
 def check(rapport: Rapport, ws: WorkspaceId, names: tuple[str, ...]) -> None:
-    """Refuse unknown placements before the event is stored."""
-    placements_of(library(rapport.runtime(ws)), names)
+    """Refuse unknown placements before the event is stored (without listing the known ones: a write key)."""
+    placements_of(library(rapport.runtime(ws)), names, list_known=False)
 
 
 def decisions(rapport: Rapport, ws: WorkspaceId, message: Message, names: tuple[str, ...]) -> JsonObject:

@@ -1,8 +1,11 @@
 """Decisions for a request: find the person, load what the placements read in one snapshot, decide, record.
 
-Reads happen in one read transaction: the identifier's profile, the traits, computed-trait buckets, consent
-ledger and segment stays the placements read (``rapport.segments.stored``), impressions of capped blocks, the
-products the person bought or returned (only when a block promotes products) and stored experiment assignments.
+Reads happen in one read transaction: the identifier's profile with its consent ledger (one statement), then, for
+the placements whose purpose the person allows only (the others fall back without their data), the traits,
+computed-trait buckets and segment stays they read (``rapport.segments.stored``), impressions of capped blocks,
+the products the person bought or returned (only when a block promotes products, from a bounded number of the
+newest events) and the stored assignments of their experiments (one query). Personal trait values are decrypted
+only when a chosen block prints them (``engine.Opened``).
 A first assignment in an experiment is written synchronously (``rapport.experiments.sticky``: the variant must be
 stored before it is shown). Impressions and exposures are analytics records: they are queued for the writer's
 group commit and the response does not wait for that commit.
@@ -13,8 +16,9 @@ Nobody is created by a decision: an unknown identifier gets what a person withou
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -22,21 +26,24 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 
 from rapport.consent.decide import current_state
+from rapport.consent.model import LedgerEntry
 from rapport.content.compile import Library, Placement, library, locale_chain
-from rapport.decisions.engine import BlockContext, Decision, Person, ScoringModel, decide, experiment_gate
+from rapport.decisions.engine import BlockContext, Decision, Opened, Person, ScoringModel, decide, experiment_gate
 from rapport.errors import NotFoundError, Overloaded, ValidationError
 from rapport.experiments import sticky
-from rapport.experiments.assign import Assignment, GlobalHoldout
+from rapport.experiments.assign import Assignment, GlobalHoldout, place
 from rapport.identity.normalize import normalize
 from rapport.privacy import pii
+from rapport.privacy.crypto import Cipher
 from rapport.profiles.computed import evaluate as evaluate_trait
 from rapport.rules import EventFn, Path
 from rapport.segments.stored import Needs, ProfileData, StoredContext, load
 from rapport.storage.base import Conn
+from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import decisions as sql
-from rapport.storage.sql import experiments as experiments_sql
 from rapport.storage.sql import exposures as exposures_sql
 from rapport.storage.sql import identity as identity_sql
+from rapport.storage.sql.consent import ledger_entry
 from rapport.types import Json, JsonObject, Millis
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
@@ -50,7 +57,10 @@ IdType = Literal["user_id", "anonymous_id", "profile_id"]
 ID_TYPES: tuple[IdType, ...] = ("user_id", "anonymous_id", "profile_id")
 MAX_PLACEMENTS = 20
 MAX_CONTEXT_BYTES = 8 * 1024
-REQUEST_FIELDS = ("user_id", "anonymous_id", "profile_id", "placements", "context", "locale")
+OWNED_LIMIT = 200
+"""Newest bought/refunded/returned events read for the products a person owns: a decision reads a bounded number
+of rows however long the person's history."""
+REQUEST_FIELDS = ("user_id", "anonymous_id", "profile_id", "placements", "context", "locale", "dry_run")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,8 @@ class DecideRequest:
     placements: tuple[str, ...]
     context: Mapping[str, Json] = field(default_factory=dict)
     locale: str | None = None
+    dry_run: bool = False
+    """A preview (admin only): nobody is assigned, no exposure or impression is recorded."""
 
 
 def parse_request(body: Json, *, admin: bool) -> DecideRequest:
@@ -108,17 +120,28 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
     if locale is not None and not (isinstance(locale, str) and 0 < len(locale) <= 35):
         raise ValidationError("'locale' must be a language tag such as 'de-AT'", code="invalid_request",
                               details=[{"field": "locale"}])
-    return DecideRequest(id_type, value.strip(), tuple(dict.fromkeys(placements)), context, locale)
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ValidationError("'dry_run' must be true or false", code="invalid_request",
+                              details=[{"field": "dry_run"}])
+    if dry_run and not admin:
+        raise ValidationError("'dry_run' needs an admin token", code="invalid_request",
+                              details=[{"field": "dry_run"}])
+    return DecideRequest(id_type, value.strip(), tuple(dict.fromkeys(placements)), context, locale, dry_run)
 
 
-def placements_of(lib: Library, names: Sequence[str]) -> list[Placement]:
-    """The compiled placements named; an unknown name is a ``NotFoundError`` listing the known ones."""
-    missing = [name for name in names if name not in lib.placements]
-    if missing:
-        known = ", ".join(sorted(lib.placements)) or "none yet"
-        raise NotFoundError(f"unknown placement(s) {', '.join(map(repr, missing))}; known: {known}",
-                            code="placement_not_found", details=[{"placement": name} for name in missing])
-    return [lib.placements[name] for name in names]
+def placements_of(lib: Library, names: Sequence[str], *, list_known: bool = True) -> list[Placement]:
+    """The compiled placements named; an unknown name is a ``NotFoundError``, listing the known ones only when
+    ``list_known`` (an admin caller: a write key is public and must not learn the workspace's placements)."""
+    placements = lib.placements
+    try:
+        return [placements[name] for name in names]
+    except KeyError:
+        pass
+    missing = [name for name in names if name not in placements]
+    known = f"; known: {', '.join(sorted(placements)) or 'none yet'}" if list_known else ""
+    raise NotFoundError(f"unknown placement(s) {', '.join(map(repr, missing))}{known}",
+                        code="placement_not_found", details=[{"placement": name} for name in missing])
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +198,29 @@ def find_profile(conn: Conn, ws: str, id_type: IdType, value: str) -> str | None
     return identity_sql.owners(conn, ws, [(id_type, ident.value)]).get((id_type, ident.value))
 
 
+def find_with_ledger(conn: Conn, ws: str, id_type: IdType, value: str
+                     ) -> tuple[str | None, tuple[LedgerEntry, ...]]:
+    """The live profile holding the identifier (``None``: nobody) and its consent ledger, in one statement for a
+    user or anonymous id."""
+    if id_type == "profile_id":
+        pid = identity_sql.live_root(conn, ws, value)
+        if pid is None:
+            return None, ()
+        return pid, tuple(ledger_entry(row) for row in consent_sql.entries(conn, ws, [pid]))
+    ident = normalize(id_type, value)
+    if ident is None:
+        return None, ()
+    rows = sql.owner_and_ledger(conn, ws, id_type, ident.value)
+    if not rows:
+        return None, ()
+    return str(rows[0][0]), tuple(ledger_entry(row[1:]) for row in rows if row[1] is not None)
+
+
 def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: Sequence[Placement],
-                profile_id: str | None, context: Mapping[str, Json], locale: str | None, now: Millis) -> Loaded:
-    """Everything ``placements`` read of the profile (``None``: an unknown person) at ``now``."""
+                profile_id: str | None, context: Mapping[str, Json], locale: str | None, now: Millis,
+                ledger: tuple[LedgerEntry, ...] | None = None) -> Loaded:
+    """Everything ``placements`` read of the profile (``None``: an unknown person) at ``now``; ``ledger``: its
+    consent ledger when already read (``find_with_ledger``)."""
     empty = ProfileData()
     if profile_id is None:
         rules = DecisionContext(StoredContext(rt, empty, now), context)
@@ -185,45 +228,70 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
         render = BlockContext(consent={p: p in allowed for p in rt.catalog.purposes}, request=context,
                               locale=locale or "")
         return Loaded(None, Person(rules, render, allowed, known=False))
-    wanted = _needs(placements)
-    data = load(conn, rt, Needs(series=wanted.series, distinct=wanted.distinct, consent=True,
-                                segments=wanted.segments), [profile_id])[profile_id]
-    names = sorted(wanted.traits | frozenset().union(*(p.render_traits for p in placements)))
+    if ledger is None:
+        ledger = tuple(ledger_entry(row) for row in consent_sql.entries(conn, rt.id, [profile_id]))
+    allowed = _allowed(rt, ProfileData(ledger=ledger), now)
+    # A placement whose purpose the person does not allow falls back without their data: only the placements
+    # they allow are read for (nothing more than consent when they allow none).
+    active = [p for p in placements if p.purpose in allowed]
+    wanted = _needs(rt, active)
+    data = load(conn, rt, Needs(series=wanted.series, distinct=wanted.distinct, segments=wanted.segments),
+                [profile_id])[profile_id]
+    printed = frozenset().union(*(p.render_traits for p in active))
+    names = sorted(wanted.traits | printed)
     raw: dict[str, Json] = {}
-    shown: dict[str, Json] = {}
-    printed = frozenset().union(*(p.render_traits for p in placements))
-    for name, value, key_profile in sql.traits(conn, rt.id, profile_id, names):
-        decoded = orjson.loads(value)
-        raw[name] = decoded
+    sealed: dict[str, Json] = {}
+    key_profile = ""
+    for name, value, owner in sql.traits(conn, rt.id, profile_id, names):
+        decoded = raw[name] = orjson.loads(value)
         if name in printed:
-            shown[name] = _opened(conn, rt, keyring, str(key_profile), decoded)
-    data = ProfileData(raw, data.series, data.ledger, data.stays)
+            sealed[name] = decoded
+            if pii.is_marker(decoded) or isinstance(decoded, dict | list):
+                key_profile = str(owner)
+    # The cipher is found now (it may need a read); values are decrypted only when a chosen block prints them.
+    cipher = _cipher(conn, rt, keyring, key_profile) if key_profile else None
+    shown = Opened(sealed, lambda value: _opened(cipher, value))
+    data = ProfileData(raw, data.series, ledger, data.stays)
     stored = StoredContext(rt, data, now)
-    allowed = _allowed(rt, data, now)
     computed = {name: evaluate_trait(rt.traits[name], data.series, now)
-                for p in placements for name in p.render_computed
+                for p in active for name in p.render_computed
                 if name in rt.traits and not _sealed(rt, name)}
     segments = tuple(sorted({s.segment for s in data.stays if s.covers(now)}))
     render = BlockContext(traits=shown, computed=computed, consent={p: p in allowed for p in rt.catalog.purposes},
                           segments=segments, request=context, locale=locale or "")
     person = Person(DecisionContext(stored, context), render, allowed, True,
-                    _impressions(conn, rt, placements, profile_id, now), _owned(conn, rt, placements, profile_id),
+                    _impressions(conn, rt, active, profile_id, now), _owned(conn, rt, active, profile_id),
                     rt.traits)
-    assignments: dict[str, tuple[Assignment, str]] = {}
-    for placement in placements:
-        for experiment in placement.experiments:
-            row = experiments_sql.stored(conn, rt.id, profile_id, experiment.name)
-            if row is not None:
-                reason = sticky.REASONS.get(str(row[2]), "excluded")
-                assignments[experiment.name] = Assignment(int(row[1]), row[0], reason), str(row[3])
-    return Loaded(profile_id, person, assignments)
+    experiments = sorted({e.name for p in active for e in p.experiments})
+    return Loaded(profile_id, person, _assignments(conn, rt.id, profile_id, experiments))
 
 
-def _needs(placements: Sequence[Placement]) -> Needs:
-    return Needs(traits=frozenset().union(*(p.needs.traits for p in placements)),
-                 series=frozenset().union(*(p.needs.series for p in placements)),
-                 distinct=frozenset().union(*(p.needs.distinct for p in placements)), consent=True,
-                 segments=frozenset().union(*(p.needs.segments for p in placements)))
+def _assignments(conn: Conn, ws: str, profile_id: str, experiments: Sequence[str]
+                 ) -> dict[str, tuple[Assignment, str]]:
+    """The stored assignments of the live profile in ``experiments`` (one query): experiment → (assignment, unit)."""
+    out: dict[str, tuple[Assignment, str]] = {}
+    for name, variant, bucket, reason, unit in sql.assignments(conn, ws, profile_id, experiments):
+        out[str(name)] = Assignment(int(bucket), variant, sticky.REASONS.get(str(reason), "excluded")), str(unit)
+    return out
+
+
+_NEEDS: dict[tuple[str, int, tuple[str, ...]], Needs] = {}
+"""What each combination of placements reads, per workspace generation (bounded: cleared when full)."""
+
+
+def _needs(rt: WorkspaceRuntime, placements: Sequence[Placement]) -> Needs:
+    key = (rt.id, rt.generation, tuple(p.name for p in placements))
+    hit = _NEEDS.get(key)
+    if hit is None:
+        hit = Needs(traits=frozenset().union(*(p.needs.traits for p in placements)),
+                    series=frozenset().union(*(p.needs.series for p in placements)),
+                    distinct=frozenset().union(*(p.needs.distinct for p in placements)),
+                    segments=frozenset().union(*(p.needs.segments for p in placements)))
+        if rt.generation >= 0:
+            if len(_NEEDS) >= 4096:
+                _NEEDS.clear()
+            _NEEDS[key] = hit
+    return hit
 
 
 def _allowed(rt: WorkspaceRuntime, data: ProfileData, now: Millis) -> frozenset[str]:
@@ -236,16 +304,23 @@ def _sealed(rt: WorkspaceRuntime, name: str) -> bool:
     return any(rt.series[s.id].personal for s in defn.all_series() if s.id in rt.series)
 
 
-def _opened(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, key_profile: str, value: Json) -> Json:
-    """A stored trait value with its personal data decrypted (for rendering only)."""
-    if not (pii.is_marker(value) or isinstance(value, dict | list)):
-        return value
+def _cipher(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, key_profile: str) -> Cipher | None:
+    """The data cipher of the profile holding a person's trait values (the keyring caches unwrapped keys)."""
     cipher = keyring.cached_cipher(rt.id, key_profile)
     if cipher is None:
         row = identity_sql.profile_rows(conn, rt.id, [key_profile]).get(key_profile)
         if row is None:
             return None
         cipher = keyring.profile_cipher(rt.id, rt.wrapped_key, key_profile, bytes(row[3]))
+    return cipher
+
+
+def _opened(cipher: Cipher | None, value: Json) -> Json:
+    """A stored trait value with its personal data decrypted (for rendering only)."""
+    if not (pii.is_marker(value) or isinstance(value, dict | list)):
+        return value
+    if cipher is None:
+        return None
     if pii.is_marker(value):
         return pii.decrypt_value(value, cipher.decrypt)
     return pii.decrypt_fields({"v": value}, cipher.decrypt)["v"]
@@ -268,7 +343,7 @@ def _owned(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placement], pr
     if not any(p.reads_products for p in placements):
         return frozenset()
     found: set[str] = set()
-    for (body,) in sql.owning_event_bodies(conn, rt.id, profile_id):
+    for (body,) in sql.owning_event_bodies(conn, rt.id, profile_id, OWNED_LIMIT):
         properties = orjson.loads(body).get("properties")
         if not isinstance(properties, dict):
             continue
@@ -302,14 +377,23 @@ def assign(conn: Conn, rt: WorkspaceRuntime, profile_id: str, pending: Sequence[
            now: Millis) -> dict[str, tuple[Assignment, str]]:
     """Store (or read back) the person's assignment in each pending experiment; experiment → (assignment, unit)."""
     holdout = global_holdout(rt)
+    for placement, name in pending:
+        experiment = next(e for e in placement.experiments if e.name == name)
+        sticky.assignment(conn, rt.id, name, experiment.salt, profile_id, experiment.variants,
+                          holdout_percent=experiment.holdout, traffic_percent=experiment.traffic,
+                          global_holdout=holdout, now=now)
+    return _assignments(conn, rt.id, profile_id, [name for _, name in pending])
+
+
+def preview(rt: WorkspaceRuntime, profile_id: str, pending: Sequence[tuple[Placement, str]]
+            ) -> dict[str, tuple[Assignment, str]]:
+    """The assignments ``assign`` would make, without storing them (a dry run)."""
+    holdout = global_holdout(rt)
     out: dict[str, tuple[Assignment, str]] = {}
     for placement, name in pending:
         experiment = next(e for e in placement.experiments if e.name == name)
-        got = sticky.assignment(conn, rt.id, name, experiment.salt, profile_id, experiment.variants,
-                                holdout_percent=experiment.holdout, traffic_percent=experiment.traffic,
-                                global_holdout=holdout, now=now)
-        row = experiments_sql.stored(conn, rt.id, profile_id, name)
-        out[name] = got, str(row[3]) if row is not None else profile_id
+        out[name] = place(experiment.salt, profile_id, experiment.variants, holdout_percent=experiment.holdout,
+                          traffic_percent=experiment.traffic, global_holdout=holdout), profile_id
     return out
 
 
@@ -334,8 +418,10 @@ def records(loaded: Loaded, placements: Sequence[Placement], lib: Library, decis
     """The impressions (of capped blocks) and experiment exposures the decisions leave."""
     if loaded.profile_id is None:
         return [], []
+    # A consent fallback used none of the person's data: it counts toward no cap.
     impressions: list[Impression] = [(loaded.profile_id, d.block, d.placement, now) for d in decisions
-                   if d.block is not None and lib.blocks[d.block].cap is not None]
+                                     if d.block is not None and d.reason.kind != "consent_fallback"
+                                     and lib.blocks[d.block].cap is not None]
     exposures: list[ExposureRow] = []
     for decision in decisions:
         exposure = decision.exposure
@@ -357,34 +443,87 @@ def scoring_models(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placem
     return models_service.scoring_models(conn, rt)
 
 
-def decide_request(rapport: Rapport, ws: str, request: DecideRequest, *, full: bool) -> JsonObject:
-    """Decide every placement of ``request``; the JSON response (``full``: the admin view)."""
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """A request read and decided up to its first assignments: what ``_finish`` needs."""
+
+    rt: WorkspaceRuntime
+    lib: Library
+    placements: list[Placement]
+    now: Millis
+    loaded: Loaded
+    models: Mapping[str, ScoringModel]
+    pending: list[tuple[Placement, str]]
+
+
+def _start(rapport: Rapport, ws: str, request: DecideRequest, full: bool) -> _Started:
     from rapport.types import WorkspaceId
 
     rt = rapport.runtime(WorkspaceId(ws))
     lib = library(rt)
-    placements = placements_of(lib, request.placements)
+    placements = placements_of(lib, request.placements, list_known=full)
     now = rapport.clock.now_ms()
 
     def read(conn: Conn) -> tuple[Loaded, Mapping[str, ScoringModel]]:
-        pid = find_profile(conn, rt.id, request.id_type, request.id_value)
+        pid, ledger = find_with_ledger(conn, rt.id, request.id_type, request.id_value)
         if pid is None and request.id_type == "profile_id":
             raise NotFoundError(f"no profile {request.id_value!r}", code="profile_not_found")
-        return (load_person(conn, rt, rapport.keyring, placements, pid, request.context, request.locale, now),
-                scoring_models(conn, rt, placements))
+        loaded = load_person(conn, rt, rapport.keyring, placements, pid, request.context, request.locale, now,
+                             ledger)
+        allowed = loaded.person.allowed
+        return loaded, scoring_models(conn, rt, [p for p in placements if p.purpose in allowed])
 
     loaded, models = rapport.db.read(read)
-    pending = to_assign(loaded, placements)
-    if pending and loaded.profile_id is not None:
-        pid = loaded.profile_id
-        made = rapport.db.write(lambda conn: assign(conn, rt, pid, pending, now))
+    pending = to_assign(loaded, placements) if loaded.profile_id is not None else []
+    return _Started(rt, lib, placements, now, loaded, models, pending)
+
+
+def _assign_job(started: _Started) -> Callable[[Conn], dict[str, tuple[Assignment, str]]]:
+    pid = str(started.loaded.profile_id)
+    return lambda conn: assign(conn, started.rt, pid, started.pending, started.now)
+
+
+def _finish(rapport: Rapport, started: _Started, made: Mapping[str, tuple[Assignment, str]], request: DecideRequest,
+            full: bool) -> JsonObject:
+    loaded = started.loaded
+    if made:
         loaded = Loaded(loaded.profile_id, loaded.person, {**loaded.assignments, **made})
-    decisions = decide_loaded(loaded, placements, lib, now=now, locale=request.locale, models=models)
-    record(rapport, rt.id, *records(loaded, placements, lib, decisions, now))
+    decisions = decide_loaded(loaded, started.placements, started.lib, now=started.now, locale=request.locale,
+                              models=started.models)
+    if not request.dry_run:
+        record(rapport, started.rt.id, *records(loaded, started.placements, started.lib, decisions, started.now))
     out: JsonObject = {"decisions": {d.placement: d.to_json(full=full) for d in decisions}}
     if full:
         out["profile_id"] = loaded.profile_id
+        if request.dry_run:
+            out["dry_run"] = True
     return out
+
+
+def decide_request(rapport: Rapport, ws: str, request: DecideRequest, *, full: bool) -> JsonObject:
+    """Decide every placement of ``request``; the JSON response (``full``: the admin view). A first assignment is
+    written and waited for; with ``request.dry_run`` it is only previewed and nothing is recorded."""
+    started = _start(rapport, ws, request, full)
+    made: Mapping[str, tuple[Assignment, str]] = {}
+    if started.pending:
+        if request.dry_run:
+            made = preview(started.rt, str(started.loaded.profile_id), started.pending)
+        else:
+            made = rapport.db.write(_assign_job(started))
+    return _finish(rapport, started, made, request, full)
+
+
+async def decide_request_async(rapport: Rapport, ws: str, request: DecideRequest, *, full: bool) -> JsonObject:
+    """``decide_request`` for the event loop: the reads run inline (microseconds on SQLite) and a first assignment
+    is awaited on the writer's future instead of blocking the loop."""
+    started = _start(rapport, ws, request, full)
+    made: Mapping[str, tuple[Assignment, str]] = {}
+    if started.pending:
+        if request.dry_run:
+            made = preview(started.rt, str(started.loaded.profile_id), started.pending)
+        else:
+            made = await asyncio.wrap_future(rapport.db.submit(_assign_job(started)))
+    return _finish(rapport, started, made, request, full)
 
 
 def record(rapport: Rapport, ws: str, impressions: Sequence[Impression], exposures: Sequence[ExposureRow]) -> None:

@@ -192,7 +192,7 @@ def test_without_consent_the_default_is_shown(client: ApiClient, workspace: NewW
                                                (workspace.workspace_id,)))
     unknown = decide(client, workspace, {"anonymous_id": "never-seen", "placements": ["home_hero"]})
     assert unknown["home_hero"]["block"] == "hero_default"
-    assert unknown["home_hero"]["reason"] == {"kind": "consent_fallback"}
+    assert unknown["home_hero"]["reason"] == {"kind": "default"}
     after = rapport.db.read(lambda c: c.value("SELECT count(*) FROM profiles WHERE workspace_id = ?",
                                               (workspace.workspace_id,)))
     assert after == before
@@ -224,7 +224,13 @@ def test_errors_use_the_one_shape(client: ApiClient, workspace: NewWorkspace) ->
     headers = basic(workspace.write_key)
     body = assert_error(client.post("/api/v1/decide", json={"user_id": "u1", "placements": ["hero"]},
                                     headers=headers), 404, "placement_not_found")
+    # A write key is public: the error does not list the workspace's placements; an admin's does.
+    assert body["details"] == [{"placement": "hero"}] and "home_hero" not in body["message"]
+    body = assert_error(client.post("/api/v1/decide", json={"user_id": "u1", "placements": ["hero"]},
+                                    headers=bearer(workspace.admin_token)), 404, "placement_not_found")
     assert body["details"] == [{"placement": "hero"}] and "home_hero" in body["message"]
+    tracked = track(client, workspace, "/v1/track?decide=hero", {"userId": "u1", "event": "Viewed"})
+    assert "home_hero" not in assert_error(tracked, 404, "placement_not_found")["message"]
     assert_error(client.post("/api/v1/decide", json={"profile_id": "prf_x", "placements": ["home_hero"]},
                              headers=headers), 400, "invalid_request")
     assert_error(client.post("/api/v1/decide", json={"user_id": "u1"}, headers=headers), 400, "invalid_request")
@@ -409,6 +415,10 @@ def test_the_content_commands(client: ApiClient, rapport: Rapport, workspace: Ne
     out = json.loads(decided.stdout)
     assert out["decisions"]["home_hero"]["content"] == {"body": "<h1>Willkommen zurück, Ada</h1>"}
     assert out["decisions"]["home_hero"]["confidence"] == 1.0 and out["profile_id"]
+    assert out["dry_run"] is True  # a preview unless --record
+    recorded = runner.invoke(cli, ["content", "decide", "-w", ws, "--user-id", "u1", "-p", "home_hero", "--record"])
+    assert recorded.exit_code == 0, recorded.output
+    assert "dry_run" not in json.loads(recorded.stdout)
     assert runner.invoke(cli, ["content", "show", "nope", "-w", ws]).exit_code == 1
 
 
@@ -503,3 +513,100 @@ def test_people_in_the_global_holdout_enter_no_experiment(client: ApiClient, wor
         "SELECT reason, count(*) FROM experiment_assignments WHERE workspace_id = ? GROUP BY reason",
         (workspace.workspace_id,))))
     assert reasons.get("global_holdout", 0) == held
+
+
+def test_an_offer_needs_its_models_purpose_and_audience(client: ApiClient, workspace: NewWorkspace,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    ranked = RANKED.replace("name: rug_buyer\n", "name: rug_buyer\npurpose: marketing_email\n").replace(
+        "name: sofa_buyer\n", "name: sofa_buyer\naudience: computed.orders_90d >= 5\n")
+    setup(client, workspace, ranked)
+    trained = {"sofa_buyer": model("sofa_buyer", 1.0), "rug_buyer": model("rug_buyer", 1.0)}
+    monkeypatch.setattr(models_service, "scoring_models", lambda conn, rt: trained)
+    pid = person(client, workspace, "u1", {}, [{"revenue": 10}, {"revenue": 10}, {"revenue": 10}])
+    full = decide(client, workspace, {"user_id": "u1", "placements": ["offers"]}, full=True)["offers"]
+    assert full["block"] == "banner_default"
+    assert [(g["block"], g["why"]) for g in full["guardrails"]] == [("rug", "no_consent"),
+                                                                     ("banner_sofa", "not_in_audience")]
+    grant(client, workspace, pid, "marketing_email")
+    assert decide(client, workspace, {"user_id": "u1", "placements": ["offers"]})["offers"]["block"] == "rug"
+
+
+def test_a_consent_fallback_leaves_no_impression(client: ApiClient, workspace: NewWorkspace,
+                                                 rapport: Rapport) -> None:
+    setup(client, workspace, """
+---
+kind: Placement
+name: news
+channel: web
+default: banner_capped
+""")
+    person(client, workspace, "u1", consented=False)
+    consented = person(client, workspace, "u2")
+    for user in ("u1", "u2"):
+        assert decide(client, workspace, {"user_id": user, "placements": ["news"]})["news"]["block"] == \
+            "banner_capped"
+    rapport.db.write(lambda c: None)  # the impressions' group commit has landed
+    stored = rapport.db.read(lambda c: c.all("SELECT profile_id FROM content_impressions WHERE workspace_id = ?",
+                                             (workspace.workspace_id,)))
+    assert [str(r[0]) for r in stored] == [consented]
+
+
+def test_a_dry_run_assigns_and_records_nothing(client: ApiClient, workspace: NewWorkspace, rapport: Rapport) -> None:
+    setup(client, workspace, EXPERIMENT.replace("name: promo_default\nchannel: web\n",
+                                                "name: promo_default\nchannel: web\ncap: {count: 5, per: 1d}\n"))
+    person(client, workspace, "u1")
+    ws = workspace.workspace_id
+    counts = "SELECT (SELECT count(*) FROM experiment_assignments WHERE workspace_id = ?)," \
+             " (SELECT count(*) FROM experiment_exposures WHERE workspace_id = ?)," \
+             " (SELECT count(*) FROM content_impressions WHERE workspace_id = ?)"
+    body = {"user_id": "u1", "placements": ["promo"], "dry_run": True}
+    response = client.post("/api/v1/decide", json=body, headers=bearer(workspace.admin_token))
+    assert response.status_code == 200, response.text
+    preview = response.json()
+    assert preview["dry_run"] is True
+    assert preview["decisions"]["promo"]["reason"]["variant"] in {"control", "bold"}
+    rapport.db.write(lambda c: None)
+    assert tuple(rapport.db.read(lambda c: c.one(counts, (ws, ws, ws)))) == (0, 0, 0)
+    assert_error(client.post("/api/v1/decide", json=body, headers=basic(workspace.write_key)), 400,
+                 "invalid_request")
+    real = decide(client, workspace, {"user_id": "u1", "placements": ["promo"]}, full=True)["promo"]
+    assert real["reason"]["variant"] == preview["decisions"]["promo"]["reason"]["variant"]
+    rapport.db.write(lambda c: None)
+    capped = int(real["block"] == "promo_default")
+    assert tuple(rapport.db.read(lambda c: c.one(counts, (ws, ws, ws)))) == (1, 1, capped)
+
+
+def test_stored_assignments_are_read_in_one_query(client: ApiClient, workspace: NewWorkspace,
+                                                  rapport: Rapport) -> None:
+    from rapport.content.compile import library
+    from rapport.decisions import service
+    from rapport.types import WorkspaceId
+
+    second = EXPERIMENT.split("---\nkind: Experiment")[1].replace("name: promo_test", "name: promo_second")
+    setup(client, workspace, EXPERIMENT + "---\nkind: Experiment" + second)
+    person(client, workspace, "u1")
+    decide(client, workspace, {"user_id": "u1", "placements": ["promo"]})
+    rt = rapport.runtime(WorkspaceId(workspace.workspace_id))
+    [promo] = service.placements_of(library(rt), ["promo"])
+    statements: list[str] = []
+
+    class Counting:
+        def __init__(self, conn: Any) -> None:
+            self.conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(self.conn, name)
+
+            def call(sql: str, *args: Any, **kwargs: Any) -> Any:
+                statements.append(sql)
+                return method(sql, *args, **kwargs)
+            return call
+
+    def load(conn: Any) -> service.Loaded:
+        pid = service.find_profile(conn, rt.id, "user_id", "u1")
+        return service.load_person(Counting(conn), rt, rapport.keyring, [promo], pid, {}, None,
+                                   rapport.clock.now_ms())
+
+    loaded = rapport.db.read(load)
+    assert set(loaded.assignments) == {"promo_test", "promo_second"}
+    assert sum("experiment_assignments" in sql for sql in statements) == 1

@@ -211,3 +211,34 @@ def test_people_outside_the_traffic_share_are_not_in_the_experiment() -> None:
     assert (decision.block, decision.exposure) == ("hero_vip", None)
     assert decision.to_json(full=False)["reason"] == {"kind": "rule"}
     assert decision.reason.skipped_experiments == ({"experiment": "hero_test", "why": "excluded"},)
+
+
+def test_an_offer_is_scored_only_with_its_models_purpose_and_in_its_audience() -> None:
+    placement = Placement("offers", "web", "personalization", "hero_default", rank=(
+        Candidate("sofa", "m_sofa", purpose="analytics"),
+        Candidate("rug", "m_rug", purpose="personalization", audience=parse("computed.orders_90d >= 5"),
+                  audience_text="computed.orders_90d >= 5"),
+        Candidate("lamp", "m_lamp", purpose="personalization")))
+    models = {"m_sofa": FakeModel("m_sofa", 1, ("orders_90d",), 0.5),   # 0.6 × 300 = 180
+              "m_rug": FakeModel("m_rug", 1, ("orders_90d",), 0.5),     # 0.6 × 100 = 60
+              "m_lamp": FakeModel("m_lamp", 1, ("orders_90d",), 0.1)}   # 0.2 × 40 = 8
+    both = decide(placement, BLOCKS, person(computed={"orders_90d": 5}, allowed=("personalization", "analytics")),
+                  now=NOW, models=models)
+    assert both.block == "sofa"
+    no_analytics = decide(placement, BLOCKS, person(computed={"orders_90d": 5}), now=NOW, models=models)
+    assert no_analytics.block == "rug"
+    assert [(d.block, d.why) for d in no_analytics.guardrails] == [("sofa", "no_consent")]
+    outside = decide(placement, BLOCKS, person(computed={"orders_90d": 4}), now=NOW, models=models)
+    assert outside.block == "lamp"
+    assert [(d.block, d.why) for d in outside.guardrails] == [("sofa", "no_consent"), ("rug", "not_in_audience")]
+    assert "computed.orders_90d >= 5" in outside.guardrails[1].detail
+
+
+def test_the_write_key_view_does_not_tell_a_consent_fallback_from_a_default() -> None:
+    placement = rules(("hero_vip", "computed.revenue_total > 100"))
+    fallback = decide(placement, BLOCKS, person(computed={"revenue_total": 150}, allowed=()), now=NOW)
+    default = decide(placement, BLOCKS, person(computed={"revenue_total": 5}), now=NOW)
+    assert (fallback.reason.kind, default.reason.kind) == ("consent_fallback", "default")
+    assert fallback.to_json(full=False) == default.to_json(full=False)
+    assert fallback.to_json(full=False)["reason"] == {"kind": "default"}
+    assert fallback.to_json(full=True)["reason"]["kind"] == "consent_fallback"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rapport.storage.base import Conn, Row
+from rapport.storage.sql.consent import LEDGER_COLUMNS
 from rapport.types import Millis
 
 OWNING_EVENTS = ("Order Completed", "Order Refunded", "Product Returned")
@@ -39,9 +40,34 @@ def record_impressions(conn: Conn, ws: str, rows: Sequence[tuple[str, str, str, 
             [(ws, *row) for row in rows])
 
 
-def owning_event_bodies(conn: Conn, ws: str, profile_id: str) -> list[Row]:
-    """(body,) of the profile's ``OWNING_EVENTS`` track events."""
+def owning_event_bodies(conn: Conn, ws: str, profile_id: str, limit: int) -> list[Row]:
+    """(body,) of the profile's ``limit`` newest ``OWNING_EVENTS`` track events."""
     marks = ",".join("?" * len(OWNING_EVENTS))
     return conn.all(
         "SELECT body FROM events WHERE workspace_id = ? AND profile_id = ? AND type = 'track'"
-        f" AND name IN ({marks})", (ws, profile_id, *OWNING_EVENTS))
+        f" AND name IN ({marks}) ORDER BY ts DESC, seq DESC LIMIT ?", (ws, profile_id, *OWNING_EVENTS, limit))
+
+
+def assignments(conn: Conn, ws: str, profile_id: str, experiments: Sequence[str]) -> list[Row]:
+    """(experiment, variant, bucket, reason, origin_profile_id) of the live profile's stored assignments in
+    ``experiments``, in one query."""
+    if not experiments:
+        return []
+    marks = ",".join("?" * len(experiments))
+    return conn.all(
+        "SELECT experiment, variant, bucket, reason, origin_profile_id FROM experiment_assignments"
+        f" WHERE workspace_id = ? AND profile_id = ? AND experiment IN ({marks})", (ws, profile_id, *experiments))
+
+
+_LEDGER = ", ".join(f"c.{column.strip()}" for column in LEDGER_COLUMNS.split(","))
+
+
+def owner_and_ledger(conn: Conn, ws: str, id_type: str, value_key: str) -> list[Row]:
+    """(profile_id, *``consent.LEDGER_COLUMNS``) of the profile holding the identifier, one row per consent ledger
+    entry in effect order (the ledger columns NULL when it has none); no row for an unknown identifier. Finding a
+    person and reading their consent is the first thing every decision does: one statement."""
+    return conn.all(
+        f"SELECT i.profile_id, {_LEDGER} FROM identifiers i LEFT JOIN consent_ledger c"
+        " ON c.workspace_id = i.workspace_id AND c.profile_id = i.profile_id"
+        " WHERE i.workspace_id = ? AND i.type = ? AND i.value_key = ? ORDER BY c.effective_at, c.seq",
+        (ws, id_type, value_key))
