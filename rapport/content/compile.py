@@ -8,7 +8,7 @@ a profile, cached by (workspace, generation).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
@@ -17,6 +17,7 @@ from rapport.clock import parse_iso
 from rapport.content.substitute import Piece, newlines, plan
 from rapport.durations import parse_duration
 from rapport.experiments.assign import Number, Variant
+from rapport.models.features import feature_needs
 from rapport.resources.builtin.placement import DEFAULT_PURPOSE
 from rapport.rules import Node, parse
 from rapport.segments.stored import Needs, needs
@@ -249,19 +250,6 @@ def _weight(item: Json) -> Fraction | int:
     return weight if isinstance(weight, int) and not isinstance(weight, bool) else 1
 
 
-def _computed_needs(names: Iterable[str], rt: WorkspaceRuntime) -> Needs:
-    series: set[str] = set()
-    distinct: set[str] = set()
-    for name in names:
-        defn = rt.traits.get(name)
-        if defn is None:
-            continue
-        series.update(s.id for s in defn.all_series())
-        if defn.aggregate == "distinct":
-            distinct.add(defn.series.id)
-    return Needs(series=frozenset(series), distinct=frozenset(distinct))
-
-
 def union(*all_needs: Needs) -> Needs:
     """What any of ``all_needs`` reads."""
     return Needs(
@@ -315,7 +303,7 @@ def compile_placement(spec: JsonObject, blocks: Mapping[str, Block], experiments
             elif root == "segments":
                 reads_segments = True
     scored = {f for c in rank for f in features.get(c.model, ())}
-    wanted = union(*(needs(rule, rt) for rule in rules), _computed_needs(computed | scored, rt),
+    wanted = union(*(needs(rule, rt) for rule in rules), feature_needs(computed | scored, rt),
                    Needs(traits=frozenset(traits),
                          segments=frozenset(rt.segments) if reads_segments else frozenset()))
     return Placement(

@@ -35,7 +35,8 @@ from rapport.experiments.assign import Assignment
 from rapport.models.features import feature_values as model_features
 from rapport.models.score import Scored
 from rapport.profiles.computed import TraitDef
-from rapport.rules import EvalContext, evaluate
+from rapport.rules import EvalContext, Node
+from rapport.rules.compile import Predicate, compile_rule
 from rapport.templates.render import TemplateContext
 from rapport.types import Json, JsonObject, Millis
 
@@ -224,7 +225,7 @@ def eligible(block: Block, person: Person, now: Millis, *, personal: bool = True
         return Dropped(block.name, "outside_validity", "the block's validity window has closed")
     if not personal:
         return None
-    if block.when is not None and not evaluate(block.when, person.rules):
+    if block.when is not None and not holds(block.when, person.rules):
         return Dropped(block.name, "not_eligible", f"the block's rule does not match: {block.when_text}")
     if block.cap is not None:
         seen = sum(1 for at in person.impressions.get(block.name, ()) if at > now - block.cap.per_ms)
@@ -257,6 +258,22 @@ def render_block(block: Block, key: str, variables: Mapping[str, object]) -> dic
     return out
 
 
+_COMPILED: dict[int, tuple[Node, Predicate]] = {}
+"""Rules compiled to closures (``rapport.rules.compile``, equal to the interpreter by property test), by the id of
+the rule's node: compiled placements keep their nodes for a workspace generation, so each is compiled once."""
+_COMPILED_MAX = 20_000
+
+
+def holds(rule: Node, ctx: EvalContext) -> bool:
+    """``evaluate(rule, ctx)``, through the rule's compiled closure."""
+    found = _COMPILED.get(id(rule))
+    if found is None or found[0] is not rule:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        found = _COMPILED[id(rule)] = (rule, compile_rule(rule))
+    return found[1](ctx)
+
+
 def feature_values(model: ScoringModel, person: Person) -> dict[str, float | None]:
     """The model's features for the person, read exactly as training read them (``rapport.models.features``)."""
     return model_features(model.features, person.trait_defs, person.rules)
@@ -270,7 +287,7 @@ def experiment_gate(experiment: ExperimentDef, person: Person) -> str | None:
         return "unknown_person"
     if experiment.purpose not in person.allowed:
         return "no_consent"
-    if experiment.when is not None and not evaluate(experiment.when, person.rules):
+    if experiment.when is not None and not holds(experiment.when, person.rules):
         return "not_targeted"
     return None
 
@@ -393,7 +410,7 @@ def _own_choice(placement: Placement, blocks: Mapping[str, Block], person: Perso
         return None
 
     for index, variant in enumerate(placement.variants):
-        if evaluate(variant.when, person.rules):
+        if holds(variant.when, person.rules):
             chosen = attempt(variant.block, Reason("rule", variant_index=index, rule=variant.text), 1.0)
             if chosen is not None:
                 return chosen
@@ -411,7 +428,7 @@ def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, m
     results: dict[str, Scored] = {}
     """Each model scores the person once, however many offers it ranks."""
     for index, candidate in enumerate(placement.rank):
-        if candidate.when is not None and not evaluate(candidate.when, person.rules):
+        if candidate.when is not None and not holds(candidate.when, person.rules):
             dropped.append(Dropped(candidate.block, "not_eligible",
                                    f"the offer's rule does not match: {candidate.when_text}"))
             continue
@@ -419,7 +436,7 @@ def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, m
             dropped.append(Dropped(candidate.block, "no_consent",
                                    f"model {candidate.model!r} needs consent for {candidate.purpose!r}"))
             continue
-        if candidate.audience is not None and not evaluate(candidate.audience, person.rules):
+        if candidate.audience is not None and not holds(candidate.audience, person.rules):
             dropped.append(Dropped(candidate.block, "not_in_audience",
                                    f"the person is outside model {candidate.model!r}'s audience: "
                                    f"{candidate.audience_text}"))

@@ -4,10 +4,11 @@ Units are the exposed units of ``experiment_exposures`` (a placement decision or
 them with the experiment's consent purpose checked at that moment), each person once (see
 ``rapport.storage.sql.experiment_results``), and only those whose live profile allowed the purpose at their
 first exposure (a later withdrawal keeps them, so a variant that drives people away is measured). Each unit's
-metric is read from the stored events of its live profile, from its first exposure: events of profiles merged into it count, events kept minimized for lack of analytics consent
-(``restricted``) do not, so measurement uses only what the person allowed. A metric counts only units whose
-whole window is over; the others are reported as still in window. A metric with a ``where`` rule over event
-properties is filtered in Python (the rule evaluator), all others are summed by SQL.
+metric is read from the stored events of its live profile, from its first exposure: events of profiles merged
+into it count, events kept minimized for lack of analytics consent (``restricted``) do not, so measurement uses
+only what the person allowed. A metric counts only units whose whole window is over; the others are reported as
+still in window. A metric with a ``where`` rule over event properties is filtered in Python (the rule
+evaluator), all others are summed by SQL.
 """
 
 from __future__ import annotations
