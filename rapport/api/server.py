@@ -38,7 +38,7 @@ def serve(rapport: Rapport, host: str, port: int) -> None:
     configure_logging(rapport.settings.log_level, rapport.settings.log_json)
     app = create_app(rapport)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=30, loop="asyncio")
+                            timeout_graceful_shutdown=30, loop="auto")
     server = uvicorn.Server(config)
     # Everything allocated so far (modules, the app, caches) lives as long as the process: keep it
     # out of the cyclic collector's full passes, which otherwise rescan it every few hundred
