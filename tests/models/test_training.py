@@ -74,7 +74,9 @@ def engines(rapport: Rapport, ws: WorkspaceId, rule: str, at: int) -> tuple[set[
 def test_the_model_finds_the_dependence_and_is_calibrated(shop: Shop, trained: dict[str, Any]) -> None:
     metrics = trained["metrics"]
     assert metrics["auc"] > 0.75 and metrics["auc_raw"] > 0.75
-    assert metrics["ece"] < 0.1 and metrics["brier"] < 0.2
+    # About 200 test rows in 10 bins: a perfectly calibrated model's ECE varies by a few hundredths from one
+    # draw of profile ids (hence of the split) to the next; a miscalibrated one is far above this bound.
+    assert metrics["ece"] < 0.15 and metrics["brier"] < 0.2
     assert metrics["n"] > 100 and 0 < metrics["base_rate"] < 1
     # Everyone who existed at the cutoff with consent, and nobody else ('late', 'no-consent').
     assert trained["population"]["trained_on"] == PEOPLE
