@@ -33,7 +33,6 @@ def router(rapport: Rapport) -> APIRouter:
     # more than the decision. PostgreSQL reads wait on the network, so they keep the thread pool.
     inline = rapport.db.dialect.name == "sqlite"
 
-    @api.post("/api/v1/decide")
     async def decide(request: Request) -> Response:
         """Decide placements for a person: `{"user_id" | "anonymous_id" | "profile_id": ..., "placements": [...],
         "context": {...}, "locale": "de-AT"}`. With the write key (HTTP Basic, or `writeKey`) only `user_id` or
@@ -53,6 +52,10 @@ def router(rapport: Rapport) -> APIRouter:
         else:
             out = await run_in_threadpool(decide_request, rapport, who.workspace_id, parsed, full=full)
         return json_response(out)
+
+    # A plain Starlette route: the hot path skips FastAPI's per-request dependency and validation machinery (it
+    # has no parameters for it to solve); errors still go through the app's one error shape.
+    api.add_route("/api/v1/decide", decide, methods=["POST"])
 
     @api.get("/api/v1/content")
     def content_list(who: Principal = Depends(scoped("resources:read"))) -> Response:  # noqa: B008
