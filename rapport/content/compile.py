@@ -18,6 +18,7 @@ from rapport.content.substitute import Piece, newlines, plan
 from rapport.durations import parse_duration
 from rapport.experiments.assign import Number, Variant
 from rapport.models.features import feature_needs
+from rapport.resources.builtin.experiment import control_of
 from rapport.resources.builtin.placement import DEFAULT_PURPOSE
 from rapport.rules import Node, parse
 from rapport.segments.stored import Needs, needs
@@ -232,7 +233,7 @@ def compile_experiment(spec: JsonObject) -> ExperimentDef:
     """An ``Experiment`` spec on a placement (see DESIGN 4.9 and the Experiment kind)."""
     raw = spec.get("variants") or {}
     names = [str(name) for name in raw]
-    control = "control" if "control" in names else (names[0] if names else "control")
+    control = control_of(raw) if names else "control"
     variants = tuple(Variant(name, _weight(raw[name])) for name in names)
     blocks = {name: (str(raw[name]["block"]) if isinstance(raw[name], dict) and raw[name].get("block")
                      and name != control else None) for name in names}

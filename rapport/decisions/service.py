@@ -31,7 +31,7 @@ from rapport.content.compile import Library, Placement, library, locale_chain
 from rapport.decisions.engine import BlockContext, Decision, Opened, Person, ScoringModel, decide, experiment_gate
 from rapport.errors import NotFoundError, Overloaded, ValidationError
 from rapport.experiments import sticky
-from rapport.experiments.assign import Assignment, GlobalHoldout, place
+from rapport.experiments.assign import Assignment, place
 from rapport.identity.normalize import normalize
 from rapport.privacy import pii
 from rapport.privacy.crypto import Cipher
@@ -356,11 +356,6 @@ def _owned(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placement], pr
     return frozenset(found)
 
 
-def global_holdout(rt: WorkspaceRuntime) -> GlobalHoldout | None:
-    """The workspace's global holdout (setting ``global_holdout: {salt, percent}``), if it has one."""
-    return rt.settings.holdout()
-
-
 def to_assign(loaded: Loaded, placements: Sequence[Placement]) -> list[tuple[Placement, str]]:
     """(placement, experiment) pairs the person is to be assigned in and has no stored assignment for yet."""
     out = []
@@ -376,7 +371,7 @@ def to_assign(loaded: Loaded, placements: Sequence[Placement]) -> list[tuple[Pla
 def assign(conn: Conn, rt: WorkspaceRuntime, profile_id: str, pending: Sequence[tuple[Placement, str]],
            now: Millis) -> dict[str, tuple[Assignment, str]]:
     """Store (or read back) the person's assignment in each pending experiment; experiment → (assignment, unit)."""
-    holdout = global_holdout(rt)
+    holdout = rt.settings.holdout()
     for placement, name in pending:
         experiment = next(e for e in placement.experiments if e.name == name)
         sticky.assignment(conn, rt.id, name, experiment.salt, profile_id, experiment.variants,
@@ -388,7 +383,7 @@ def assign(conn: Conn, rt: WorkspaceRuntime, profile_id: str, pending: Sequence[
 def preview(rt: WorkspaceRuntime, profile_id: str, pending: Sequence[tuple[Placement, str]]
             ) -> dict[str, tuple[Assignment, str]]:
     """The assignments ``assign`` would make, without storing them (a dry run)."""
-    holdout = global_holdout(rt)
+    holdout = rt.settings.holdout()
     out: dict[str, tuple[Assignment, str]] = {}
     for placement, name in pending:
         experiment = next(e for e in placement.experiments if e.name == name)
