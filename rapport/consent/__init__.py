@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rapport.consent.decide import current_state, history, latest_entry, may_use
+from rapport.consent.decide import allowed_purposes, current_state, history, latest_entry, may_use
 from rapport.consent.mapping import ConsentMapping, Extracted
 from rapport.consent.model import (
     CONSENT_STATES,
@@ -33,6 +33,7 @@ __all__ = [
     "LedgerEntry",
     "LegalBasis",
     "Purpose",
+    "allowed_purposes",
     "current_state",
     "history",
     "latest_entry",

@@ -58,6 +58,31 @@ def current_state(entries: Iterable[LedgerEntry], catalog: Catalog, at: Millis) 
     return out
 
 
+ConsentRow = tuple[str, str, Millis, int, Millis | None]
+"""A ledger entry as far as deciding reads it: (purpose, state, effective_at, seq, expires_at)."""
+
+
+def allowed_purposes(rows: Iterable[ConsentRow], catalog: Catalog, at: Millis) -> frozenset[str]:
+    """The purposes of ``catalog`` allowed at ``at``: those ``current_state`` allows, from ledger rows read
+    without the rest of each entry (a reader that needs only the answer, such as a decision)."""
+    latest: dict[str, ConsentRow] = {}
+    for row in rows:
+        if row[2] > at:
+            continue
+        best = latest.get(row[0])
+        if best is None or row[2] > best[2] or (row[2] == best[2] and row[3] > best[3]):
+            latest[row[0]] = row
+    allowed: list[str] = []
+    for purpose in catalog:
+        if purpose.name == NECESSARY:
+            allowed.append(purpose.name)
+            continue
+        chosen = latest.get(purpose.name)
+        if _verdict(purpose, None if chosen is None else chosen[1], None if chosen is None else chosen[4], at)[0]:
+            allowed.append(purpose.name)
+    return frozenset(allowed)
+
+
 def history(
     entries: Iterable[LedgerEntry], purpose: str | None = None, *, newest_first: bool = False
 ) -> list[LedgerEntry]:
@@ -76,18 +101,23 @@ def _later(a: LedgerEntry, b: LedgerEntry) -> bool:
 
 
 def _decide(purpose: Purpose, entry: LedgerEntry | None, at: Millis) -> Decision:
-    name = purpose.name
+    allowed, reason, by_entry = _verdict(purpose, None if entry is None else entry.state,
+                                         None if entry is None else entry.expires_at, at)
+    return Decision(allowed, purpose.name, reason, entry if by_entry else None)
+
+
+def _verdict(purpose: Purpose, state: str | None, expires_at: Millis | None, at: Millis
+             ) -> tuple[bool, DecisionReason, bool]:
+    """(allowed, reason, whether the entry decided) for the purpose's latest entry in effect (its ``state`` and
+    ``expires_at``; ``state`` None: no entry)."""
     by_consent = purpose.legal_basis == "consent"
-    if entry is None:
+    if state is None:
+        return (False, "no_record", False) if by_consent else (True, "legal_basis", False)
+    if state == "granted":
+        if expires_at is None or at < expires_at:
+            return True, "granted", True
         if by_consent:
-            return Decision(False, name, "no_record", None)
-        return Decision(True, name, "legal_basis", None)
-    if entry.state == "granted":
-        if entry.expires_at is None or at < entry.expires_at:
-            return Decision(True, name, "granted", entry)
-        if by_consent:
-            return Decision(False, name, "expired", entry)
+            return False, "expired", True
         # A lapsed grant leaves a purpose on another legal basis where it was without any grant.
-        return Decision(True, name, "legal_basis", None)
-    reason: DecisionReason = "denied" if entry.state == "denied" else "withdrawn"
-    return Decision(False, name, reason, entry)
+        return True, "legal_basis", False
+    return False, ("denied" if state == "denied" else "withdrawn"), True

@@ -258,7 +258,9 @@ def union(*all_needs: Needs) -> Needs:
         series=frozenset().union(*(n.series for n in all_needs)),
         distinct=frozenset().union(*(n.distinct for n in all_needs)),
         consent=True,
-        segments=frozenset().union(*(n.segments for n in all_needs)))
+        segments=frozenset().union(*(n.segments for n in all_needs)),
+        windows=frozenset().union(*(n.windows for n in all_needs)),
+        rows=frozenset().union(*(n.rows for n in all_needs)))
 
 
 def _root(path: str) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ from rapport.content.substitute import substitute
 from rapport.errors import ValidationError
 from rapport.experiments.assign import Assignment
 from rapport.models.features import feature_values as model_features
+from rapport.models.score import Reason as ModelReason
 from rapport.models.score import Scored
 from rapport.profiles.computed import TraitDef
 from rapport.rules import EvalContext, Node
@@ -152,12 +153,19 @@ class Reason:
     score: float | None = None
     value: float | None = None
     expected_value: float | None = None
-    top_reasons: tuple[JsonObject, ...] = ()
+    model_reasons: tuple[ModelReason, ...] = ()
+    """The score's largest contributions (at most ``TOP_REASONS``), formatted only when asked for."""
     experiment: str | None = None
     variant: str | None = None
     assignment: str | None = None
     """How the experiment placed the person: ``variant``, ``holdout``, ``excluded``, ``global_holdout``."""
     skipped_experiments: tuple[JsonObject, ...] = ()
+
+    @property
+    def top_reasons(self) -> tuple[JsonObject, ...]:
+        """The model's top reasons as the API reports them."""
+        return tuple({"feature": r.feature, "value": r.value, "contribution": round(r.contribution, 6)}
+                     for r in self.model_reasons)
 
     def to_json(self, *, full: bool) -> JsonObject:
         """The reason; without ``full`` only its kind and the experiment arm (what a write-key caller sees), with
@@ -294,12 +302,15 @@ def experiment_gate(experiment: ExperimentDef, person: Person) -> str | None:
 
 def decide(placement: Placement, blocks: Mapping[str, Block], person: Person, *, now: Millis,
            locale_chain: tuple[str, ...] = (), models: Mapping[str, ScoringModel] | None = None,
-           assignments: Mapping[str, Assignment] | None = None) -> Decision:
-    """The decision for ``placement`` (see the module docstring for the order of the steps)."""
+           assignments: Mapping[str, Assignment] | None = None,
+           variables: Mapping[str, object] | None = None) -> Decision:
+    """The decision for ``placement`` (see the module docstring for the order of the steps); ``variables``: the
+    person's Liquid globals (``person.render.variables()``) when a caller deciding several placements made them."""
     dropped: list[Dropped] = []
     if placement.purpose not in person.allowed:
         return _fallback(placement, blocks, person, now, locale_chain, dropped)
-    variables = person.render.variables()
+    if variables is None:
+        variables = person.render.variables()
     own = _own_choice(placement, blocks, person, now, models or {}, locale_chain, variables, dropped)
     skipped: list[JsonObject] = []
     for experiment in placement.experiments:
@@ -453,10 +464,9 @@ def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, m
         if result is None:
             result = results[candidate.model] = model.score(feature_values(model, person))
         probability = min(1.0, max(0.0, float(result.probability)))
-        reasons = tuple({"feature": r.feature, "value": r.value, "contribution": round(r.contribution, 6)}
-                        for r in result.reasons[:TOP_REASONS])
         reason = Reason("rank", variant_index=index, model=model.name, model_version=model.version,
-                        score=probability, value=value, expected_value=probability * value, top_reasons=reasons)
+                        score=probability, value=value, expected_value=probability * value,
+                        model_reasons=result.reasons[:TOP_REASONS])
         scored.append((probability * value, index, candidate.block, reason, probability))
     scored.sort(key=lambda item: (-item[0], item[1]))
     return [(name, reason, confidence) for _, _, name, reason, confidence in scored]

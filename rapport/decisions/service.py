@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -25,8 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 import orjson
 
-from rapport.consent.decide import current_state
-from rapport.consent.model import LedgerEntry
+from rapport.consent.decide import ConsentRow, allowed_purposes
 from rapport.content.compile import Library, Placement, library, locale_chain
 from rapport.decisions.engine import BlockContext, Decision, Opened, Person, ScoringModel, decide, experiment_gate
 from rapport.errors import NotFoundError, Overloaded, ValidationError
@@ -35,15 +35,14 @@ from rapport.experiments.assign import Assignment, place
 from rapport.identity.normalize import normalize
 from rapport.privacy import pii
 from rapport.privacy.crypto import Cipher
-from rapport.profiles.computed import evaluate as evaluate_trait
+from rapport.profiles.computed import SummaryKey
 from rapport.rules import EventFn, Path
 from rapport.segments.stored import Needs, ProfileData, StoredContext, load
 from rapport.storage.base import Conn
-from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import decisions as sql
 from rapport.storage.sql import exposures as exposures_sql
 from rapport.storage.sql import identity as identity_sql
-from rapport.storage.sql.consent import ledger_entry
+from rapport.storage.sql import profiles as profiles_sql
 from rapport.types import Json, JsonObject, Millis
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
@@ -150,6 +149,8 @@ class DecisionContext:
 
     stored: StoredContext
     request: Mapping[str, Json]
+    allowed: frozenset[str] = frozenset()
+    """The purposes the person allows at ``now_ms``: ``consent.*`` reads them."""
     computed: dict[str, tuple[bool, object]] = field(default_factory=dict)
     """Computed values already evaluated: several rules, models and blocks of one request read the same ones."""
 
@@ -163,6 +164,9 @@ class DecisionContext:
             if hit is None:
                 hit = self.computed[path.parts[0]] = self.stored.lookup(path)
             return hit
+        if path.root == "consent":
+            known = len(path.parts) == 1 and path.parts[0] in self.stored.rt.catalog.purposes
+            return (True, path.parts[0] in self.allowed) if known else (False, None)
         if path.root != "context":
             return self.stored.lookup(path)
         current: object = self.request
@@ -198,51 +202,61 @@ def find_profile(conn: Conn, ws: str, id_type: IdType, value: str) -> str | None
     return identity_sql.owners(conn, ws, [(id_type, ident.value)]).get((id_type, ident.value))
 
 
-def find_with_ledger(conn: Conn, ws: str, id_type: IdType, value: str
-                     ) -> tuple[str | None, tuple[LedgerEntry, ...]]:
-    """The live profile holding the identifier (``None``: nobody) and its consent ledger, in one statement for a
-    user or anonymous id."""
+def find_with_consent(conn: Conn, ws: str, id_type: IdType, value: str) -> tuple[str | None, list[ConsentRow]]:
+    """The live profile holding the identifier (``None``: nobody) and its consent ledger as deciding reads it, in
+    one statement for a user or anonymous id."""
     if id_type == "profile_id":
         pid = identity_sql.live_root(conn, ws, value)
         if pid is None:
-            return None, ()
-        return pid, tuple(ledger_entry(row) for row in consent_sql.entries(conn, ws, [pid]))
+            return None, []
+        return pid, [_consent_row(row) for row in sql.consent_rows(conn, ws, pid)]
     ident = normalize(id_type, value)
     if ident is None:
-        return None, ()
-    rows = sql.owner_and_ledger(conn, ws, id_type, ident.value)
+        return None, []
+    rows = sql.owner_and_consent(conn, ws, id_type, ident.value)
     if not rows:
-        return None, ()
-    return str(rows[0][0]), tuple(ledger_entry(row[1:]) for row in rows if row[1] is not None)
+        return None, []
+    return str(rows[0][0]), [_consent_row(row[1:]) for row in rows if row[1] is not None]
+
+
+def _consent_row(row: Sequence[object]) -> ConsentRow:
+    purpose, state, effective, seq, expires = row
+    return str(purpose), str(state), int(str(effective)), int(str(seq)), None if expires is None else int(str(expires))
 
 
 def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: Sequence[Placement],
                 profile_id: str | None, context: Mapping[str, Json], locale: str | None, now: Millis,
-                ledger: tuple[LedgerEntry, ...] | None = None) -> Loaded:
-    """Everything ``placements`` read of the profile (``None``: an unknown person) at ``now``; ``ledger``: its
-    consent ledger when already read (``find_with_ledger``)."""
-    empty = ProfileData()
+                consent: Sequence[ConsentRow] | None = None) -> Loaded:
+    """Everything ``placements`` read of the profile (``None``: an unknown person) at ``now``; ``consent``: its
+    consent ledger rows when already read (``find_with_consent``).
+
+    Computed values and event functions are read as one summary row per series (``storage.sql.profiles
+    .summaries``), not bucket by bucket: a decision reads a bounded number of rows however long the history.
+    Only what a summary cannot answer (distinct values, a property's first or last value) loads buckets."""
     if profile_id is None:
-        rules = DecisionContext(StoredContext(rt, empty, now), context)
-        allowed = _allowed(rt, empty, now)
+        allowed = allowed_purposes((), rt.catalog, now)
+        rules = DecisionContext(StoredContext(rt, ProfileData(), now), context, allowed)
         render = BlockContext(consent={p: p in allowed for p in rt.catalog.purposes}, request=context,
                               locale=locale or "")
         return Loaded(None, Person(rules, render, allowed, known=False))
-    if ledger is None:
-        ledger = tuple(ledger_entry(row) for row in consent_sql.entries(conn, rt.id, [profile_id]))
-    allowed = _allowed(rt, ProfileData(ledger=ledger), now)
+    if consent is None:
+        consent = [_consent_row(row) for row in sql.consent_rows(conn, rt.id, profile_id)]
+    allowed = allowed_purposes(consent, rt.catalog, now)
     # A placement whose purpose the person does not allow falls back without their data: only the placements
     # they allow are read for (nothing more than consent when they allow none).
     active = [p for p in placements if p.purpose in allowed]
-    wanted = _needs(rt, active)
-    data = load(conn, rt, Needs(series=wanted.series, distinct=wanted.distinct, segments=wanted.segments),
-                [profile_id])[profile_id]
-    printed = frozenset().union(*(p.render_traits for p in active))
-    names = sorted(wanted.traits | printed)
+    plan = _plan(rt, active)
+    wanted = plan.needs
+    summaries = profiles_sql.summaries(conn, rt.id, profile_id, plan.summarized, now) if plan.summarized else {}
+    data = ProfileData()
+    if wanted.rows or wanted.segments:
+        data = load(conn, rt, Needs(series=wanted.rows, distinct=wanted.distinct & wanted.rows,
+                                    segments=wanted.segments), [profile_id])[profile_id]
+    printed = plan.printed
     raw: dict[str, Json] = {}
     sealed: dict[str, Json] = {}
     key_profile = ""
-    for name, value, owner in sql.traits(conn, rt.id, profile_id, names):
+    for name, value, owner in sql.traits(conn, rt.id, profile_id, plan.traits):
         decoded = raw[name] = orjson.loads(value)
         if name in printed:
             sealed[name] = decoded
@@ -251,18 +265,15 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     # The cipher is found now (it may need a read); values are decrypted only when a chosen block prints them.
     cipher = _cipher(conn, rt, keyring, key_profile) if key_profile else None
     shown = Opened(sealed, lambda value: _opened(cipher, value))
-    data = ProfileData(raw, data.series, ledger, data.stays)
-    stored = StoredContext(rt, data, now)
-    computed = {name: evaluate_trait(rt.traits[name], data.series, now)
-                for p in active for name in p.render_computed
-                if name in rt.traits and not _sealed(rt, name)}
-    segments = tuple(sorted({s.segment for s in data.stays if s.covers(now)}))
+    data = ProfileData(raw, data.series, (), data.stays)
+    rules = DecisionContext(StoredContext(rt, data, now, summaries), context, allowed)
+    computed = {name: rules.lookup(Path("computed", (name,)))[1] for name in plan.computed}
+    segments = tuple(sorted({s.segment for s in data.stays if s.covers(now)})) if data.stays else ()
     render = BlockContext(traits=shown, computed=computed, consent={p: p in allowed for p in rt.catalog.purposes},
                           segments=segments, request=context, locale=locale or "")
-    person = Person(DecisionContext(stored, context), render, allowed, True,
-                    _impressions(conn, rt, active, profile_id, now), _owned(conn, rt, active, profile_id),
-                    rt.traits)
-    experiments = sorted({e.name for p in active for e in p.experiments})
+    person = Person(rules, render, allowed, True, _impressions(conn, rt, active, profile_id, now),
+                    _owned(conn, rt, active, profile_id), rt.traits)
+    experiments = plan.experiments
     return Loaded(profile_id, person, _assignments(conn, rt.id, profile_id, experiments))
 
 
@@ -275,27 +286,47 @@ def _assignments(conn: Conn, ws: str, profile_id: str, experiments: Sequence[str
     return out
 
 
-_NEEDS: dict[tuple[str, int, tuple[str, ...]], Needs] = {}
-"""What each combination of placements reads, per workspace generation (bounded: cleared when full)."""
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What deciding a combination of placements reads, worked out once per workspace generation."""
+
+    needs: Needs
+    summarized: frozenset[SummaryKey]
+    """Summaries read (those of series read bucket by bucket left out)."""
+    printed: frozenset[str]
+    """Traits a block prints."""
+    traits: tuple[str, ...]
+    """Traits read by rules or printed, sorted."""
+    computed: tuple[str, ...]
+    """Computed traits blocks print (those keeping personal values sealed left out)."""
+    experiments: tuple[str, ...]
 
 
-def _needs(rt: WorkspaceRuntime, placements: Sequence[Placement]) -> Needs:
+_PLANS: dict[tuple[str, int, tuple[str, ...]], _Plan] = {}
+"""Plans by (workspace, generation, placements) (bounded: cleared when full)."""
+
+
+def _plan(rt: WorkspaceRuntime, placements: Sequence[Placement]) -> _Plan:
     key = (rt.id, rt.generation, tuple(p.name for p in placements))
-    hit = _NEEDS.get(key)
+    hit = _PLANS.get(key)
     if hit is None:
-        hit = Needs(traits=frozenset().union(*(p.needs.traits for p in placements)),
-                    series=frozenset().union(*(p.needs.series for p in placements)),
-                    distinct=frozenset().union(*(p.needs.distinct for p in placements)),
-                    segments=frozenset().union(*(p.needs.segments for p in placements)))
+        needs = Needs(traits=frozenset().union(*(p.needs.traits for p in placements)),
+                      series=frozenset().union(*(p.needs.series for p in placements)),
+                      distinct=frozenset().union(*(p.needs.distinct for p in placements)),
+                      segments=frozenset().union(*(p.needs.segments for p in placements)),
+                      windows=frozenset().union(*(p.needs.windows for p in placements)),
+                      rows=frozenset().union(*(p.needs.rows for p in placements)))
+        printed = frozenset().union(*(p.render_traits for p in placements))
+        hit = _Plan(needs, frozenset(k for k in needs.windows if k[0] not in needs.rows), printed,
+                    tuple(sorted(needs.traits | printed)),
+                    tuple(dict.fromkeys(name for p in placements for name in sorted(p.render_computed)
+                                        if name in rt.traits and not _sealed(rt, name))),
+                    tuple(sorted({e.name for p in placements for e in p.experiments})))
         if rt.generation >= 0:
-            if len(_NEEDS) >= 4096:
-                _NEEDS.clear()
-            _NEEDS[key] = hit
+            if len(_PLANS) >= 4096:
+                _PLANS.clear()
+            _PLANS[key] = hit
     return hit
-
-
-def _allowed(rt: WorkspaceRuntime, data: ProfileData, now: Millis) -> frozenset[str]:
-    return frozenset(name for name, d in current_state(list(data.ledger), rt.catalog, now).items() if d.allowed)
 
 
 def _sealed(rt: WorkspaceRuntime, name: str) -> bool:
@@ -398,8 +429,10 @@ def decide_loaded(loaded: Loaded, placements: Sequence[Placement], lib: Library,
     serves one request: its rules context keeps the computed values it has evaluated."""
     chain = locale_chain(locale)
     assignments = {name: a for name, (a, _) in loaded.assignments.items()}
-    return [decide(p, lib.blocks, loaded.person, now=now, locale_chain=chain, models=models,
-                   assignments=assignments) for p in placements]
+    person = loaded.person
+    variables = person.render.variables() if any(p.purpose in person.allowed for p in placements) else None
+    return [decide(p, lib.blocks, person, now=now, locale_chain=chain, models=models, assignments=assignments,
+                   variables=variables) for p in placements]
 
 
 Impression = tuple[str, str, str, Millis]
@@ -428,6 +461,13 @@ def records(loaded: Loaded, placements: Sequence[Placement], lib: Library, decis
     return impressions, exposures
 
 
+CATALOG_SECONDS = 0.5
+"""How long the latest trained versions are kept before being read again (a version stored by this process is
+seen at once; one stored by another process, such as ``rapport models train``, within this time)."""
+_CATALOGS: dict[str, tuple[float, int, int, Mapping[str, ScoringModel]]] = {}
+"""Workspace → (read at, workspace generation, ``models.service.STORED`` then, the models)."""
+
+
 def scoring_models(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placement]) -> Mapping[str, ScoringModel]:
     """The latest trained version of each model the placements rank with (``rapport.models.service``)."""
     if not any(p.models for p in placements):
@@ -435,7 +475,17 @@ def scoring_models(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placem
     # Imported on use: only workspaces that rank offers need the model store.
     from rapport.models import service as models_service
 
-    return models_service.scoring_models(conn, rt)
+    now = time.monotonic()
+    hit = _CATALOGS.get(rt.id)
+    if (hit is not None and hit[1] == rt.generation and hit[2] == models_service.STORED[0]
+            and now - hit[0] < CATALOG_SECONDS):
+        return hit[3]
+    stored = models_service.STORED[0]
+    models = models_service.scoring_models(conn, rt)
+    if len(_CATALOGS) >= 1024:
+        _CATALOGS.clear()
+    _CATALOGS[rt.id] = (now, rt.generation, stored, models)
+    return models
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,11 +510,11 @@ def _start(rapport: Rapport, ws: str, request: DecideRequest, full: bool) -> _St
     now = rapport.clock.now_ms()
 
     def read(conn: Conn) -> tuple[Loaded, Mapping[str, ScoringModel]]:
-        pid, ledger = find_with_ledger(conn, rt.id, request.id_type, request.id_value)
+        pid, consent = find_with_consent(conn, rt.id, request.id_type, request.id_value)
         if pid is None and request.id_type == "profile_id":
             raise NotFoundError(f"no profile {request.id_value!r}", code="profile_not_found")
         loaded = load_person(conn, rt, rapport.keyring, placements, pid, request.context, request.locale, now,
-                             ledger)
+                             consent)
         allowed = loaded.person.allowed
         return loaded, scoring_models(conn, rt, [p for p in placements if p.purpose in allowed])
 

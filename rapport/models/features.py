@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from rapport.clock import parse_iso
-from rapport.profiles.computed import TraitDef, numeric
+from rapport.profiles.computed import SummaryKey, TraitDef, numeric
 from rapport.rules import EvalContext, Path
-from rapport.segments.stored import Needs
+from rapport.segments.stored import Needs, trait_needs
 from rapport.types import DAY, Millis
 from rapport.workspaces.runtime import WorkspaceRuntime
 
@@ -50,11 +50,17 @@ def feature_needs(features: Iterable[str], rt: WorkspaceRuntime, *, consent: boo
     """The stored data reading ``features`` needs (``segments.stored.load``), with the consent ledger."""
     series: set[str] = set()
     distinct: set[str] = set()
+    windows: set[SummaryKey] = set()
+    rows: set[str] = set()
     for name in features:
         defn = rt.traits.get(name)
         if defn is None:
             continue
-        series.update(s.id for s in defn.all_series())
+        read, summaries, raw = trait_needs(defn)
+        series |= read
+        windows |= summaries
+        rows |= raw
         if defn.aggregate == "distinct":
             distinct.add(defn.series.id)
-    return Needs(series=frozenset(series), distinct=frozenset(distinct), consent=consent)
+    return Needs(series=frozenset(series), distinct=frozenset(distinct), consent=consent, windows=frozenset(windows),
+                 rows=frozenset(rows))

@@ -188,9 +188,15 @@ def _happened(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, spec: ModelSpe
     return out
 
 
+STORED = [0]
+"""Versions stored by this process: readers caching the catalog (``decisions.service``) read it again when it
+moves (other processes' versions are seen when such a cache expires)."""
+
+
 def store(conn: Conn, rt: WorkspaceRuntime, spec: ModelSpec, fitted: Fitted, cutoff: Millis, now: Millis
           ) -> ScoringModel:
     """Record a trained model as the next version of ``spec.name``; returns it with its version number."""
+    STORED[0] += 1
     version = models_sql.next_version(conn, rt.id, spec.name)
     model = replace(fitted.model, version=version)
     resource = rt.specs.get("Model", {}).get(spec.name, {})

@@ -178,5 +178,82 @@ def _edge_value(defn: TraitDef, ts: Millis, encoded: str | None) -> Json:
     return None if encoded is None else orjson.loads(encoded)
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the buckets of one series hold within one window at one instant: every aggregate except ``distinct``
+    and a property's first or last value is computed from it (``evaluate_summary``), so a reader of a profile's
+    current values can fetch one row per series instead of its buckets. ``total`` is the buckets' totals summed
+    one after another in bucket order, exactly as ``evaluate`` sums them."""
+
+    n: int = 0
+    nn: int = 0
+    total: float = 0.0
+    vmin: float | None = None
+    vmax: float | None = None
+    first_ts: Millis | None = None
+    last_ts: Millis | None = None
+
+
+SummaryKey = tuple[str, Millis | None]
+"""(series id, window in milliseconds or None for all time)."""
+
+
+def summarizable(defn: TraitDef) -> bool:
+    """Whether ``evaluate_summary`` can compute ``defn`` (not distinct values, nor a property's first or last
+    value, which need the buckets themselves)."""
+    return defn.aggregate != "distinct" and not (defn.aggregate in ("first", "last") and defn.series.prop is not None)
+
+
+def summary_keys(defn: TraitDef) -> tuple[SummaryKey, ...]:
+    """The summaries ``evaluate_summary(defn, ...)`` reads."""
+    return tuple((s.id, defn.window_ms) for s in defn.all_series())
+
+
+def summarize(buckets: Iterable[Bucket], at: Millis, window_ms: Millis | None) -> Summary:
+    """The summary of ``buckets`` (in bucket order) within the window ending at ``at``: what a SQL aggregate over
+    the stored buckets returns (``rapport.storage.sql.profiles.summaries``)."""
+    rows = [b for b in buckets if in_window(b.bucket, at, window_ms)]
+    if not rows:
+        return Summary()
+    mins = [b.vmin for b in rows if b.vmin is not None]
+    maxs = [b.vmax for b in rows if b.vmax is not None]
+    return Summary(sum(b.n for b in rows), sum(b.nn for b in rows), float(sum(b.total for b in rows)),
+                   min(mins) if mins else None, max(maxs) if maxs else None, min(b.first_ts for b in rows),
+                   max(b.last_ts for b in rows))
+
+
+def evaluate_summary(defn: TraitDef, summaries: Mapping[SummaryKey, Summary], at: Millis) -> Json:
+    """``evaluate(defn, series, at)`` from the summaries of its series over its window (``summarizable(defn)``
+    must hold; a missing summary stands for no buckets)."""
+    s = summaries.get((defn.series.id, defn.window_ms)) or _EMPTY
+    agg = defn.aggregate
+    if agg == "count":
+        return s.n
+    if agg == "sum":
+        return int(s.total) if s.total.is_integer() else s.total
+    if agg == "avg":
+        return None if s.nn == 0 else s.total / s.nn
+    if agg == "min":
+        return None if s.vmin is None else _number(s.vmin)
+    if agg == "max":
+        return None if s.vmax is None else _number(s.vmax)
+    if agg == "ratio":
+        assert defn.denominator is not None
+        den = (summaries.get((defn.denominator.id, defn.window_ms)) or _EMPTY).n
+        return None if den == 0 else s.n / den
+    if agg not in ("first", "last", "days_since") or not summarizable(defn):
+        raise ValueError(f"{agg} of {defn.name!r} is not computed from a summary")
+    if s.first_ts is None or s.last_ts is None:
+        return None
+    if agg == "first":
+        return to_iso(s.first_ts)
+    if agg == "days_since":
+        return (at - bucket_of(s.last_ts)) // DAY
+    return to_iso(s.last_ts)
+
+
+_EMPTY = Summary()
+
+
 def evaluate_all(defs: Iterable[TraitDef], series: Mapping[str, Sequence[Bucket]], at: Millis) -> dict[str, Json]:
     return {d.name: evaluate(d, series, at) for d in defs}

@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from rapport.profiles.computed import Aggregate, Bucket, SeriesKey, TraitDef, evaluate, in_window
+from rapport.profiles.computed import (
+    Aggregate,
+    Bucket,
+    SeriesKey,
+    Summary,
+    TraitDef,
+    evaluate,
+    evaluate_summary,
+    in_window,
+)
 from rapport.rules import EventFn, to_text
 from rapport.types import DAY, Millis
 
@@ -45,4 +54,18 @@ def function_value(fn: EventFn, buckets: Sequence[Bucket], at: Millis) -> object
     key = series_key(fn)
     defn = TraitDef(name=fn.fn, aggregate=_AGGREGATES[fn.fn], series=key, window_ms=fn.within_ms)
     value: object | None = evaluate(defn, {key.id: buckets}, at)
+    return value
+
+
+def summary_value(fn: EventFn, summary: Summary, at: Millis) -> object | None:
+    """``function_value(fn, buckets, at)`` from the summary of those buckets over ``fn``'s window."""
+    if fn.fn in ("last_seen", "first_seen", "days_since"):
+        if summary.first_ts is None or summary.last_ts is None:
+            return None
+        if fn.fn == "first_seen":
+            return summary.first_ts
+        return summary.last_ts if fn.fn == "last_seen" else (at - summary.last_ts) / DAY
+    key = series_key(fn)
+    defn = TraitDef(name=fn.fn, aggregate=_AGGREGATES[fn.fn], series=key, window_ms=fn.within_ms)
+    value: object | None = evaluate_summary(defn, {(key.id, fn.within_ms): summary}, at)
     return value

@@ -20,11 +20,19 @@ import orjson
 from rapport.consent.decide import may_use
 from rapport.consent.model import LedgerEntry
 from rapport.privacy.pii import is_marker
-from rapport.profiles.computed import Bucket
+from rapport.profiles.computed import (
+    Bucket,
+    Summary,
+    SummaryKey,
+    TraitDef,
+    evaluate_summary,
+    summarizable,
+    summary_keys,
+)
 from rapport.profiles.computed import evaluate as evaluate_trait
 from rapport.rules import EventFn, Node, Path, evaluate, event_functions, paths, segments
 from rapport.segments.check import ensure_segment_rule
-from rapport.segments.functions import function_value, series_key
+from rapport.segments.functions import function_value, series_key, summary_value
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql.consent import ledger_entry
@@ -76,17 +84,35 @@ class Needs:
     distinct: frozenset[str] = frozenset()
     consent: bool = False
     segments: frozenset[str] = frozenset()
+    windows: frozenset[SummaryKey] = frozenset()
+    """The (series, window) pairs read through a summary (``rapport.profiles.computed.Summary``)."""
+    rows: frozenset[str] = frozenset()
+    """The series read by what a summary cannot answer (distinct values, a property's first or last value)."""
+
+
+def trait_needs(defn: TraitDef) -> tuple[set[str], set[SummaryKey], set[str]]:
+    """(series, summaries, series needing their buckets) that reading computed trait ``defn`` takes."""
+    series = {s.id for s in defn.all_series()}
+    if summarizable(defn):
+        return series, set(summary_keys(defn)), set()
+    return series, set(), {defn.series.id}
 
 
 def needs(rule: Node, rt: WorkspaceRuntime) -> Needs:
     """What ``rule`` reads of a profile in workspace ``rt``."""
     found = paths(rule)
-    series = {series_key(fn).id for fn in event_functions(rule)}
+    functions = event_functions(rule)
+    series = {series_key(fn).id for fn in functions}
+    windows = {(series_key(fn).id, fn.within_ms) for fn in functions}
     distinct: set[str] = set()
+    rows: set[str] = set()
     for path in found:
         defn = rt.traits.get(path.parts[0]) if path.root == "computed" and path.parts else None
         if defn is not None:
-            series.update(s.id for s in defn.all_series())
+            read, summaries, raw = trait_needs(defn)
+            series |= read
+            windows |= summaries
+            rows |= raw
             if defn.aggregate == "distinct":
                 distinct.add(defn.series.id)
     return Needs(
@@ -95,6 +121,8 @@ def needs(rule: Node, rt: WorkspaceRuntime) -> Needs:
         distinct=frozenset(distinct),
         consent=any(p.root == "consent" for p in found),
         segments=segments(rule),
+        windows=frozenset(windows),
+        rows=frozenset(rows),
     )
 
 
@@ -105,6 +133,9 @@ class StoredContext:
     rt: WorkspaceRuntime
     data: ProfileData
     now_ms: Millis
+    summaries: Mapping[SummaryKey, Summary] | None = None
+    """Summaries at ``now_ms`` (``storage.sql.profiles.summaries``): a computed value or event function whose
+    summary is here is read from it, anything else from ``data.series``."""
 
     def lookup(self, path: Path) -> tuple[bool, object]:
         if not path.parts:
@@ -116,7 +147,12 @@ class StoredContext:
         name = path.parts[0]
         if path.root == "computed":
             defn = self.rt.traits.get(name)
-            return (False, None) if defn is None else (True, evaluate_trait(defn, self.data.series, self.now_ms))
+            if defn is None:
+                return False, None
+            summaries = self.summaries
+            if summaries is not None and (defn.series.id, defn.window_ms) in summaries and summarizable(defn):
+                return True, evaluate_summary(defn, summaries, self.now_ms)
+            return True, evaluate_trait(defn, self.data.series, self.now_ms)
         if path.root == "consent":
             purpose = self.rt.catalog.purposes.get(name)
             return (False, None) if purpose is None else (True, may_use(self.data.ledger, purpose, self.now_ms).allowed)
@@ -134,7 +170,11 @@ class StoredContext:
         return True, current
 
     def event_function(self, fn: EventFn) -> object | None:
-        return function_value(fn, self.data.series.get(series_key(fn).id, ()), self.now_ms)
+        sid = series_key(fn).id
+        summary = self.summaries.get((sid, fn.within_ms)) if self.summaries is not None else None
+        if summary is not None:
+            return summary_value(fn, summary, self.now_ms)
+        return function_value(fn, self.data.series.get(sid, ()), self.now_ms)
 
     def in_segment(self, name: str) -> bool:
         return any(stay.segment == name and stay.covers(self.now_ms) for stay in self.data.stays)

@@ -596,6 +596,8 @@ def test_stored_assignments_are_read_in_one_query(client: ApiClient, workspace: 
 
         def __getattr__(self, name: str) -> Any:
             method = getattr(self.conn, name)
+            if not callable(method):
+                return method
 
             def call(sql: str, *args: Any, **kwargs: Any) -> Any:
                 statements.append(sql)

@@ -17,6 +17,7 @@ from rapport.consent import (
     LedgerEntry,
     LegalBasis,
     Purpose,
+    allowed_purposes,
     current_state,
     history,
     may_use,
@@ -330,3 +331,13 @@ def test_current_state_agrees_with_may_use(entries: list[LedgerEntry], at: int) 
 def test_entries_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         GRANT.state = "denied"  # type: ignore[misc]
+
+
+@settings(max_examples=300)
+@given(ledgers(), st.sampled_from(["consent", "legitimate_interest"]), st.integers(-1, 35))
+def test_allowed_purposes_from_rows_agree_with_current_state(entries: list[LedgerEntry], basis: LegalBasis,
+                                                           at: int) -> None:
+    catalog = Catalog.of([Purpose("analytics", "consent"), Purpose("advertising", basis)])
+    rows = [(e.purpose, e.state, e.effective_at, e.seq, e.expires_at) for e in entries]
+    expected = {name for name, decision in current_state(entries, catalog, at).items() if decision.allowed}
+    assert allowed_purposes(rows, catalog, at) == expected

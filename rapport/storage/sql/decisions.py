@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rapport.storage.base import Conn, Row
-from rapport.storage.sql.consent import LEDGER_COLUMNS
 from rapport.types import Millis
 
 OWNING_EVENTS = ("Order Completed", "Order Refunded", "Product Returned")
@@ -59,15 +58,18 @@ def assignments(conn: Conn, ws: str, profile_id: str, experiments: Sequence[str]
         f" WHERE workspace_id = ? AND profile_id = ? AND experiment IN ({marks})", (ws, profile_id, *experiments))
 
 
-_LEDGER = ", ".join(f"c.{column.strip()}" for column in LEDGER_COLUMNS.split(","))
-
-
-def owner_and_ledger(conn: Conn, ws: str, id_type: str, value_key: str) -> list[Row]:
-    """(profile_id, *``consent.LEDGER_COLUMNS``) of the profile holding the identifier, one row per consent ledger
-    entry in effect order (the ledger columns NULL when it has none); no row for an unknown identifier. Finding a
-    person and reading their consent is the first thing every decision does: one statement."""
+def owner_and_consent(conn: Conn, ws: str, id_type: str, value_key: str) -> list[Row]:
+    """(profile_id, purpose, state, effective_at, seq, expires_at) of the profile holding the identifier, one row
+    per consent ledger entry (the ledger columns NULL when it has none); no row for an unknown identifier. Finding
+    a person and reading their consent is the first thing every decision does: one statement, answered from the
+    ledger's index."""
     return conn.all(
-        f"SELECT i.profile_id, {_LEDGER} FROM identifiers i LEFT JOIN consent_ledger c"
-        " ON c.workspace_id = i.workspace_id AND c.profile_id = i.profile_id"
-        " WHERE i.workspace_id = ? AND i.type = ? AND i.value_key = ? ORDER BY c.effective_at, c.seq",
-        (ws, id_type, value_key))
+        "SELECT i.profile_id, c.purpose, c.state, c.effective_at, c.seq, c.expires_at FROM identifiers i"
+        " LEFT JOIN consent_ledger c ON c.workspace_id = i.workspace_id AND c.profile_id = i.profile_id"
+        " WHERE i.workspace_id = ? AND i.type = ? AND i.value_key = ?", (ws, id_type, value_key))
+
+
+def consent_rows(conn: Conn, ws: str, profile_id: str) -> list[Row]:
+    """(purpose, state, effective_at, seq, expires_at) of each of the profile's consent ledger entries."""
+    return conn.all("SELECT purpose, state, effective_at, seq, expires_at FROM consent_ledger"
+                    " WHERE workspace_id = ? AND profile_id = ?", (ws, profile_id))

@@ -6,8 +6,10 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 
+from rapport.profiles.computed import Summary, SummaryKey
 from rapport.profiles.values import flatten
 from rapport.storage.base import Conn, Dialect, Row
+from rapport.types import Millis
 
 TRAIT_UPSERT = (
     "INSERT INTO traits (workspace_id, profile_id, name, value, key_profile_id, source, ts, message_id)"
@@ -89,6 +91,47 @@ def buckets(conn: Conn, ws: str, profile_id: str, series: Sequence[str]) -> list
         f" last_val FROM buckets WHERE workspace_id = ? AND profile_id = ? AND series IN ({marks})",
         (ws, profile_id, *series),
     )
+
+
+def summaries(conn: Conn, ws: str, profile_id: str, keys: frozenset[SummaryKey], at: Millis
+              ) -> dict[SummaryKey, Summary]:
+    """The summary (``rapport.profiles.computed.Summary``) of each (series, window) of ``keys`` for one profile at
+    instant ``at``, in one statement of one index range per key: a key without buckets gets an empty summary.
+    Totals are summed in bucket order (SQLite reads a range in its primary key's order; PostgreSQL is told), so
+    they equal ``evaluate``'s sums."""
+    if not keys:
+        return {}
+    plan = _SUMMARY_PLANS.get((keys, conn.dialect.name))
+    if plan is None:
+        plan = _summary_plan(keys, conn.dialect.name)
+    wanted, sql = plan
+    params: list[object] = []
+    for series, window in wanted:
+        params += (ws, profile_id, series, at) if window is None else (ws, profile_id, series, at, at - window)
+    out = dict.fromkeys(wanted, _EMPTY_SUMMARY)
+    for index, n, nn, summed, vmin, vmax, first_ts, last_ts in conn.all(sql, params):
+        if n is not None:
+            out[wanted[index]] = Summary(int(n), int(nn), float(summed), None if vmin is None else float(vmin),
+                                         None if vmax is None else float(vmax), int(first_ts), int(last_ts))
+    return out
+
+
+def _summary_plan(keys: frozenset[SummaryKey], dialect: str) -> tuple[list[SummaryKey], str]:
+    wanted = sorted(keys, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    total = "sum(total ORDER BY bucket)" if dialect == "postgres" else "sum(total)"
+    sql = " UNION ALL ".join(
+        f"SELECT {index}, sum(n), sum(nn), {total}, min(vmin), max(vmax), min(first_ts), max(last_ts) FROM buckets"
+        " WHERE workspace_id = ? AND profile_id = ? AND series = ? AND bucket <= ?"
+        + ("" if window is None else " AND bucket > ?") for index, (_, window) in enumerate(wanted))
+    if len(_SUMMARY_PLANS) >= 1024:
+        _SUMMARY_PLANS.clear()
+    _SUMMARY_PLANS[(keys, dialect)] = wanted, sql
+    return wanted, sql
+
+
+_SUMMARY_PLANS: dict[tuple[frozenset[SummaryKey], str], tuple[list[SummaryKey], str]] = {}
+"""The statement reading each set of summaries, per dialect (bounded: cleared when full)."""
+_EMPTY_SUMMARY = Summary()
 
 
 def bucket_values(conn: Conn, ws: str, profile_id: str, series: Sequence[str]) -> list[Row]:
