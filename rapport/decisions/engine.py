@@ -385,9 +385,12 @@ def _fallback(placement: Placement, blocks: Mapping[str, Block], person: Person,
                         tuple(dropped))
     problem = eligible(block, person, now, personal=False)
     if problem is None:
-        anonymous = BlockContext(request=person.render.request, locale=person.render.locale)
-        chosen = _render(block, Reason("consent_fallback", skipped_experiments=skipped), 1.0, anonymous.variables(),
-                         chain, dropped)
+        _, key = block.text_for(chain)
+        static = all(part.template is None for part in block.compiled[key])
+        anonymous = {} if static else BlockContext(request=person.render.request,
+                                                   locale=person.render.locale).variables()
+        chosen = _render(block, Reason("consent_fallback", skipped_experiments=skipped), 1.0, anonymous, chain,
+                         dropped)
         if chosen is not None:
             return _decision(placement, chosen, chosen.reason, 1.0, dropped, None)
     else:

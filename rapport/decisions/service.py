@@ -60,6 +60,7 @@ OWNED_LIMIT = 200
 """Newest bought/refunded/returned events read for the products a person owns: a decision reads a bounded number
 of rows however long the person's history."""
 REQUEST_FIELDS = ("user_id", "anonymous_id", "profile_id", "placements", "context", "locale", "dry_run")
+_KNOWN_FIELDS = frozenset({*REQUEST_FIELDS, "writeKey"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object such as {\"user_id\": \"u1\", \"placements\": "
                               "[\"home_hero\"]}", code="invalid_request")
-    unknown = sorted(set(body) - set(REQUEST_FIELDS) - {"writeKey"})
+    unknown = sorted(body.keys() - _KNOWN_FIELDS)
     if unknown:
         raise ValidationError(f"unknown field(s) {', '.join(map(repr, unknown))}; expected "
                               f"{', '.join(REQUEST_FIELDS)}", code="invalid_request")
@@ -112,7 +113,7 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
     if not isinstance(context, dict):
         raise ValidationError("'context' must be an object, e.g. {\"page\": \"home\"}", code="invalid_request",
                               details=[{"field": "context"}])
-    if len(orjson.dumps(context)) > MAX_CONTEXT_BYTES:
+    if context and len(orjson.dumps(context)) > MAX_CONTEXT_BYTES:
         raise ValidationError(f"'context' is over {MAX_CONTEXT_BYTES} bytes", code="invalid_request",
                               details=[{"field": "context"}])
     locale = body.get("locale")
