@@ -62,9 +62,9 @@ ConsentRow = tuple[str, str, Millis, int, Millis | None]
 """A ledger entry as far as deciding reads it: (purpose, state, effective_at, seq, expires_at)."""
 
 
-def allowed_purposes(rows: Iterable[ConsentRow], catalog: Catalog, at: Millis) -> frozenset[str]:
-    """The purposes of ``catalog`` allowed at ``at``: those ``current_state`` allows, from ledger rows read
-    without the rest of each entry (a reader that needs only the answer, such as a decision)."""
+def allowed_purposes(rows: Iterable[ConsentRow], catalog: Iterable[Purpose], at: Millis) -> frozenset[str]:
+    """The purposes of ``catalog`` (or of any purposes) allowed at ``at``: those ``current_state`` allows, from
+    ledger rows read without the rest of each entry (readers that need only the answer: decisions, ingestion)."""
     latest: dict[str, ConsentRow] = {}
     for row in rows:
         if row[2] > at:

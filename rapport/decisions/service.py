@@ -39,6 +39,7 @@ from rapport.profiles.computed import SummaryKey
 from rapport.rules import EventFn, Path
 from rapport.segments.stored import Needs, ProfileData, StoredContext, load
 from rapport.storage.base import Conn
+from rapport.storage.sql import consent as consent_sql
 from rapport.storage.sql import decisions as sql
 from rapport.storage.sql import exposures as exposures_sql
 from rapport.storage.sql import identity as identity_sql
@@ -210,19 +211,14 @@ def find_with_consent(conn: Conn, ws: str, id_type: IdType, value: str) -> tuple
         pid = identity_sql.live_root(conn, ws, value)
         if pid is None:
             return None, []
-        return pid, [_consent_row(row) for row in sql.consent_rows(conn, ws, pid)]
+        return pid, [consent_sql.state_row(row) for row in consent_sql.states(conn, ws, [pid])]
     ident = normalize(id_type, value)
     if ident is None:
         return None, []
     rows = sql.owner_and_consent(conn, ws, id_type, ident.value)
     if not rows:
         return None, []
-    return str(rows[0][0]), [_consent_row(row[1:]) for row in rows if row[1] is not None]
-
-
-def _consent_row(row: Sequence[object]) -> ConsentRow:
-    purpose, state, effective, seq, expires = row
-    return str(purpose), str(state), int(str(effective)), int(str(seq)), None if expires is None else int(str(expires))
+    return str(rows[0][0]), [consent_sql.state_row(row) for row in rows if row[1] is not None]
 
 
 def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: Sequence[Placement],
@@ -241,7 +237,7 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
                               locale=locale or "")
         return Loaded(None, Person(rules, render, allowed, known=False))
     if consent is None:
-        consent = [_consent_row(row) for row in sql.consent_rows(conn, rt.id, profile_id)]
+        consent = [consent_sql.state_row(row) for row in consent_sql.states(conn, rt.id, [profile_id])]
     allowed = allowed_purposes(consent, rt.catalog, now)
     # A placement whose purpose the person does not allow falls back without their data: only the placements
     # they allow are read for (nothing more than consent when they allow none).

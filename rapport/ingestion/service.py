@@ -17,8 +17,8 @@ from functools import cached_property
 import orjson
 
 from rapport.clock import Clock
-from rapport.consent.decide import may_use
-from rapport.consent.model import ConsentState, LedgerEntry
+from rapport.consent.decide import ConsentRow, allowed_purposes
+from rapport.consent.model import ConsentState
 from rapport.identity.service import IdentityWriter
 from rapport.ingestion.model import IngestResult, Message, Quarantined
 from rapport.journeys.feed import journey_hears
@@ -33,7 +33,6 @@ from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.storage.sql import quarantine as quarantine_sql
-from rapport.storage.sql.consent import ledger_entry
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
 
@@ -56,7 +55,7 @@ class _Writes:
 
     consent: list[tuple[object, ...]]
     events: list[tuple[object, ...]]
-    derive: list[tuple[Message, str, str, dict[str, object], set[str], bool]]
+    derive: list[tuple[Message, str, str, dict[str, object], frozenset[str], bool]]
     """Per buffered event: what traits and buckets need once it is stored (and has its ``seq``)."""
     pending: _Pending
     touched: dict[str, Touched]
@@ -113,9 +112,9 @@ class BatchJob:
             fresh.append((message, key))
         identity = IdentityWriter(conn, rt, self.keyring, self.clock)
         identity.prefetch([m for m, _ in fresh])
-        ledgers: dict[str, list[LedgerEntry]] = {p: [] for p in identity.holders}
-        for row in consent_sql.entries(conn, ws, identity.holders):
-            ledgers[str(row[2])].append(ledger_entry(row))
+        ledgers: dict[str, list[ConsentRow]] = {p: [] for p in identity.holders}
+        for row in consent_sql.states(conn, ws, identity.holders):
+            ledgers[str(row[0])].append(consent_sql.state_row(row))
         writes = _Writes([], [], [], _Pending({}, {}), {}, 0, 0, 0)
 
         def flush() -> None:
@@ -136,7 +135,7 @@ class BatchJob:
             if ledger is None:
                 # A profile created in this batch has no stored entries until something is flushed.
                 ledger = [] if profile_id in identity.created and not merged_any else [
-                    ledger_entry(r) for r in consent_sql.entries(conn, ws, [profile_id])]
+                    consent_sql.state_row(r) for r in consent_sql.states(conn, ws, [profile_id])]
                 ledgers[profile_id] = ledger
             self._record_context_consent(writes, message, profile_id, ledger, now)
             allowed = self._allowed_purposes(ledger, message.ts)
@@ -197,10 +196,10 @@ class BatchJob:
             return message.message_id
         return f"{message.message_id}#{self.clock.new_id('d')}"
 
-    def _allowed_purposes(self, ledger: list[LedgerEntry], at: int) -> set[str]:
+    def _allowed_purposes(self, ledger: list[ConsentRow], at: int) -> frozenset[str]:
         """The purposes the job asks about (the workspace's event purposes and the series' purposes)
         that ``ledger`` allows at ``at``: the only members of the set anything tests."""
-        return {p.name for p in self._asked if may_use(ledger, p, at).allowed}
+        return allowed_purposes(ledger, self._asked, at)
 
     @staticmethod
     def _minimized(body: dict[str, object]) -> dict[str, object]:
@@ -212,7 +211,7 @@ class BatchJob:
         return kept
 
     def _record_context_consent(
-        self, writes: _Writes, message: Message, profile_id: str, ledger: list[LedgerEntry], now: int
+        self, writes: _Writes, message: Message, profile_id: str, ledger: list[ConsentRow], now: int
     ) -> None:
         context = message.body.get("context")
         if not isinstance(context, dict):
@@ -226,9 +225,9 @@ class BatchJob:
         for purpose_name, state in intents:
             if purpose_name not in self.rt.catalog:
                 continue
-            latest = max((e for e in ledger if e.purpose == purpose_name and e.effective_at <= message.ts),
-                         key=lambda e: e.order_key, default=None)
-            if latest is not None and latest.state == state:
+            latest = max((e for e in ledger if e[0] == purpose_name and e[2] <= message.ts),
+                         key=lambda e: (e[2], e[3]), default=None)
+            if latest is not None and latest[1] == state:
                 continue
             purpose = self.rt.catalog.get(purpose_name)
             expires = None
@@ -243,12 +242,8 @@ class BatchJob:
             ))
             # Written in this order when the job flushes, after every stored entry: a provisional
             # sequence number above all of them orders the entry as its stored one will.
-            ledger.append(LedgerEntry(
-                id=entry_id, seq=_PROVISIONAL + len(writes.consent), profile_id=profile_id, purpose=purpose_name,
-                state=state, legal_basis=purpose.legal_basis, source=source, policy_version=None, proof=proof,
-                recorded_at=now, effective_at=message.ts, expires_at=expires,
-            ))
-        horizon = max((e.effective_at for e in ledger), default=message.ts)
+            ledger.append((purpose_name, state, message.ts, _PROVISIONAL + len(writes.consent), expires))
+        horizon = max((e[2] for e in ledger), default=message.ts)
         if message.ts >= horizon:
             # From ``horizon`` on, the latest entry of each purpose is its latest overall: the one just
             # checked or written. The same intents later than that need no look at the ledger.
@@ -277,7 +272,7 @@ class BatchJob:
                 pending.traits[(profile_id, name)] = row
 
     def _feed_series(
-        self, pending: _Pending, message: Message, profile_id: str, seq: int, live: set[str], allowed: set[str]
+        self, pending: _Pending, message: Message, profile_id: str, seq: int, live: set[str], allowed: frozenset[str]
     ) -> None:
         props = message.body.get("properties")
         properties = props if isinstance(props, dict) else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rapport.consent.decide import ConsentRow
 from rapport.consent.model import LedgerEntry
 from rapport.storage.base import Conn, Row
 
@@ -41,6 +42,23 @@ def entries(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:
         " ORDER BY effective_at, seq",
         (ws, *profile_ids),
     )
+
+
+def states(conn: Conn, ws: str, profile_ids: Sequence[str]) -> list[Row]:
+    """(profile_id, purpose, state, effective_at, seq, expires_at) of each ledger entry of ``profile_ids``: what
+    deciding reads (``consent.decide.allowed_purposes``), answered from the ledger's index alone."""
+    if not profile_ids:
+        return []
+    marks = ",".join("?" * len(profile_ids))
+    return conn.all(
+        "SELECT profile_id, purpose, state, effective_at, seq, expires_at FROM consent_ledger"
+        f" WHERE workspace_id = ? AND profile_id IN ({marks})", (ws, *profile_ids))
+
+
+def state_row(row: Sequence[Any]) -> ConsentRow:
+    """A ``states`` row without its profile id, typed as ``allowed_purposes`` reads it."""
+    _profile, purpose, state, effective, seq, expires = row
+    return str(purpose), str(state), int(effective), int(seq), None if expires is None else int(expires)
 
 
 def ledger_entry(row: Sequence[Any]) -> LedgerEntry:

@@ -67,9 +67,3 @@ def owner_and_consent(conn: Conn, ws: str, id_type: str, value_key: str) -> list
         "SELECT i.profile_id, c.purpose, c.state, c.effective_at, c.seq, c.expires_at FROM identifiers i"
         " LEFT JOIN consent_ledger c ON c.workspace_id = i.workspace_id AND c.profile_id = i.profile_id"
         " WHERE i.workspace_id = ? AND i.type = ? AND i.value_key = ?", (ws, id_type, value_key))
-
-
-def consent_rows(conn: Conn, ws: str, profile_id: str) -> list[Row]:
-    """(purpose, state, effective_at, seq, expires_at) of each of the profile's consent ledger entries."""
-    return conn.all("SELECT purpose, state, effective_at, seq, expires_at FROM consent_ledger"
-                    " WHERE workspace_id = ? AND profile_id = ?", (ws, profile_id))
