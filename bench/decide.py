@@ -39,6 +39,8 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -217,11 +219,26 @@ def population(users: int, seed: int) -> list[str]:
     return ids
 
 
-def decide_body(user_id: str, index: int) -> bytes:
-    """One ``POST /api/v1/decide`` body: a known person, the three placements, a request context."""
+def decide_body(user_id: str, index: int, secret: bytes | None = None) -> bytes:
+    """One ``POST /api/v1/decide`` body: a known person, the three placements, a request context; with the
+    workspace's identity-verification ``secret``, the ``user_hash`` a write key needs (computed as the shop's own
+    server would, before the page is sent)."""
     page = ("home", "product", "cart")[index % 3]
-    return orjson.dumps({"user_id": user_id, "placements": list(PLACEMENTS),
-                         "context": {"page": page, "locale": "en-US", "device": "mobile" if index % 2 else "desktop"}})
+    device = "mobile" if index % 2 else "desktop"
+    body: dict[str, Any] = {"user_id": user_id, "placements": list(PLACEMENTS),
+                            "context": {"page": page, "locale": "en-US", "device": device}}
+    if secret is not None:
+        body["user_hash"] = hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()
+    return orjson.dumps(body)
+
+
+def identity_secret(rapport: Any, workspace_id: str) -> bytes:
+    """The workspace's identity-verification secret, read in process."""
+    from rapport.types import WorkspaceId
+
+    rt = rapport.runtime(WorkspaceId(workspace_id))
+    secret: bytes = rapport.keyring.identity_key(rt.id, rt.wrapped_key)
+    return secret
 
 
 def prepare_decide(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -304,8 +321,10 @@ def http_request(method: str, path: str, port: int, body: bytes = b"", *, write_
     return (head + "\r\n").encode() + body
 
 
-def requests_for(endpoint: str, port: int, write_key: str, users: Sequence[str], count: int) -> tuple[str, list[bytes]]:
-    """The path of ``endpoint`` and ``count`` requests to it (decide-shaped bodies for the floors)."""
+def requests_for(endpoint: str, port: int, write_key: str, users: Sequence[str], count: int,
+                 secret: bytes | None = None) -> tuple[str, list[bytes]]:
+    """The path of ``endpoint`` and ``count`` requests to it (decide-shaped bodies for the floors; ``secret``: the
+    identity-verification secret that signs each body's user id)."""
     if endpoint == "healthz":
         raw = http_request("GET", "/healthz", port)
         return "/healthz", [raw] * count
@@ -317,7 +336,7 @@ def requests_for(endpoint: str, port: int, write_key: str, users: Sequence[str],
             write_key=write_key) for i in range(count)]
     path = {"bare": "/bench/bare", "bare-sync": "/bench/bare-sync", "decide": DECIDE_PATH,
             "decide-inline": "/bench/decide-inline"}[endpoint]
-    return path, [http_request("POST", path, port, decide_body(users[i % len(users)], i), write_key=write_key)
+    return path, [http_request("POST", path, port, decide_body(users[i % len(users)], i, secret), write_key=write_key)
                   for i in range(count)]
 
 
@@ -438,10 +457,11 @@ def ms(values: Sequence[float], q: float, scale: float) -> float | None:
     return round(loadgen.percentile(values, q) * scale, 3) if values else None
 
 
-def measure(endpoint: str, port: int, write_key: str, users: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
+def measure(endpoint: str, port: int, write_key: str, users: Sequence[str], args: argparse.Namespace,
+            secret: bytes | None = None) -> dict[str, Any]:
     """Warm-up, then the measured open loop, then the server-side durations of the measured part."""
     total = int(args.rate * (args.warmup + args.seconds)) + 1
-    path, requests = requests_for(endpoint, port, write_key, users, total)
+    path, requests = requests_for(endpoint, port, write_key, users, total, secret)
     warm_n = int(args.rate * args.warmup)
     if warm_n:
         run_async(open_loop(port, requests[:warm_n], rate=args.rate, seconds=args.warmup))
@@ -493,7 +513,8 @@ def in_process(url: str, data_dir: Path, workspace_id: str, users: Sequence[str]
 
     rapport = Rapport(Settings(database_url=url, data_dir=data_dir))
     try:
-        bodies = [orjson.loads(decide_body(users[i % len(users)], i)) for i in range(args.in_process_calls)]
+        secret = identity_secret(rapport, workspace_id)
+        bodies = [orjson.loads(decide_body(users[i % len(users)], i, secret)) for i in range(args.in_process_calls)]
         for body in bodies[: max(1, len(bodies) // 10)]:
             decide_in_process(rapport, workspace_id, body)
         durations: list[float] = []
@@ -543,6 +564,7 @@ def main() -> None:
         "args": vars(args), "code": code_version(), "endpoints": [],
     }
     users = population(args.users, args.seed)
+    secret: bytes | None = None
     try:
         needs_people = "decide" in endpoints or "decide-inline" in endpoints or args.in_process
         if needs_people:
@@ -551,12 +573,13 @@ def main() -> None:
             print(f"seeded: {results['seed']}", flush=True)
             results["model"] = orjson.loads(train_model(env, ws["workspace_id"]))
             print(f"trained: {results['model']}", flush=True)
+            secret = bytes.fromhex(cli(env, "workspace", "identity-secret", "--workspace", ws["workspace_id"]).strip())
         else:
             ws = create_workspace(env, "bench")
         port = free_port()
         with decide_server(env, port, work / "server.log"):
             for endpoint in endpoints:
-                row = measure(endpoint, port, ws["write_key"], users, args)
+                row = measure(endpoint, port, ws["write_key"], users, args, secret)
                 results["endpoints"].append(row)
                 print(f"{endpoint}: {row}", flush=True)
         if args.in_process:

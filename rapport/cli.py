@@ -127,6 +127,23 @@ def workspace_create(name: str, json: Annotated[bool, typer.Option("--json")] = 
             sys.stdout.write(f"{key}: {value}\n")
 
 
+@workspace_app.command("identity-secret")
+def workspace_identity_secret(workspace: WorkspaceOpt = None) -> None:
+    """Print the workspace's identity-verification secret (hex): your server signs each user id with it, `user_hash`
+    = hex HMAC-SHA256(secret, user id), before a browser asks for that user's decisions with the write key."""
+    from rapport.workspaces import verification
+
+    rapport = _rapport()
+    try:
+        ws = rapport.workspace_id(workspace)
+        rt = rapport.runtime(ws)
+        sys.stdout.write(verification.secret(rapport.keyring, rt).hex() + "\n")
+    except RapportError as exc:
+        _fail(exc)
+    finally:
+        rapport.close()
+
+
 def _changes(path: Path, workspace: str | None, *, write: bool, prune: bool) -> None:
     from rapport.api.app import run_backfills
     from rapport.resources import service

@@ -26,6 +26,7 @@ from rapport.storage.base import Conn
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import resources as resources_sql
 from rapport.storage.sql import workspaces as ws_sql
+from rapport.workspaces import verification
 from rapport.workspaces.model import Principal, Scope, WorkspaceSettings
 
 LOOKUP_TYPES = ("user_id", "anonymous_id", "email", "phone", "device_id")
@@ -236,6 +237,20 @@ def router(rapport: Rapport) -> APIRouter:
         await run_in_threadpool(rapport.db.write, job)
         rapport.invalidate(who.workspace_id)
         return json_response(settings.to_json())
+
+    @api.get("/settings/identity-secret")
+    def identity_secret(who: Principal = Depends(scoped("settings:write"))) -> Response:  # noqa: B008
+        """The workspace's identity-verification secret: your server signs a user id with it (`user_hash`, hex
+        HMAC-SHA256) before a browser or app asks `/api/v1/decide` for that user id with the write key. Each read
+        is audited."""
+        rt = rapport.runtime(who.workspace_id)
+        secret = verification.secret(rapport.keyring, rt).hex()
+        now = rapport.clock.now_ms()
+        rapport.db.write(lambda c: ws_sql.audit(c, who.workspace_id, who.actor, "settings.identity_secret.read",
+                                                who.workspace_id, {}, now))
+        return json_response({"identity_secret": secret, "algorithm": "HMAC-SHA256",
+                              "user_hash": "hex HMAC-SHA256 of the UTF-8 user id under the secret (hex-decoded)",
+                              "required": rt.settings.identity_verification})
 
     @api.get("/audit")
     def audit(after: int = 0, limit: int = Query(100, ge=1, le=1000),

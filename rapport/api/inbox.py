@@ -2,8 +2,9 @@
 the tracking API takes it) and the task lists of offline channels (``/api/v1/channels/{name}/tasks``, with an
 admin token).
 
-An inbox call names the person by ``user_id`` or ``anonymous_id``; it sees the messages of the unified
-profile holding that identifier and of every profile merged into it, and nothing of anyone else.
+An inbox call names the person by ``user_id`` (with its ``user_hash``, ``rapport.workspaces.verification``) or
+``anonymous_id``; it sees the messages of the unified profile holding that identifier and of every profile merged
+into it, and nothing of anyone else.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import inbox as inbox_sql
 from rapport.storage.sql import resources as resources_sql
 from rapport.types import Json, JsonObject
+from rapport.workspaces import verification
 from rapport.workspaces.model import Principal
 from rapport.workspaces.runtime import WorkspaceRuntime
 
 PERSON_TYPES: Final = ("user_id", "anonymous_id")
 """The identifiers an app knows its user by, and so the ones an inbox call may name."""
-INBOX_QUERY: Final = frozenset({*PERSON_TYPES, "limit", "before"})
+INBOX_QUERY: Final = frozenset({*PERSON_TYPES, "user_hash", "limit", "before"})
 TASKS_PAGE: Final = 1000
 """Tasks per read when a whole list is exported."""
 FILENAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
@@ -67,7 +69,12 @@ def router(rapport: Rapport) -> APIRouter:
         if unknown or len(given) != 1:
             raise ValidationError(f"name the person with exactly one of {', '.join(PERSON_TYPES)}",
                                   code="invalid_person", details=[{"unknown": unknown}] if unknown else [])
-        return Person(rapport.runtime(principal.workspace_id), given[0][0], given[0][1])
+        rt = rapport.runtime(principal.workspace_id)
+        id_type, value = given[0]
+        if id_type == "user_id" and not verification.verified(rapport.keyring, rt, value,
+                                                              request.query_params.get("user_hash")):
+            raise verification.refused("'&user_hash='")
+        return Person(rt, id_type, value)
 
     def profile_ids(conn: Conn, who: Person) -> list[str] | None:
         """The live profile holding the person's identifier and every profile merged into it; ``None`` when no

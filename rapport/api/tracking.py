@@ -86,6 +86,9 @@ def router(rapport: Rapport) -> APIRouter:
             errors.extend(plan_errors)
             if implied is not None and plan_errors:
                 raise ValidationError(plan_errors[0].message, code=plan_errors[0].code)
+            user_hash = request.query_params.get("user_hash")
+            if wanted:
+                round_trip.person(rapport, principal.workspace_id, indexed[0][1], user_hash)
             if not accepted and not quarantined:
                 if errors:
                     raise ValidationError(f"all {len(errors)} message(s) were refused", code="invalid_batch",
@@ -101,7 +104,7 @@ def router(rapport: Rapport) -> APIRouter:
                 out["quarantined"] = result.quarantined
             if wanted:
                 out["decisions"] = await run_in_threadpool(round_trip.decisions, rapport, principal.workspace_id,
-                                                           indexed[0][1], wanted)
+                                                           indexed[0][1], wanted, user_hash)
             return json_response(out)
         except Exception as exc:
             metrics.record_rejection(endpoint, exc)

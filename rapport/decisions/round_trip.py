@@ -2,8 +2,12 @@
 
 A client that wants one call sends its event with the ``decide`` query parameter; the response, sent once the
 event is committed, is ``{"success": true, "decisions": {...}}`` with each placement decided for the message's
-person (``userId``, else ``anonymousId``) as a write-key caller sees it, so the event itself (a purchase, a
-consent change) already counts. Only single-message endpoints take it: a batch may hold many people.
+person as a write-key caller sees it, so the event itself (a purchase, a consent change) already counts. Only
+single-message endpoints take it: a batch may hold many people.
+
+The person is the message's ``userId`` when the call proves it was given that id (``&user_hash=``, see
+``rapport.workspaces.verification``), else its ``anonymousId`` (after an identify, the same person); a message
+with neither usable is refused before it is stored.
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rapport.content.compile import library
-from rapport.decisions.service import MAX_PLACEMENTS, DecideRequest, decide_request, placements_of
+from rapport.decisions.service import (
+    MAX_PLACEMENTS,
+    DecideRequest,
+    IdType,
+    decide_request,
+    placements_of,
+)
 from rapport.errors import ValidationError
 from rapport.types import JsonObject, WorkspaceId
+from rapport.workspaces import verification
 
 if TYPE_CHECKING:
     from rapport.core import Rapport
@@ -39,17 +50,25 @@ def check(rapport: Rapport, ws: WorkspaceId, names: tuple[str, ...]) -> None:
     placements_of(library(rapport.runtime(ws)), names, list_known=False)
 
 
-def decisions(rapport: Rapport, ws: WorkspaceId, message: Message, names: tuple[str, ...]) -> JsonObject:
-    """The write-key view of each placement's decision for the message's person."""
-    if message.user_id:
-        request = DecideRequest("user_id", message.user_id, names, _context(message))
-    elif message.anonymous_id:
-        request = DecideRequest("anonymous_id", message.anonymous_id, names, _context(message))
-    else:
-        return {}
+def person(rapport: Rapport, ws: WorkspaceId, message: Message, user_hash: str | None) -> tuple[IdType, str]:
+    """Whom the round trip decides for (checked before the message is stored): a verified ``userId``, else the
+    ``anonymousId``; ``ForbiddenError`` when the message has only an unverified user id."""
+    if message.user_id and verification.verified(rapport.keyring, rapport.runtime(ws), message.user_id, user_hash):
+        return "user_id", message.user_id
+    if message.anonymous_id:
+        return "anonymous_id", message.anonymous_id
+    raise verification.refused("'&user_hash=' on the call")
+
+
+def decisions(rapport: Rapport, ws: WorkspaceId, message: Message, names: tuple[str, ...],
+              user_hash: str | None) -> JsonObject:
+    """The write-key view of each placement's decision for the message's person (``person``)."""
+    id_type, value = person(rapport, ws, message, user_hash)
+    request = DecideRequest(id_type, value, names, _context(message), user_hash=user_hash)
     locale = message.body.get("context", {}).get("locale") if isinstance(message.body.get("context"), dict) else None
     if isinstance(locale, str):
-        request = DecideRequest(request.id_type, request.id_value, names, request.context, locale)
+        request = DecideRequest(request.id_type, request.id_value, names, request.context, locale,
+                                user_hash=user_hash)
     out: JsonObject = decide_request(rapport, ws, request, full=False)["decisions"]
     return out
 

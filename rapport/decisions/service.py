@@ -45,6 +45,7 @@ from rapport.storage.sql import exposures as exposures_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import profiles as profiles_sql
 from rapport.types import Json, JsonObject, Millis
+from rapport.workspaces import verification
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
 
@@ -60,7 +61,7 @@ MAX_CONTEXT_BYTES = 8 * 1024
 OWNED_LIMIT = 200
 """Newest bought/refunded/returned events read for the products a person owns: a decision reads a bounded number
 of rows however long the person's history."""
-REQUEST_FIELDS = ("user_id", "anonymous_id", "profile_id", "placements", "context", "locale", "dry_run")
+REQUEST_FIELDS = ("user_id", "anonymous_id", "profile_id", "placements", "context", "locale", "dry_run", "user_hash")
 _KNOWN_FIELDS = frozenset({*REQUEST_FIELDS, "writeKey"})
 
 
@@ -75,6 +76,8 @@ class DecideRequest:
     locale: str | None = None
     dry_run: bool = False
     """A preview (admin only): nobody is assigned, no exposure or impression is recorded."""
+    user_hash: str | None = None
+    """Proof that the caller was given the ``user_id`` (``verify_identity``)."""
 
 
 def parse_request(body: Json, *, admin: bool) -> DecideRequest:
@@ -128,7 +131,20 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
     if dry_run and not admin:
         raise ValidationError("'dry_run' needs an admin token", code="invalid_request",
                               details=[{"field": "dry_run"}])
-    return DecideRequest(id_type, value.strip(), tuple(dict.fromkeys(placements)), context, locale, dry_run)
+    user_hash = body.get("user_hash")
+    if user_hash is not None and not (isinstance(user_hash, str) and 0 < len(user_hash) <= 128):
+        raise ValidationError("'user_hash' must be the hex HMAC-SHA256 of the user id", code="invalid_request",
+                              details=[{"field": "user_hash"}])
+    return DecideRequest(id_type, value.strip(), tuple(dict.fromkeys(placements)), context, locale, dry_run,
+                         user_hash)
+
+
+def verify_identity(rapport: Rapport, rt: WorkspaceRuntime, request: DecideRequest) -> None:
+    """Refuse a write-key request naming a ``user_id`` it cannot prove it was given (``rapport.workspaces
+    .verification``)."""
+    if request.id_type == "user_id" and not verification.verified(rapport.keyring, rt, request.id_value,
+                                                                  request.user_hash):
+        raise verification.refused("its 'user_hash'")
 
 
 def placements_of(lib: Library, names: Sequence[str], *, list_known: bool = True) -> list[Placement]:
@@ -504,6 +520,8 @@ def _start(rapport: Rapport, ws: str, request: DecideRequest, full: bool) -> _St
     rt = rapport.runtime(WorkspaceId(ws))
     lib = library(rt)
     placements = placements_of(lib, request.placements, list_known=full)
+    if not full:
+        verify_identity(rapport, rt, request)
     now = rapport.clock.now_ms()
 
     def read(conn: Conn) -> tuple[Loaded, Mapping[str, ScoringModel]]:

@@ -27,6 +27,7 @@ from rapport.ingestion.model import IngestResult, IngestTally, Message
 from rapport.ingestion.parse import ItemInvalid, parse_message
 from rapport.ingestion.plans import check_plans
 from rapport.models.catalog import Models
+from rapport.privacy import crypto
 from rapport.profiles import backfill
 from rapport.profiles.service import ProfileReader
 from rapport.recommendations import service as recommendations
@@ -38,6 +39,7 @@ from rapport.storage.base import Conn
 from rapport.storage.sql import imports as imports_sql
 from rapport.storage.sql import workspaces as ws_sql
 from rapport.types import JsonObject, WorkspaceId
+from rapport.workspaces import verification
 
 WORKSPACE = "demo"
 ACTOR = "demo"
@@ -103,6 +105,8 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
     played: experiment.Played | None = None
     """The cart-offer experiment's weeks played forward (None when an earlier run did it)."""
+    user_hash: str | None = None
+    """The sample person's ``user_hash``, as the shop's server would hand it to the browser (``tour``)."""
     segments: list[Reconciliation] = field(default_factory=list)
     """The batch refresh of every segment after generation: members and live-vs-batch differences."""
 
@@ -294,8 +298,16 @@ def run_demo(rapport: Rapport, options: DemoOptions, on_progress: OnProgress | N
     result = DemoResult(ws, write_key, admin_token, created, changes, generation, notes=notes,
                         played=None if played.skipped else played, segments=reconciled)
     result.sample = find_sample(rapport, ws)
+    if result.sample is not None and result.sample.user_id:
+        result.user_hash = user_hash(rapport, ws, result.sample.user_id)
     result.events = rapport.event_count(ws)
     return result
+
+
+def user_hash(rapport: Rapport, ws: WorkspaceId, user_id: str) -> str:
+    """What the shop's server computes for a browser asking for ``user_id``'s decisions with the write key."""
+    rt = rapport.runtime(ws)
+    return crypto.user_hash(verification.secret(rapport.keyring, rt), user_id)
 
 
 def measurement(rapport: Rapport, ws: WorkspaceId, played: experiment.Played) -> list[str]:
@@ -356,9 +368,11 @@ def tour(result: DemoResult, base_url: str) -> list[str]:
         f"curl -s {auth} -H 'Content-Type: application/json' -d "
         """'{"rule": "computed.order_count >= 3 and count(\\"Email Opened\\", within=30d) >= 1", "limit": 3}' """
         '"$RAPPORT_URL/api/v1/segments/preview"',
-        "# the home-page hero and the best offer for this customer, as a browser gets them (write key)",
+        "# the home-page hero and the best offer for this customer, as a browser gets them (write key; the shop's"
+        " server signs the user id: user_hash)",
         f"curl -s -u '{key}:' -H 'Content-Type: application/json' -d "
-        f"""'{{"user_id": "{user}", "placements": ["home_hero", "offers"]}}' """ '"$RAPPORT_URL/api/v1/decide"',
+        f"""'{{"user_id": "{user}", "user_hash": "{result.user_hash or ''}", """
+        """"placements": ["home_hero", "offers"]}' """ '"$RAPPORT_URL/api/v1/decide"',
         "# the same with an admin token: why, how sure, the model's top reasons",
         f"curl -s {auth} -H 'Content-Type: application/json' -d "
         f"""'{{"user_id": "{user}", "placements": ["offers"]}}' """ '"$RAPPORT_URL/api/v1/decide"',

@@ -32,6 +32,7 @@ VERSION = 1
 _VERSION_BYTE = bytes([VERSION])
 _OVERHEAD = 1 + NONCE_BYTES + TAG_BYTES
 LOOKUP_INFO = b"rapport-lookup-v1"
+IDENTITY_INFO = b"rapport-identity-verification-v1"
 
 
 class CryptoError(Terminal):
@@ -113,6 +114,20 @@ def lookup_key(workspace_key: bytes) -> bytes:
     _check_key(workspace_key, "a workspace key")
     hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=LOOKUP_INFO)
     return hkdf.derive(bytes(workspace_key))
+
+
+def identity_key(workspace_key: bytes) -> bytes:
+    """The workspace's identity-verification secret: the customer's own server signs user ids with it
+    (``user_hash``), so a public write key cannot ask for the decisions of a user id it was not given."""
+    _check_key(workspace_key, "a workspace key")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=IDENTITY_INFO)
+    return hkdf.derive(bytes(workspace_key))
+
+
+def user_hash(identity_key: bytes, user_id: str) -> str:
+    """Hex HMAC-SHA256 of the user id (UTF-8) under the identity-verification secret."""
+    _check_key(identity_key, "an identity-verification key")
+    return hmac.new(identity_key, user_id.encode(), hashlib.sha256).hexdigest()
 
 
 def blind_index(lookup_key: bytes, identifier_type: str, normalized_value: str) -> str:

@@ -81,9 +81,14 @@ class WorkspaceSettings:
     """``{"salt": S, "percent": P}``: the workspace's global control group. The people it holds enter no
     experiment and get no marketing message from any journey (``necessary`` messages still go), so the overall
     effect of all messaging can be measured against them."""
+    identity_verification: bool = True
+    """A write-key caller (a browser, an app) asking for decisions by ``user_id`` must send its ``user_hash``:
+    HMAC-SHA256 of the user id under the workspace's identity-verification secret, computed by the customer's
+    own server. Otherwise anyone holding the public write key could ask what any user id is shown. Calls by
+    ``anonymous_id`` (random, held by the browser) need none."""
 
     _FIELDS = ("pii_fields", "dedupe", "event_purposes", "consent_mapping", "identity", "timezone", "frequency_caps",
-               "seed_lists", "pii_print", "min_cell_count", "global_holdout")
+               "seed_lists", "pii_print", "min_cell_count", "global_holdout", "identity_verification")
 
     @classmethod
     def from_json(cls, data: JsonObject) -> WorkspaceSettings:
@@ -100,10 +105,11 @@ class WorkspaceSettings:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ValidationError(f"'{name}' must be a list of strings", code="invalid_settings")
                 kw[name] = tuple(value)
-        if "dedupe" in data:
-            if not isinstance(data["dedupe"], bool):
-                raise ValidationError("'dedupe' must be true or false", code="invalid_settings")
-            kw["dedupe"] = data["dedupe"]
+        for name in ("dedupe", "identity_verification"):
+            if name in data:
+                if not isinstance(data[name], bool):
+                    raise ValidationError(f"'{name}' must be true or false", code="invalid_settings")
+                kw[name] = data[name]
         for name in ("consent_mapping", "identity"):
             if name in data:
                 if not isinstance(data[name], dict):
@@ -146,7 +152,7 @@ class WorkspaceSettings:
                 "event_purposes": list(self.event_purposes), "consent_mapping": self.consent_mapping,
                 "identity": self.identity, "timezone": self.timezone, "frequency_caps": list(self.frequency_caps),
                 "seed_lists": self.seed_lists, "pii_print": self.pii_print, "min_cell_count": self.min_cell_count,
-                "global_holdout": self.global_holdout}
+                "global_holdout": self.global_holdout, "identity_verification": self.identity_verification}
 
 
 CAP_FIELDS = ("scope", "limit", "period_days", "channel", "tag")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 from typing import Any
 
 import httpx
@@ -68,6 +70,18 @@ def admin(client: ApiClient, ws: NewWorkspace, method: str, path: str, *, token:
     """Call an admin route with the workspace's admin token (or ``token``)."""
     headers = {**bearer(token or ws.admin_token), **kwargs.pop("headers", {})}
     return client.request(method, path, headers=headers, **kwargs)
+
+
+def user_hash(client: ApiClient, ws: NewWorkspace, user_id: str) -> str:
+    """What the customer's server hands a browser with a user id: HMAC-SHA256 of it under the identity secret."""
+    response = admin(client, ws, "GET", "/api/v1/settings/identity-secret")
+    assert response.status_code == 200, response.text
+    return hmac.new(bytes.fromhex(response.json()["identity_secret"]), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def proven(client: ApiClient, ws: NewWorkspace, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (a decide body or inbox query) with the ``user_hash`` a write key needs to name a ``user_id``."""
+    return {**fields, "user_hash": user_hash(client, ws, fields["user_id"])} if "user_id" in fields else fields
 
 
 def apply_yaml(client: ApiClient, ws: NewWorkspace, text: str, *, token: str | None = None) -> httpx.Response:

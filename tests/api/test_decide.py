@@ -12,11 +12,23 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from api.support import ApiClient, admin, apply_yaml, assert_error, basic, bearer, profile_of, track
+from api.support import (
+    ApiClient,
+    admin,
+    apply_yaml,
+    assert_error,
+    basic,
+    bearer,
+    profile_of,
+    proven,
+    track,
+    user_hash,
+)
 from rapport.cli import app as cli
 from rapport.core import NewWorkspace, Rapport
 from rapport.models import service as models_service
 from rapport.models.score import Calibration, ScoringModel
+from rapport.types import WorkspaceId
 
 RESOURCES = """
 kind: ComputedTrait
@@ -133,7 +145,7 @@ def grant(client: ApiClient, ws: NewWorkspace, profile_id: str, purpose: str = "
 
 def decide(client: ApiClient, ws: NewWorkspace, body: dict[str, Any], *, full: bool = False) -> Any:
     headers = bearer(ws.admin_token) if full else basic(ws.write_key)
-    response = client.post("/api/v1/decide", json=body, headers=headers)
+    response = client.post("/api/v1/decide", json=body if full else proven(client, ws, body), headers=headers)
     assert response.status_code == 200, response.text
     return response.json()["decisions"]
 
@@ -270,11 +282,11 @@ variants:
     names = ["home_hero", "banner", "by_trait", "promo"]
     for context in ({}, {"device": "mobile"}):
         for identity in ({"user_id": f"user-{seed}-zq"}, {"anonymous_id": f"anon-{seed}-zq"}):
-            response = client.post("/api/v1/decide", json={**identity, "placements": names, "context": context},
-                                   headers=basic(workspace.write_key))
+            body = proven(client, workspace, {**identity, "placements": names, "context": context})
+            response = client.post("/api/v1/decide", json=body, headers=basic(workspace.write_key))
             assert response.status_code == 200
             text = response.text
-            for value in (secret_trait, str(revenue), pid, f"user-{seed}-zq", f"anon-{seed}-zq",
+            for value in (secret_trait, str(revenue), pid, f"user-{seed}-zq", f"anon-{seed}-zq", "user_hash",
                           f"ada{seed}@mail.example", "sofa-1", "guardrails", "confidence", "score"):
                 assert value not in text, (value, text)
             for decision in response.json()["decisions"].values():
@@ -287,8 +299,9 @@ variants:
 def test_the_tracking_round_trip_returns_decisions(client: ApiClient, workspace: NewWorkspace) -> None:
     setup(client, workspace)
     pid = person(client, workspace, "u1", {"first_name": "Ada"})
-    response = track(client, workspace, "/v1/track?decide=home_hero,banner", {
-        "userId": "u1", "event": "Order Completed", "properties": {"revenue": 500}})
+    proof = user_hash(client, workspace, "u1")
+    response = track(client, workspace, f"/v1/track?decide=home_hero,banner&user_hash={proof}",
+                     {"userId": "u1", "event": "Order Completed", "properties": {"revenue": 500}})
     assert response.status_code == 200, response.text
     out = response.json()
     assert out["success"] is True
@@ -416,6 +429,10 @@ def test_the_content_commands(client: ApiClient, rapport: Rapport, workspace: Ne
     assert out["decisions"]["home_hero"]["content"] == {"body": "<h1>Willkommen zurück, Ada</h1>"}
     assert out["decisions"]["home_hero"]["confidence"] == 1.0 and out["profile_id"]
     assert out["dry_run"] is True  # a preview unless --record
+    secret = runner.invoke(cli, ["workspace", "identity-secret", "-w", ws])
+    assert secret.exit_code == 0, secret.output
+    assert secret.stdout.strip() == admin(client, workspace, "GET", "/api/v1/settings/identity-secret").json()[
+        "identity_secret"]
     recorded = runner.invoke(cli, ["content", "decide", "-w", ws, "--user-id", "u1", "-p", "home_hero", "--record"])
     assert recorded.exit_code == 0, recorded.output
     assert "dry_run" not in json.loads(recorded.stdout)
@@ -476,8 +493,8 @@ def test_offers_are_ranked_by_propensity_times_value(client: ApiClient, workspac
     assert full["reason"]["model"] == "rug_buyer" and full["reason"]["model_version"] == 4
     assert full["confidence"] == pytest.approx(rug) and full["reason"]["expected_value"] == pytest.approx(rug * 100)
     assert full["reason"]["top_reasons"] == [{"feature": "orders_90d", "value": 3.0, "contribution": 3.0}]
-    response = client.post("/api/v1/decide", json={"user_id": "u1", "placements": ["offers"]},
-                           headers=basic(workspace.write_key))
+    ask = proven(client, workspace, {"user_id": "u1", "placements": ["offers"]})
+    response = client.post("/api/v1/decide", json=ask, headers=basic(workspace.write_key))
     assert response.json()["decisions"]["offers"]["reason"] == {"kind": "rank"}
     assert "orders_90d" not in response.text and str(round(rug, 3))[:5] not in response.text
     trained["sofa_buyer"] = model("sofa_buyer", 1.0)
@@ -612,3 +629,54 @@ def test_stored_assignments_are_read_in_one_query(client: ApiClient, workspace: 
     loaded = rapport.db.read(load)
     assert set(loaded.assignments) == {"promo_test", "promo_second"}
     assert sum("experiment_assignments" in sql for sql in statements) == 1
+
+
+def test_a_write_key_asks_by_user_id_only_with_its_user_hash(client: ApiClient, workspace: NewWorkspace,
+                                                             rapport: Rapport) -> None:
+    setup(client, workspace)
+    person(client, workspace, "u1", {"first_name": "Ada"}, [{"revenue": 150}])
+    assert track(client, workspace, "/v1/identify", {"userId": "u1", "anonymousId": "anon-7f3"}).status_code == 200
+    ask = {"user_id": "u1", "placements": ["home_hero"]}
+    headers = basic(workspace.write_key)
+    # Without it anyone holding the public write key could read what any user id is shown ("Welcome back, Ada").
+    for body in (ask, {**ask, "user_hash": "0" * 64}, {**ask, "user_hash": user_hash(client, workspace, "u2")}):
+        refused = assert_error(client.post("/api/v1/decide", json=body, headers=headers), 403,
+                               "identity_not_verified")
+        assert "Ada" not in json.dumps(refused) and refused["details"] == [{"field": "user_hash"}]
+    verified = client.post("/api/v1/decide", json=proven(client, workspace, ask), headers=headers)
+    assert verified.json()["decisions"]["home_hero"]["content"]["body"] == "<h1>Welcome back, Ada</h1>"
+    # The browser's own anonymous id (random, tied to the person by identify) needs no proof.
+    by_anonymous = decide(client, workspace, {"anonymous_id": "anon-7f3", "placements": ["home_hero"]})
+    assert by_anonymous["home_hero"]["content"]["body"] == "<h1>Welcome back, Ada</h1>"
+    assert decide(client, workspace, ask, full=True)["home_hero"]["block"] == "hero_vip"  # an admin token needs none
+    # The round trip decides for a verified userId, else the message's anonymousId, else refuses to store it.
+    ws = workspace.workspace_id
+    stored = "SELECT count(*) FROM events WHERE workspace_id = ? AND name = 'Viewed'"
+    unproven = track(client, workspace, "/v1/track?decide=home_hero", {"userId": "u1", "event": "Viewed"})
+    assert_error(unproven, 403, "identity_not_verified")
+    assert rapport.db.read(lambda c: c.value(stored, (ws,))) == 0
+    wrong = track(client, workspace, "/v1/track?decide=home_hero&user_hash=00",
+                  {"userId": "u1", "anonymousId": "anon-7f3", "event": "Viewed"})
+    assert wrong.status_code == 200 and wrong.json()["decisions"]["home_hero"]["block"] == "hero_vip"
+    assert rapport.db.read(lambda c: c.value(stored, (ws,))) == 1
+    # A workspace may turn the check off (a server-side caller that holds the write key privately).
+    assert admin(client, workspace, "PATCH", "/api/v1/settings",
+                 json={"identity_verification": False}).status_code == 200
+    rapport.invalidate(WorkspaceId(ws))
+    assert client.post("/api/v1/decide", json=ask, headers=headers).status_code == 200
+    assert admin(client, workspace, "GET", "/api/v1/settings/identity-secret").json()["required"] is False
+
+
+def test_the_identity_secret_is_for_admins_and_each_read_is_audited(client: ApiClient, workspace: NewWorkspace,
+                                                                    rapport: Rapport) -> None:
+    first = admin(client, workspace, "GET", "/api/v1/settings/identity-secret")
+    assert first.status_code == 200 and len(bytes.fromhex(first.json()["identity_secret"])) == 32
+    assert first.json()["required"] is True
+    again = admin(client, workspace, "GET", "/api/v1/settings/identity-secret")
+    assert again.json()["identity_secret"] == first.json()["identity_secret"]
+    marketer = rapport.create_token(workspace.workspace_id, "marketer", "m", "test")
+    assert_error(client.get("/api/v1/settings/identity-secret", headers=bearer(marketer)), 403, "forbidden")
+    assert_error(client.get("/api/v1/settings/identity-secret", headers=basic(workspace.write_key)), 401,
+                 "missing_credentials")
+    entries = admin(client, workspace, "GET", "/api/v1/audit").json()["entries"]
+    assert [e["action"] for e in entries].count("settings.identity_secret.read") == 2

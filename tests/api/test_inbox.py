@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from api.support import ApiClient, admin, apply_yaml, assert_error, basic, bearer, profile_of, track
+from api.support import ApiClient, admin, apply_yaml, assert_error, basic, bearer, profile_of, proven, track
 from rapport.api.app import create_app
 from rapport.channels.base import Message, Receipt
 from rapport.channels.inapp import InAppChannel
@@ -73,7 +73,7 @@ def deliver(rapport: Rapport, ws: NewWorkspace, clock: FrozenClock, profile_id: 
 
 
 def read_inbox(api: ApiClient, ws: NewWorkspace, **params: Any) -> dict[str, Any]:
-    response = api.get("/v1/inbox", params=params, headers=basic(ws.write_key))
+    response = api.get("/v1/inbox", params=proven(api, ws, params), headers=basic(ws.write_key))
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -155,14 +155,14 @@ def test_marking_read_is_idempotent_and_lowers_the_unread_count(
     first, _second = deliver(rapport, workspace, clock, ada, "One", "Two")
     clock.advance(MINUTE)
     read_at = clock.now_ms()
-    response = api.post(f"/v1/inbox/{first.provider_id}/read", params={"user_id": "ada"},
+    response = api.post(f"/v1/inbox/{first.provider_id}/read", params=proven(api, workspace, {"user_id": "ada"}),
                         headers=basic(workspace.write_key))
     assert response.status_code == 200, response.text
     assert response.json()["unread"] == 1
     assert response.json()["message"]["read_at"] == to_iso(read_at)
 
     clock.advance(MINUTE)
-    again = api.post(f"/v1/inbox/{first.provider_id}/read", params={"user_id": "ada"},
+    again = api.post(f"/v1/inbox/{first.provider_id}/read", params=proven(api, workspace, {"user_id": "ada"}),
                      headers=basic(workspace.write_key))
     assert again.status_code == 200, again.text
     assert again.json() == response.json()
@@ -178,10 +178,10 @@ def test_a_write_key_never_reaches_another_persons_messages(
     deliver(rapport, workspace, clock, bob, "For Bob")
     assert [m["title"] for m in read_inbox(api, workspace, user_id="bob")["messages"]] == ["For Bob"]
 
-    stolen = api.post(f"/v1/inbox/{for_ada.provider_id}/read", params={"user_id": "bob"},
+    stolen = api.post(f"/v1/inbox/{for_ada.provider_id}/read", params=proven(api, workspace, {"user_id": "bob"}),
                       headers=basic(workspace.write_key))
     assert_error(stolen, 404, "message_not_found")
-    assert_error(api.get("/v1/inbox", params={"user_id": "bob", "before": for_ada.provider_id},
+    assert_error(api.get("/v1/inbox", params=proven(api, workspace, {"user_id": "bob", "before": for_ada.provider_id}),
                          headers=basic(workspace.write_key)), 400, "invalid_cursor")
     assert read_inbox(api, workspace, user_id="ada")["messages"][0]["read_at"] is None
 
@@ -193,14 +193,14 @@ def test_another_workspaces_write_key_sees_nothing_of_this_one(
     other = rapport.create_workspace(f"{workspace.workspace_id}-other")
     person(api, other, "ada")
     assert read_inbox(api, other, user_id="ada") == {"messages": [], "unread": 0, "next": None}
-    assert_error(api.post(f"/v1/inbox/{message.provider_id}/read", params={"user_id": "ada"},
+    assert_error(api.post(f"/v1/inbox/{message.provider_id}/read", params=proven(api, other, {"user_id": "ada"}),
                           headers=basic(other.write_key)), 404, "message_not_found")
 
 
 def test_an_unknown_person_has_an_empty_inbox_and_nothing_to_mark(
         workspace: NewWorkspace, api: ApiClient) -> None:
     assert read_inbox(api, workspace, user_id="never-seen") == {"messages": [], "unread": 0, "next": None}
-    assert_error(api.post("/v1/inbox/inbox_x/read", params={"user_id": "never-seen"},
+    assert_error(api.post("/v1/inbox/inbox_x/read", params=proven(api, workspace, {"user_id": "never-seen"}),
                           headers=basic(workspace.write_key)), 404, "message_not_found")
 
 
@@ -217,7 +217,8 @@ def test_a_bad_inbox_query_is_a_400_in_the_error_shape(
         rapport: Rapport, workspace: NewWorkspace, api: ApiClient, clock: FrozenClock, params: dict[str, Any],
         code: str) -> None:
     deliver(rapport, workspace, clock, person(api, workspace, "ada"), "Hello")
-    assert_error(api.get("/v1/inbox", params=params, headers=basic(workspace.write_key)), 400, code)
+    assert_error(api.get("/v1/inbox", params=proven(api, workspace, params), headers=basic(workspace.write_key)),
+                 400, code)
 
 
 def test_the_inbox_needs_the_write_key(workspace: NewWorkspace, api: ApiClient) -> None:
@@ -381,3 +382,17 @@ def test_the_openapi_document_describes_the_routes(api: ApiClient) -> None:
         "name", "open", "limit", "after"}
     assert "get" in paths["/api/v1/channels/{name}/tasks.csv"]
     assert "post" in paths["/api/v1/channels/{name}/tasks/{task_id}/done"]
+
+
+def test_a_user_id_needs_its_user_hash(rapport: Rapport, workspace: NewWorkspace, api: ApiClient,
+                                      clock: FrozenClock) -> None:
+    deliver(rapport, workspace, clock, person(api, workspace, "ada", "anon-ada-7"), "Private")
+    # The write key is public: without the proof anyone could read any user id's messages.
+    for params in ({"user_id": "ada"}, {"user_id": "ada", "user_hash": "00" * 32}):
+        refused = assert_error(api.get("/v1/inbox", params=params, headers=basic(workspace.write_key)), 403,
+                               "identity_not_verified")
+        assert "Private" not in str(refused)
+    assert_error(api.post("/v1/inbox/inbox_x/read", params={"user_id": "ada"}, headers=basic(workspace.write_key)),
+                 403, "identity_not_verified")
+    assert [m["title"] for m in read_inbox(api, workspace, user_id="ada")["messages"]] == ["Private"]
+    assert [m["title"] for m in read_inbox(api, workspace, anonymous_id="anon-ada-7")["messages"]] == ["Private"]

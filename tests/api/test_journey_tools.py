@@ -14,7 +14,7 @@ from channels.support import SmtpServer
 from journeys.support import ANALYTICS_ONLY, ONBOARDING, SmtpWorld, documents, email_channel
 from typer.testing import CliRunner
 
-from api.support import ApiClient, admin, apply_yaml, assert_error, basic
+from api.support import ApiClient, admin, apply_yaml, assert_error, basic, proven
 from rapport.channels.email import message_id
 from rapport.cli import app as cli
 from rapport.core import NewWorkspace, Rapport
@@ -189,7 +189,8 @@ def test_an_object_seed_list_reaches_the_in_app_inbox_of_a_team_profile(world: W
     out = world.test_send("mixed", {"seed_list": "team", "as_profile": staff, "event": {"plan": "gold"}}).json()
     assert [(s["step"], s["channel"], s["status"]) for s in out["sends"]] == [
         ("0", "email", "sent"), ("2", "inbox", "sent")]
-    inbox = world.client.get("/v1/inbox", params={"user_id": "staff"}, headers=basic(world.ws.write_key))
+    inbox = world.client.get("/v1/inbox", params=proven(world.client, world.ws, {"user_id": "staff"}),
+                             headers=basic(world.ws.write_key))
     assert inbox.status_code == 200, inbox.text
     [note] = inbox.json()["messages"]
     assert (note["title"], note["body"]) == ("[Test] Hi Sam", "Your plan: gold")

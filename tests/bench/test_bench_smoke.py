@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import sys
 import threading
 import urllib.request
@@ -25,6 +27,7 @@ import liquid_render  # noqa: E402
 from _decide_server import Timing, add_floors  # noqa: E402
 
 from rapport.core import Rapport  # noqa: E402
+from rapport.errors import ForbiddenError  # noqa: E402
 from rapport.resources import service as resources_service  # noqa: E402
 from rapport.settings import Settings  # noqa: E402
 from rapport.types import WorkspaceId  # noqa: E402
@@ -56,13 +59,14 @@ def test_the_timing_middleware_records_durations_by_path_and_reports_them_once(f
 def test_decide_requests_name_a_seeded_person_and_the_three_placements() -> None:
     users = decide.population(50, seed=1)
     assert sorted(users) == [f"user-{u:06d}" for u in range(50)]
-    path, raws = decide.requests_for("decide", 8000, "wk", users, 3)
+    path, raws = decide.requests_for("decide", 8000, "wk", users, 3, b"k" * 32)
     assert path == "/api/v1/decide"
     head, body = raws[2].split(b"\r\n\r\n", 1)
     assert head.startswith(b"POST /api/v1/decide HTTP/1.1") and b"Authorization: Basic " in head
     assert f"Content-Length: {len(body)}".encode() in head
     payload = orjson.loads(body)
     assert payload["user_id"] == users[2] and payload["placements"] == list(decide.PLACEMENTS)
+    assert payload["user_hash"] == hmac.new(b"k" * 32, users[2].encode(), hashlib.sha256).hexdigest()
 
 
 def test_the_decide_resources_apply(rapport: Rapport) -> None:
@@ -110,8 +114,12 @@ def test_a_small_population_is_prepared_and_decided_for_in_process(tmp_path: Pat
     assert made["events"] > 2_000 and made["days"] == 3
     rapport = Rapport(Settings(database_url=url, data_dir=tmp_path / "data"))
     try:
-        body = orjson.loads(decide.decide_body(decide.population(40, seed=2)[0], 0))
+        secret = decide.identity_secret(rapport, made["workspace_id"])
+        body = orjson.loads(decide.decide_body(decide.population(40, seed=2)[0], 0, secret))
         out = decide.decide_in_process(rapport, made["workspace_id"], body)
+        unsigned = orjson.loads(decide.decide_body(decide.population(40, seed=2)[0], 0))
+        with pytest.raises(ForbiddenError):
+            decide.decide_in_process(rapport, made["workspace_id"], unsigned)
     finally:
         rapport.close()
     assert set(out["decisions"]) == set(decide.PLACEMENTS)

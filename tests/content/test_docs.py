@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from pathlib import Path
 
@@ -24,8 +26,10 @@ def test_the_documented_example_applies_and_decides(client: ApiClient, workspace
         assert granted.status_code == 201
     assert track(client, workspace, "/v1/track", {"userId": "u1", "event": "Order Completed",
                                                   "properties": {"revenue": 250}}).status_code == 200
+    secret = admin(client, workspace, "GET", "/api/v1/settings/identity-secret").json()["identity_secret"]
+    proof = hmac.new(bytes.fromhex(secret), b"u1", hashlib.sha256).hexdigest()  # as documented
     response = client.post("/api/v1/decide", headers=basic(workspace.write_key),
-                           json={"user_id": "u1", "placements": ["home_hero"], "locale": "de-AT"})
+                           json={"user_id": "u1", "user_hash": proof, "placements": ["home_hero"], "locale": "de-AT"})
     assert response.json() == {"decisions": {"home_hero": {
         "placement": "home_hero", "block": "hero_vip", "content": {"body": "<h1>Willkommen zurück, Ada</h1>"},
         "reason": {"kind": "rule"}}}}

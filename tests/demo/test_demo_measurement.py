@@ -14,7 +14,7 @@ from rapport.api.app import create_app
 from rapport.clock import FrozenClock
 from rapport.core import Rapport
 from rapport.demo import experiment
-from rapport.demo.run import DemoOptions, DemoResult, run_demo
+from rapport.demo.run import DemoOptions, DemoResult, run_demo, tour
 from rapport.experiments import service as experiments_service
 from rapport.experiments.results import to_json
 from rapport.journeys.model import HOLDOUT
@@ -94,7 +94,9 @@ def test_placements_decide_and_models_rank_offers(demo: tuple[Rapport, DemoResul
             assert 0.0 < offers["confidence"] < 1.0
             assert offers["reason"]["expected_value"] == pytest.approx(offers["reason"]["score"]
                                                                        * offers["reason"]["value"])
-        public = client.post("/api/v1/decide", json={"user_id": sample.user_id, "placements": ["home_hero", "offers"]},
+        assert result.user_hash is not None and any(result.user_hash in line for line in tour(result, "http://x"))
+        public = client.post("/api/v1/decide", json={"user_id": sample.user_id, "user_hash": result.user_hash,
+                                                     "placements": ["home_hero", "offers"]},
                              auth=(result.write_key, ""))
         assert public.status_code == 200, public.text
         assert sample.user_id not in public.text and sample.email not in public.text

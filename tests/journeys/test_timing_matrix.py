@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from api.support import ApiClient, apply_yaml, basic
+from api.support import ApiClient, apply_yaml, basic, proven
 from channels.support import HttpServer, SmtpServer
 
 from journeys.support import EVERY_PURPOSE, PUSH_PATH, demo_resources
@@ -81,7 +81,8 @@ def test_each_touch_goes_out_at_its_offset_through_its_own_channel(world: World)
     assert sms_request.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
     assert b"To=%2B14155550123" in sms_request.body and b"Linen+shirt" in sms_request.body
     # Stored sealed under the person's key; the end user's app and the store staff read them in clear.
-    response = world.client.get("/v1/inbox", params={"user_id": "m1"}, headers=basic(world.ws.write_key))
+    response = world.client.get("/v1/inbox", params=proven(world.client, world.ws, {"user_id": "m1"}),
+                                headers=basic(world.ws.write_key))
     assert response.status_code == 200, response.text
     [note] = response.json()["messages"]
     assert note["title"] == "Still thinking about Linen shirt?"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api.support import ApiClient, basic, lookup, track
+from api.support import ApiClient, basic, lookup, proven, track
 from channels.support import HttpServer, SmtpServer
 from journeys.support import EVERY_PURPOSE, MATRIX_OFFSETS, PROVIDER_TOKENS, TimingMatrixWorld, demo_resources
 
@@ -255,7 +255,8 @@ def test_stored_messages_are_sealed_under_the_profile_key_and_shredded_by_erasur
         [row] = rows_of(rapport, ws, table)
         assert not any(v in text_of(cell) for cell in row for v in (NAME, PHONE)), row
 
-    read = world.client.get("/v1/inbox", params={"user_id": USER}, headers=basic(world.ws.write_key))
+    read = world.client.get("/v1/inbox", params=proven(world.client, world.ws, {"user_id": USER}),
+                            headers=basic(world.ws.write_key))
     assert read.status_code == 200, read.text
     [message] = read.json()["messages"]
     assert (message["title"], message["body"], message["data"]) == (f"Hi {NAME}", "Your armchair", {"phone": PHONE})

@@ -93,12 +93,21 @@ def buckets(conn: Conn, ws: str, profile_id: str, series: Sequence[str]) -> list
     )
 
 
+SUMMARY_BRANCH = ("SELECT CAST(? AS INTEGER), sum(n), sum(nn), {total}, min(vmin), max(vmax), min(first_ts),"
+                  " max(last_ts) FROM buckets WHERE workspace_id = ? AND profile_id = ? AND series = ?"
+                  " AND bucket <= ? AND bucket > ?")
+SUMMARY_BRANCHES = {"sqlite": SUMMARY_BRANCH.replace("{total}", "sum(total)"),
+                    "postgres": SUMMARY_BRANCH.replace("{total}", "sum(total ORDER BY bucket)")}
+"""One (series, window) of ``summaries``. SQLite sums a range in its primary key's order; PostgreSQL is told."""
+ALL_TIME = -(2 ** 63)
+"""The lower bound of the all-time window (no bucket is older)."""
+
+
 def summaries(conn: Conn, ws: str, profile_id: str, keys: frozenset[SummaryKey], at: Millis
               ) -> dict[SummaryKey, Summary]:
     """The summary (``rapport.profiles.computed.Summary``) of each (series, window) of ``keys`` for one profile at
     instant ``at``, in one statement of one index range per key: a key without buckets gets an empty summary.
-    Totals are summed in bucket order (SQLite reads a range in its primary key's order; PostgreSQL is told), so
-    they equal ``evaluate``'s sums."""
+    Totals are summed in bucket order, so they equal ``evaluate``'s sums."""
     if not keys:
         return {}
     plan = _SUMMARY_PLANS.get((keys, conn.dialect.name))
@@ -106,23 +115,19 @@ def summaries(conn: Conn, ws: str, profile_id: str, keys: frozenset[SummaryKey],
         plan = _summary_plan(keys, conn.dialect.name)
     wanted, sql = plan
     params: list[object] = []
-    for series, window in wanted:
-        params += (ws, profile_id, series, at) if window is None else (ws, profile_id, series, at, at - window)
+    for index, (series, window) in enumerate(wanted):
+        params += (index, ws, profile_id, series, at, ALL_TIME if window is None else at - window)
     out = dict.fromkeys(wanted, _EMPTY_SUMMARY)
     for index, n, nn, summed, vmin, vmax, first_ts, last_ts in conn.all(sql, params):
         if n is not None:
-            out[wanted[index]] = Summary(int(n), int(nn), float(summed), None if vmin is None else float(vmin),
-                                         None if vmax is None else float(vmax), int(first_ts), int(last_ts))
+            out[wanted[int(index)]] = Summary(int(n), int(nn), float(summed), None if vmin is None else float(vmin),
+                                              None if vmax is None else float(vmax), int(first_ts), int(last_ts))
     return out
 
 
 def _summary_plan(keys: frozenset[SummaryKey], dialect: str) -> tuple[list[SummaryKey], str]:
     wanted = sorted(keys, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
-    total = "sum(total ORDER BY bucket)" if dialect == "postgres" else "sum(total)"
-    sql = " UNION ALL ".join(
-        f"SELECT {index}, sum(n), sum(nn), {total}, min(vmin), max(vmax), min(first_ts), max(last_ts) FROM buckets"
-        " WHERE workspace_id = ? AND profile_id = ? AND series = ? AND bucket <= ?"
-        + ("" if window is None else " AND bucket > ?") for index, (_, window) in enumerate(wanted))
+    sql = " UNION ALL ".join([SUMMARY_BRANCHES[dialect]] * len(wanted))
     if len(_SUMMARY_PLANS) >= 1024:
         _SUMMARY_PLANS.clear()
     _SUMMARY_PLANS[(keys, dialect)] = wanted, sql
