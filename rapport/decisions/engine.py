@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 from liquid.exceptions import LiquidError
 
@@ -428,17 +428,34 @@ def _own_choice(placement: Placement, blocks: Mapping[str, Block], person: Perso
             chosen = attempt(variant.block, Reason("rule", variant_index=index, rule=variant.text), 1.0)
             if chosen is not None:
                 return chosen
-    for name, reason, confidence in _ranked(placement, blocks, person, models, dropped) if placement.rank else ():
-        chosen = attempt(name, reason, confidence)
+    for offer in _ranked(placement, blocks, person, models, dropped) if placement.rank else ():
+        model = offer.model
+        reason = Reason("rank", variant_index=offer.position, model=model.name, model_version=model.version,
+                        score=offer.probability, value=offer.value, expected_value=offer.expected,
+                        model_reasons=offer.reasons)
+        chosen = attempt(offer.block, reason, offer.probability)
         if chosen is not None:
             return chosen
     return attempt(placement.default, None, 1.0)
 
 
+class _Offer(NamedTuple):
+    """A scored offer of a ranked placement (its ``Reason`` is made only when it is tried)."""
+
+    expected: float
+    position: int
+    """Its place in the written order (ties keep it)."""
+    block: str
+    probability: float
+    value: float
+    model: ScoringModel
+    reasons: tuple[ModelReason, ...]
+
+
 def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, models: Mapping[str, ScoringModel],
-            dropped: list[Dropped]) -> list[tuple[str, Reason, float]]:
+            dropped: list[Dropped]) -> list[_Offer]:
     """The eligible offers by expected value, best first (ties keep the written order)."""
-    scored: list[tuple[float, int, str, Reason, float]] = []
+    scored: list[_Offer] = []
     results: dict[str, Scored] = {}
     """Each model scores the person once, however many offers it ranks."""
     for index, candidate in enumerate(placement.rank):
@@ -467,9 +484,7 @@ def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, m
         if result is None:
             result = results[candidate.model] = model.score(feature_values(model, person))
         probability = min(1.0, max(0.0, float(result.probability)))
-        reason = Reason("rank", variant_index=index, model=model.name, model_version=model.version,
-                        score=probability, value=value, expected_value=probability * value,
-                        model_reasons=result.reasons[:TOP_REASONS])
-        scored.append((probability * value, index, candidate.block, reason, probability))
-    scored.sort(key=lambda item: (-item[0], item[1]))
-    return [(name, reason, confidence) for _, _, name, reason, confidence in scored]
+        scored.append(_Offer(probability * value, index, candidate.block, probability, value, model,
+                             result.reasons[:TOP_REASONS]))
+    scored.sort(key=lambda offer: (-offer.expected, offer.position))
+    return scored
