@@ -348,8 +348,9 @@ def decide(placement: Placement, blocks: Mapping[str, Block], person: Person, *,
     return _decision(placement, own, reason, own.confidence, dropped, None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Rendered:
+class _Rendered(NamedTuple):
+    """A block rendered for a decision, with why it was chosen."""
+
     block: Block
     reason: Reason
     confidence: float

@@ -248,7 +248,7 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     Only what a summary cannot answer (distinct values, a property's first or last value) loads buckets."""
     if profile_id is None:
         allowed = allowed_purposes((), rt.catalog, now)
-        rules = DecisionContext(StoredContext(rt, ProfileData(), now), context, allowed)
+        rules = DecisionContext(StoredContext(rt, _NOBODY, now), context, allowed)
         render = BlockContext(consent={p: p in allowed for p in rt.catalog.purposes}, request=context,
                               locale=locale or "")
         return Loaded(None, Person(rules, render, allowed, known=False))
@@ -261,7 +261,7 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     plan = _plan(rt, active)
     wanted = plan.needs
     summaries = profiles_sql.summaries(conn, rt.id, profile_id, plan.summarized, now) if plan.summarized else {}
-    data = ProfileData()
+    data = _NOBODY
     if wanted.rows or wanted.segments:
         data = load(conn, rt, Needs(series=wanted.rows, distinct=wanted.distinct & wanted.rows,
                                     segments=wanted.segments), [profile_id])[profile_id]
@@ -297,6 +297,10 @@ def _assignments(conn: Conn, ws: str, profile_id: str, experiments: Sequence[str
     for name, variant, bucket, reason, unit in sql.assignments(conn, ws, profile_id, experiments):
         out[str(name)] = Assignment(int(bucket), variant, sticky.REASONS.get(str(reason), "excluded")), str(unit)
     return out
+
+
+_NOBODY = ProfileData()
+"""What is known of an unknown person (and read of a known one before their rows)."""
 
 
 @dataclass(frozen=True, slots=True)

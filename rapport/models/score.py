@@ -12,7 +12,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from rapport.types import Json, JsonObject
 
@@ -22,9 +22,9 @@ PARAMETERS_SCHEMA = 1
 CalibrationMethod = Literal["isotonic", "platt", "identity"]
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """One feature's share of a score: its signed contribution in log-odds."""
+class Reason(NamedTuple):
+    """One feature's share of a score: its signed contribution in log-odds (a tuple: a score makes one per
+    feature)."""
 
     feature: str
     value: float | None
