@@ -680,3 +680,38 @@ def test_the_identity_secret_is_for_admins_and_each_read_is_audited(client: ApiC
                  "missing_credentials")
     entries = admin(client, workspace, "GET", "/api/v1/audit").json()["entries"]
     assert [e["action"] for e in entries].count("settings.identity_secret.read") == 2
+
+
+def test_caps_count_impressions_across_a_merge_and_back(client: ApiClient, workspace: NewWorkspace,
+                                                        rapport: Rapport) -> None:
+    setup(client, workspace, """
+---
+kind: Placement
+name: capped_only
+channel: web
+default: banner_default
+variants:
+  - {block: banner_capped, when: computed.revenue_total >= 0}
+""")
+    person(client, workspace, "u1")
+    assert track(client, workspace, "/v1/page", {"anonymousId": "anon-9", "name": "Home"}).status_code == 200
+    grant(client, workspace, str(profile_of(client, workspace, anonymous_id="anon-9")["id"]))
+
+    def shown(identity: dict[str, str]) -> str:
+        block = decide(client, workspace, {**identity, "placements": ["capped_only"]})["capped_only"]["block"]
+        rapport.db.write(lambda c: None)  # the impression's group commit has landed
+        return str(block)
+
+    # Seen twice (the cap) as an anonymous visitor; once the visitor signs in, those count for the person.
+    assert [shown({"anonymous_id": "anon-9"}) for _ in range(2)] == ["banner_capped"] * 2
+    assert shown({"user_id": "u1"}) == "banner_capped"
+    assert track(client, workspace, "/v1/identify", {"userId": "u1", "anonymousId": "anon-9"}).status_code == 200
+    root = str(profile_of(client, workspace, user_id="u1")["id"])
+    assert shown({"user_id": "u1"}) == "banner_default"
+    # Undoing the merge gives each side back its own impressions: the person has seen the block once.
+    [merge] = admin(client, workspace, "GET", f"/api/v1/profiles/{root}/merges").json()["merges"]
+    undone = admin(client, workspace, "POST", f"/api/v1/profiles/{root}/unmerge", json={"merge_id": merge["id"]})
+    assert undone.status_code == 200, undone.text
+    assert shown({"user_id": "u1"}) == "banner_capped"
+    assert shown({"user_id": "u1"}) == "banner_default"
+    assert shown({"anonymous_id": "anon-9"}) == "banner_default"

@@ -32,11 +32,12 @@ def impressions(conn: Conn, ws: str, profile_id: str, blocks: Sequence[str], sin
 
 
 def record_impressions(conn: Conn, ws: str, rows: Sequence[tuple[str, str, str, Millis]]) -> None:
-    """Store (profile_id, block, placement, at) impressions."""
+    """Store (profile_id, block, placement, at) impressions (each remembers its profile as its origin, so merges
+    and unmerges move it as they move events)."""
     if rows:
         conn.executemany(
-            "INSERT INTO content_impressions (workspace_id, profile_id, block, placement, at) VALUES (?, ?, ?, ?, ?)",
-            [(ws, *row) for row in rows])
+            "INSERT INTO content_impressions (workspace_id, profile_id, origin_profile_id, block, placement, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)", [(ws, row[0], *row) for row in rows])
 
 
 def owning_event_bodies(conn: Conn, ws: str, profile_id: str, limit: int) -> list[Row]:

@@ -51,7 +51,7 @@ DELETED = (
     ("experiment_assignments", "profile_id"), ("experiment_assignments", "origin_profile_id"),
     ("experiment_exposures", "origin_profile_id"),
     ("rec_purchases", "profile_id"),
-    ("content_impressions", "profile_id"),
+    ("content_impressions", "profile_id"), ("content_impressions", "origin_profile_id"),
     ("profiles", "id"),
 )
 """(table, column naming a profile) of the rows deleted, in this order (the profiles last)."""

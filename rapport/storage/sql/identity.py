@@ -137,7 +137,7 @@ def conflicts(conn: Conn, ws: str, profile_id: str | None, limit: int) -> list[R
         (ws, profile_id, profile_id, limit))
 
 
-_MOVED = ("identifiers", "events", "consent_ledger")
+_MOVED = ("identifiers", "events", "consent_ledger", "content_impressions")
 
 
 def merge(
