@@ -1,8 +1,10 @@
 """Decisions for a request: find the person, load what the placements read in one snapshot, decide, record.
 
-Reads happen in one read transaction: the identifier's profile with its consent ledger (one statement), then, for
-the placements whose purpose the person allows only (the others fall back without their data), the traits,
-computed-trait buckets and segment stays they read (``rapport.segments.stored``), impressions of capped blocks,
+Reads happen in one read transaction: the identifier's profile with its consent (one statement, from the ledger's
+index), then, for the placements whose purpose the person allows only (the others fall back without their data),
+the traits they read, one summary row per computed-trait series and window (``storage.sql.profiles.summaries``;
+buckets only for what a summary cannot answer), segment stays (``rapport.segments.stored``), impressions of capped
+blocks,
 the products the person bought or returned (only when a block promotes products, from a bounded number of the
 newest events) and the stored assignments of their experiments (one query). Personal trait values are decrypted
 only when a chosen block prints them (``engine.Opened``).
@@ -11,7 +13,8 @@ stored before it is shown). Impressions and exposures are analytics records: the
 group commit and the response does not wait for that commit.
 
 Nobody is created by a decision: an unknown identifier gets what a person without data and without consent gets
-(the defaults, by consent fallback where the purpose needs consent), and is assigned to no experiment.
+(the defaults, by consent fallback where the purpose needs consent), and is assigned to no experiment. A write-key
+caller names a ``user_id`` only with its ``user_hash`` (``rapport.workspaces.verification``).
 """
 
 from __future__ import annotations
