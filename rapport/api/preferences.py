@@ -3,7 +3,8 @@
 No admin token here: the signed link (``rapport.consent.links``) is the credential, and it names one
 profile of one workspace. Every change is a consent ledger entry with provenance: source
 ``preference_center`` or ``unsubscribe_link``, recorded and effective at the request time, and a
-proof holding the link's issue time and a hash of the client.
+proof holding the link's issue time and a hash of the client. Each opt-out also writes an ``Unsubscribed`` event
+(``rapport.consent.unsubscribed``), so guardrails and journeys that read events see it.
 
 ``GET /unsubscribe/{token}`` only shows a confirmation form, because mail scanners and link
 previewers follow GET links; the withdrawal happens on ``POST`` with ``List-Unsubscribe=One-Click``
@@ -37,7 +38,7 @@ from starlette.responses import HTMLResponse, Response
 from rapport.api.body import read_limited
 from rapport.api.errors import error_response
 from rapport.api.json import json_response
-from rapport.consent import links, subscriptions
+from rapport.consent import links, subscriptions, unsubscribed
 from rapport.consent import service as consent_service
 from rapport.consent.decide import current_state, latest_entry
 from rapport.consent.model import NECESSARY, Decision, Purpose
@@ -171,6 +172,8 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
                         want = name in ticked
                         if want != current[purpose.name].decision.allowed:
                             record(conn, rt, pid, purpose.name, "granted" if want else "withdrawn", PAGE_SOURCE, proof)
+                            if not want:
+                                unsubscribed.record(conn, rt, pid, source=PAGE_SOURCE, at=at, purpose=purpose.name)
                             changed.append(purpose.name)
                     members = {m.group.name: m for m in groups(conn, rt, claims, pid, at)}
                     changed_groups = []
@@ -179,6 +182,8 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
                         if want != members[group.name].subscribed:
                             subscriptions.record(conn, rt, rapport.clock, pid, group.name,
                                                  "granted" if want else "withdrawn", PAGE_SOURCE, proof)
+                            if not want:
+                                unsubscribed.record(conn, rt, pid, source=PAGE_SOURCE, at=at, group=group.name)
                             changed_groups.append(group.name)
                     return (choices(conn, rt, claims, pid, at), changed, groups(conn, rt, claims, pid, at),
                             changed_groups)
@@ -252,6 +257,8 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
                         return False
                     subscriptions.record(conn, rt, rapport.clock, pid, found.name, "withdrawn", UNSUBSCRIBE_SOURCE,
                                          proof)
+                    unsubscribed.record(conn, rt, pid, source=UNSUBSCRIBE_SOURCE, at=rapport.clock.now_ms(),
+                                        group=found.name)
                     return True
                 return found, rapport.db.write(job)
             left = await run_in_threadpool(leave)
@@ -273,6 +280,8 @@ def router(rapport: Rapport, *, max_age: Millis = links.MAX_AGE) -> APIRouter:
                     if latest is not None and latest.state in ("denied", "withdrawn"):
                         return False
                     record(conn, rt, pid, found.name, "withdrawn", UNSUBSCRIBE_SOURCE, proof)
+                    unsubscribed.record(conn, rt, pid, source=UNSUBSCRIBE_SOURCE, at=rapport.clock.now_ms(),
+                                        purpose=found.name)
                     return True
                 return found, rapport.db.write(job)
             found, recorded = await run_in_threadpool(apply)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.support import NOW, ApiClient, admin, apply_yaml, assert_error, profile_of, track
+from api.support import NOW, ApiClient, admin, apply_yaml, assert_error, profile_of, timeline, track
 from rapport.clock import FrozenClock, to_iso
 from rapport.consent import links
 from rapport.consent.decide import may_use
@@ -139,6 +139,10 @@ def test_a_second_one_click_post_adds_nothing(client: ApiClient, rapport: Rappor
     assert second.status_code == 200
     assert second.json() == {"purpose": "marketing_sms", "state": "withdrawn", "recorded": False}
     assert [e.state for e in ledger(rapport, workspace, pid)] == ["granted", "withdrawn"]
+    # The opt-out is an event on the person's timeline (once), for guardrails and journeys that read events.
+    [event] = [e for e in timeline(client, workspace, pid) if e["name"] == "Unsubscribed"]
+    assert event["message"]["properties"] == {"source": "unsubscribe_link", "purpose": "marketing_sms"}
+    assert event["timestamp"] == to_iso(NOW)
 
 
 def test_one_click_without_any_entry_records_an_explicit_withdrawal(
@@ -241,6 +245,9 @@ def test_the_preference_page_lists_every_purpose_and_reflects_changes(
     again = client.post(path, **form(chosen, **JSON))
     assert again.json()["changed"] == []
     assert len(ledger(rapport, workspace, pid)) == 4
+    # Leaving a purpose is an Unsubscribed event; joining one is not.
+    left = [e["message"]["properties"] for e in timeline(client, workspace, pid) if e["name"] == "Unsubscribed"]
+    assert left == [{"source": "preference_center", "purpose": "analytics"}]
 
 
 def test_the_preference_form_is_validated(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:

@@ -24,6 +24,7 @@ from experiments.support import (
     simulate,
     vip_members,
 )
+from rapport.consent import unsubscribed
 from rapport.core import NewWorkspace, Rapport
 from rapport.experiments import definitions, service
 from rapport.experiments.results import ExperimentResults, MetricResult, Sums, analyse, to_json
@@ -263,6 +264,20 @@ def test_a_unit_exposed_without_the_purpose_does_not_count(rapport: Rapport, cli
 
 
 
+
+
+def test_an_unsubscribe_through_a_link_counts_for_the_guardrail(rapport: Rapport, client: ApiClient,
+                                                                 workspace: NewWorkspace) -> None:
+    apply_yaml(client, workspace, RESOURCES)
+    start = NOW - 20 * DAY
+    exposures(rapport, workspace, [("left", "bold", start), ("stayed", "bold", start), ("late", "bold", start)])
+    grant(rapport, workspace, ["left", "stayed", "late"], at=start - DAY)
+    rt = rapport.runtime(WorkspaceId(workspace.workspace_id), fresh=True)
+    # Opt-outs through a link are events Rapport writes itself; unlike a segment entry they are the person's act.
+    rapport.db.write(lambda c: [unsubscribed.record(c, rt, unit, source="unsubscribe_link", at=at,
+                                                    purpose="marketing_email")
+                                for unit, at in (("left", start + DAY), ("late", start + 8 * DAY))])
+    assert one_unit(results_at(rapport, workspace), "unsubscribed_7d", "bold") == Sums(3, 1.0, 1.0)
 
 
 def test_units_whose_window_is_not_over_are_shown_apart(rapport: Rapport, client: ApiClient,

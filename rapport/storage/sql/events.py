@@ -108,6 +108,9 @@ def count(conn: Conn, ws: str) -> int:
 INTERNAL_PREFIX = "rapport:"
 """Message ids of events Rapport writes itself (segment entries and exits) start with it."""
 INTERNAL_PATTERN = INTERNAL_PREFIX + "%"
+OPT_OUT_PATTERN = INTERNAL_PREFIX + "unsubscribed:%"
+"""Events Rapport writes for a person's own act: an opt-out through a link or the preference center
+(``rapport.consent.unsubscribed``). Measures that leave out what Rapport writes count these."""
 
 
 def ingested_count(conn: Conn, ws: str) -> int:

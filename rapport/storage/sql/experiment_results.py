@@ -1,17 +1,17 @@
 """Experiment results: sufficient statistics per variant, computed by SQL from exposures and stored events.
 
-A unit is an exposed ``experiment_exposures.origin_profile_id`` with a variant (held-out units are only
-counted, except a journey split's holdout, which may be read as the arm ``holdout``). A unit counts only when
-its person counts once and was measured with consent: not when a merge shadowed its assignment (the winner's
-counts), not beside an earlier exposed unit of the same live profile (several journey units that became one
-person count once, as the first exposed), and only when its live profile allowed the experiment's consent
-purpose at its first exposure (when it was assigned and shown its variant). A later withdrawal keeps the unit:
-dropping it would hide exactly the people a variant drove away (an unsubscribe guardrail would never see them);
-its events count as far as they were stored with analytics consent. Its events are those of its live
-profile (the root its id is merged into, found by following ``profiles.merged_into``; a merge moves the
-loser's events to the winner, so they count too), stored with consent (``restricted = 0``), not written by
-Rapport itself, and in a span given as offsets from the unit's first exposure, never later than the analysis
-instant. Per variant the queries return ``n`` and the sums Σx, Σx², Σy, Σy², Σxy of two per-unit measures x
+A unit is an exposed ``experiment_exposures.origin_profile_id`` with a variant (held-out units are only counted,
+except a journey split's holdout, which may be read as the arm ``holdout``). A unit counts only when its person
+counts once and was measured with consent: not when a merge shadowed its assignment (the winner's counts), not
+beside an earlier exposed unit of the same live profile (several journey units that became one person count once, as
+the first exposed), and only when its live profile allowed the experiment's consent purpose at its first exposure
+(when it was assigned and shown its variant). A later withdrawal keeps the unit: dropping it would hide exactly the
+people a variant drove away (an unsubscribe guardrail would never see them); its events count as far as they were
+stored with analytics consent. Its events are those of its live profile (the root its id is merged into, found by
+following ``profiles.merged_into``; a merge moves the loser's events to the winner, so they count too), stored with
+consent (``restricted = 0``), not written by Rapport itself (except the ``Unsubscribed`` events of opt-outs through
+a link, the person's own act), and in a span given as offsets from the unit's first exposure, never later than the
+analysis instant. Per variant the queries return ``n`` and the sums Σx, Σx², Σy, Σy², Σxy of two per-unit measures x
 and y: the metric and its pre-exposure covariate (CUPED), or a ratio's numerator and denominator.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rapport.storage.base import Conn, Dialect, Row
-from rapport.storage.sql.events import INTERNAL_PATTERN
+from rapport.storage.sql.events import INTERNAL_PATTERN, OPT_OUT_PATTERN
 from rapport.types import Millis
 
 
@@ -90,12 +90,13 @@ IN_SEGMENT = (
 )
 JOINED = (
     " SELECT u.unit, e.ts, e.body FROM units u JOIN events e ON e.workspace_id = ? AND e.profile_id = u.root"
-    " AND e.restricted = 0 AND e.message_id NOT LIKE ? AND e.ts >= u.first_at + ? AND e.ts < u.first_at + ?"
-    " AND e.ts < ?"
+    " AND e.restricted = 0 AND (e.message_id NOT LIKE ? OR e.message_id LIKE ?) AND e.ts >= u.first_at + ?"
+    " AND e.ts < u.first_at + ? AND e.ts < ?"
 )
 PER_UNIT_JOIN = (
     " FROM units u LEFT JOIN events e ON e.workspace_id = ? AND e.profile_id = u.root AND e.restricted = 0"
-    " AND e.message_id NOT LIKE ? AND e.ts >= u.first_at + ? AND e.ts < u.first_at + ? AND e.ts < ?"
+    " AND (e.message_id NOT LIKE ? OR e.message_id LIKE ?) AND e.ts >= u.first_at + ? AND e.ts < u.first_at + ?"
+    " AND e.ts < ?"
 )
 NAMED = " AND e.type = 'track' AND e.name = ?"
 NAMED_EITHER = " AND e.type = 'track' AND e.name IN (?, ?)"
@@ -169,7 +170,7 @@ def moments(conn: Conn, ws: str, pop: Population, x: Aggregate, y: Aggregate, *,
     x_sql, x_params = _measure(conn.dialect, x)
     y_sql, y_params = _measure(conn.dialect, y)
     head_sql, head = population(ws, pop, arms=True, first_until=first_until, segment=segment)
-    join: list[object] = [ws, INTERNAL_PATTERN, min(x.start, y.start), max(x.end, y.end), pop.now]
+    join: list[object] = [ws, INTERNAL_PATTERN, OPT_OUT_PATTERN, min(x.start, y.start), max(x.end, y.end), pop.now]
     named = ""
     if x.event is not None and y.event is not None:
         named = NAMED_EITHER
@@ -191,7 +192,7 @@ def unit_events(conn: Conn, ws: str, pop: Population, event: str | None, start: 
     """(unit, ts, body) of the events ``moments`` would read for a measure over ``[start, end)``, for measures
     whose filter only Python can evaluate (a ``where`` rule over event properties)."""
     head_sql, head = population(ws, pop, arms=True, first_until=first_until, segment=segment)
-    params: list[object] = [ws, INTERNAL_PATTERN, start, end, pop.now]
+    params: list[object] = [ws, INTERNAL_PATTERN, OPT_OUT_PATTERN, start, end, pop.now]
     named = ""
     if event is not None:
         named = NAMED
