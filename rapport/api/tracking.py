@@ -87,8 +87,7 @@ def router(rapport: Rapport) -> APIRouter:
             if implied is not None and plan_errors:
                 raise ValidationError(plan_errors[0].message, code=plan_errors[0].code)
             user_hash = request.query_params.get("user_hash")
-            if wanted:
-                round_trip.person(rapport, principal.workspace_id, indexed[0][1], user_hash)
+            who = round_trip.person(rapport, principal.workspace_id, indexed[0][1], user_hash) if wanted else None
             if not accepted and not quarantined:
                 if errors:
                     raise ValidationError(f"all {len(errors)} message(s) were refused", code="invalid_batch",
@@ -102,9 +101,9 @@ def router(rapport: Rapport) -> APIRouter:
                 out["errors"] = [e.to_json() for e in sorted(errors, key=lambda e: e.index)]
             if result.quarantined:
                 out["quarantined"] = result.quarantined
-            if wanted:
+            if who is not None:
                 out["decisions"] = await run_in_threadpool(round_trip.decisions, rapport, principal.workspace_id,
-                                                           indexed[0][1], wanted, user_hash)
+                                                           indexed[0][1], wanted, who, user_hash)
             return json_response(out)
         except Exception as exc:
             metrics.record_rejection(endpoint, exc)

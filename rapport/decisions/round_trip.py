@@ -61,10 +61,10 @@ def person(rapport: Rapport, ws: WorkspaceId, message: Message, user_hash: str |
 
 
 def decisions(rapport: Rapport, ws: WorkspaceId, message: Message, names: tuple[str, ...],
-              user_hash: str | None) -> JsonObject:
-    """The write-key view of each placement's decision for the message's person (``person``)."""
-    id_type, value = person(rapport, ws, message, user_hash)
-    request = DecideRequest(id_type, value, names, _context(message), user_hash=user_hash)
+              who: tuple[IdType, str], user_hash: str | None) -> JsonObject:
+    """The write-key view of each placement's decision for ``who`` (``person``, found before the message was
+    stored)."""
+    request = DecideRequest(who[0], who[1], names, _context(message), user_hash=user_hash)
     locale = message.body.get("context", {}).get("locale") if isinstance(message.body.get("context"), dict) else None
     if isinstance(locale, str):
         request = DecideRequest(request.id_type, request.id_value, names, request.context, locale,

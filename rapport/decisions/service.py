@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 
 from rapport.consent.decide import ConsentRow, allowed_purposes
-from rapport.content.compile import Library, Placement, library, locale_chain
+from rapport.content.compile import Library, Placement, library, locale_chain, union
 from rapport.decisions.engine import BlockContext, Decision, Opened, Person, ScoringModel, decide, experiment_gate
 from rapport.errors import NotFoundError, Overloaded, ValidationError
 from rapport.experiments import sticky
@@ -266,8 +266,8 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     summaries = profiles_sql.summaries(conn, rt.id, profile_id, plan.summarized, now) if plan.summarized else {}
     data = _NOBODY
     if wanted.rows or wanted.segments:
-        data = load(conn, rt, Needs(series=wanted.rows, distinct=wanted.distinct & wanted.rows,
-                                    segments=wanted.segments), [profile_id])[profile_id]
+        data = load(conn, rt, Needs(series=wanted.rows, distinct=wanted.distinct, segments=wanted.segments),
+                    [profile_id])[profile_id]
     printed = plan.printed
     raw: dict[str, Json] = {}
     sealed: dict[str, Json] = {}
@@ -330,12 +330,7 @@ def _plan(rt: WorkspaceRuntime, placements: Sequence[Placement]) -> _Plan:
     key = (rt.id, rt.generation, tuple(p.name for p in placements))
     hit = _PLANS.get(key)
     if hit is None:
-        needs = Needs(traits=frozenset().union(*(p.needs.traits for p in placements)),
-                      series=frozenset().union(*(p.needs.series for p in placements)),
-                      distinct=frozenset().union(*(p.needs.distinct for p in placements)),
-                      segments=frozenset().union(*(p.needs.segments for p in placements)),
-                      windows=frozenset().union(*(p.needs.windows for p in placements)),
-                      rows=frozenset().union(*(p.needs.rows for p in placements)))
+        needs = union(*(p.needs for p in placements))
         printed = frozenset().union(*(p.render_traits for p in placements))
         hit = _Plan(needs, frozenset(k for k in needs.windows if k[0] not in needs.rows), printed,
                     tuple(sorted(needs.traits | printed)),
