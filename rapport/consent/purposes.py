@@ -36,6 +36,11 @@ class Catalog:
     """The purposes of one workspace, by name. Build with ``Catalog.default()`` or ``from_resources``."""
 
     purposes: Mapping[str, Purpose] = field(default_factory=_empty)
+    ordered: tuple[Purpose, ...] = field(init=False, repr=False, compare=False)
+    """The purposes sorted by name (iteration order): every decision and ingested event walks them."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ordered", tuple(sorted(self.purposes.values(), key=_name)))
 
     @classmethod
     def of(cls, purposes: Iterable[Purpose]) -> Catalog:
@@ -98,7 +103,7 @@ class Catalog:
         return name in self.purposes
 
     def __iter__(self) -> Iterator[Purpose]:
-        return iter(sorted(self.purposes.values(), key=_name))
+        return iter(self.ordered)
 
     def __len__(self) -> int:
         return len(self.purposes)

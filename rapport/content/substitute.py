@@ -67,7 +67,7 @@ _MISSING: Final = object()
 def _value(variables: Mapping[str, object], path: tuple[str, ...]) -> object:
     current: object = variables
     for part in path:
-        if not isinstance(current, Mapping):
+        if type(current) is not dict and not isinstance(current, Mapping):  # dicts skip the ABC check
             return _MISSING if current is None else NotImplemented
         if part not in current:
             return NotImplemented if part in SPECIAL else _MISSING

@@ -23,7 +23,8 @@ Order of a decision:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final, Literal, NamedTuple, Protocol
 
 from liquid.exceptions import LiquidError
@@ -111,9 +112,12 @@ def _plain(variables: Mapping[str, object]) -> Mapping[str, object]:
     return {**variables, "traits": dict(traits)} if isinstance(traits, Opened) else variables
 
 
-@dataclass(frozen=True, slots=True)
-class Person:
-    """What the engine knows of the person a decision is for."""
+_NO_IMPRESSIONS: Final[Mapping[str, Sequence[Millis]]] = MappingProxyType({})
+_NO_TRAIT_DEFS: Final[Mapping[str, TraitDef]] = MappingProxyType({})
+
+
+class Person(NamedTuple):
+    """What the engine knows of the person a decision is for (an immutable tuple: one is made per decision)."""
 
     rules: EvalContext
     """Reads ``traits``, ``computed``, ``consent``, ``in_segment`` and ``context`` (the request's)."""
@@ -121,16 +125,15 @@ class Person:
     allowed: frozenset[str]
     """The consent purposes the person allows now."""
     known: bool = True
-    impressions: Mapping[str, Sequence[Millis]] = field(default_factory=dict)
+    impressions: Mapping[str, Sequence[Millis]] = _NO_IMPRESSIONS
     """Past impression times of each capped block."""
     owned: frozenset[str] = frozenset()
     """Product ids the person bought or returned."""
-    trait_defs: Mapping[str, TraitDef] = field(default_factory=dict)
+    trait_defs: Mapping[str, TraitDef] = _NO_TRAIT_DEFS
     """The workspace's computed-trait definitions: model features are read through them as in training."""
 
 
-@dataclass(frozen=True, slots=True)
-class Dropped:
+class Dropped(NamedTuple):
     """A block left out of a decision, and why (``why`` is a stable code, ``detail`` says it in words)."""
 
     block: str
@@ -141,9 +144,9 @@ class Dropped:
         return {"block": self.block, "why": self.why, "detail": self.detail}
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """Why the block was chosen; ``kind`` says which path, the other fields its details."""
+class Reason(NamedTuple):
+    """Why the block was chosen; ``kind`` says which path, the other fields its details. The engine's results
+    (``Reason``, ``Decision``, ``Dropped``, ``Exposure``) are immutable tuples: several are made per decision."""
 
     kind: ReasonKind
     variant_index: int | None = None
@@ -189,8 +192,7 @@ class Reason:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Exposure:
+class Exposure(NamedTuple):
     """An experiment exposure to record: the person saw ``variant`` (None when held out) of ``experiment``."""
 
     experiment: str
@@ -198,8 +200,7 @@ class Exposure:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """One placement's decision."""
 
     placement: str
@@ -336,7 +337,7 @@ def decide(placement: Placement, blocks: Mapping[str, Block], person: Person, *,
             elif problem is not None:
                 dropped.append(problem)
         base = own.reason if own is not None else Reason("not_eligible")
-        reason = replace(base, experiment=experiment.name, variant=assignment.variant, assignment=assignment.reason,
+        reason = base._replace(experiment=experiment.name, variant=assignment.variant, assignment=assignment.reason,
                          skipped_experiments=tuple(skipped))
         if own is None:
             return Decision(placement.name, None, None, None, reason, 0.0, tuple(dropped), exposure)
@@ -344,7 +345,7 @@ def decide(placement: Placement, blocks: Mapping[str, Block], person: Person, *,
     if own is None:
         return Decision(placement.name, None, None, None, Reason("not_eligible", skipped_experiments=tuple(skipped)),
                         0.0, tuple(dropped))
-    reason = replace(own.reason, skipped_experiments=tuple(skipped)) if skipped else own.reason
+    reason = own.reason._replace(skipped_experiments=tuple(skipped)) if skipped else own.reason
     return _decision(placement, own, reason, own.confidence, dropped, None)
 
 

@@ -24,8 +24,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 import orjson
 
@@ -68,14 +69,16 @@ REQUEST_FIELDS = ("user_id", "anonymous_id", "profile_id", "placements", "contex
 _KNOWN_FIELDS = frozenset({*REQUEST_FIELDS, "writeKey"})
 
 
-@dataclass(frozen=True, slots=True)
-class DecideRequest:
+_NO_CONTEXT: Final[Mapping[str, Json]] = MappingProxyType({})
+
+
+class DecideRequest(NamedTuple):
     """A decision request: who (``id_type``/``id_value``), which placements, the request context and locale."""
 
     id_type: IdType
     id_value: str
     placements: tuple[str, ...]
-    context: Mapping[str, Json] = field(default_factory=dict)
+    context: Mapping[str, Json] = _NO_CONTEXT
     locale: str | None = None
     dry_run: bool = False
     """A preview (admin only): nobody is assigned, no exposure or impression is recorded."""
@@ -108,7 +111,7 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
         raise ValidationError(f"{id_type!r} must be a non-empty string", code="invalid_request",
                               details=[{"field": id_type}])
     placements = body.get("placements")
-    if not (isinstance(placements, list) and placements and all(isinstance(p, str) for p in placements)):
+    if not (isinstance(placements, list) and placements and {type(p) for p in placements} == {str}):
         raise ValidationError("'placements' must be a non-empty list of placement names", code="invalid_request",
                               details=[{"field": "placements"}])
     if len(placements) > MAX_PLACEMENTS:
@@ -164,16 +167,20 @@ def placements_of(lib: Library, names: Sequence[str], *, list_known: bool = True
                         code="placement_not_found", details=[{"placement": name} for name in missing])
 
 
-@dataclass(frozen=True, slots=True)
 class DecisionContext:
-    """The rules' ``EvalContext``: the stored profile plus ``context.*`` from the request."""
+    """The rules' ``EvalContext``: the stored profile plus ``context.*`` from the request. Serves one request: it
+    keeps the computed values it has evaluated."""
 
-    stored: StoredContext
-    request: Mapping[str, Json]
-    allowed: frozenset[str] = frozenset()
-    """The purposes the person allows at ``now_ms``: ``consent.*`` reads them."""
-    computed: dict[str, tuple[bool, object]] = field(default_factory=dict)
-    """Computed values already evaluated: several rules, models and blocks of one request read the same ones."""
+    __slots__ = ("allowed", "computed", "request", "stored")
+
+    def __init__(self, stored: StoredContext, request: Mapping[str, Json], allowed: frozenset[str] = frozenset()
+                 ) -> None:
+        self.stored = stored
+        self.request = request
+        self.allowed = allowed
+        """The purposes the person allows at ``now_ms``: ``consent.*`` reads them."""
+        self.computed: dict[str, tuple[bool, object]] = {}
+        """Computed values already evaluated: several rules, models and blocks of one request read the same ones."""
 
     @property
     def now_ms(self) -> Millis:
@@ -204,13 +211,15 @@ class DecisionContext:
         return self.stored.in_segment(name)
 
 
-@dataclass(frozen=True, slots=True)
-class Loaded:
+_NO_ASSIGNMENTS: Final[Mapping[str, tuple[Assignment, str]]] = MappingProxyType({})
+
+
+class Loaded(NamedTuple):
     """A person as the engine needs them, with their stored assignments (experiment → (assignment, unit))."""
 
     profile_id: str | None
     person: Person
-    assignments: Mapping[str, tuple[Assignment, str]] = field(default_factory=dict)
+    assignments: Mapping[str, tuple[Assignment, str]] = _NO_ASSIGNMENTS
 
 
 def find_profile(conn: Conn, ws: str, id_type: IdType, value: str) -> str | None:
@@ -237,7 +246,8 @@ def find_with_consent(conn: Conn, ws: str, id_type: IdType, value: str) -> tuple
     rows = sql.owner_and_consent(conn, ws, id_type, ident.value)
     if not rows:
         return None, []
-    return str(rows[0][0]), [consent_sql.state_row(row) for row in rows if row[1] is not None]
+    # The rows' columns are already typed as ``ConsentRow`` on both backends (TEXT, BIGINT): sliced, not copied.
+    return str(rows[0][0]), [row[1:] for row in rows if row[1] is not None]
 
 
 def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: Sequence[Placement],
@@ -283,7 +293,7 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     shown = Opened(sealed, lambda value: _opened(cipher, value))
     data = ProfileData(raw, data.series, (), data.stays)
     rules = DecisionContext(StoredContext(rt, data, now, summaries), context, allowed)
-    computed = {name: rules.lookup(Path("computed", (name,)))[1] for name in plan.computed}
+    computed = {path.parts[0]: rules.lookup(path)[1] for path in plan.computed}
     segments = tuple(sorted({s.segment for s in data.stays if s.covers(now)})) if data.stays else ()
     render = BlockContext(traits=shown, computed=computed, consent={p: p in allowed for p in rt.catalog.purposes},
                           segments=segments, request=context, locale=locale or "")
@@ -317,8 +327,8 @@ class _Plan:
     """Traits a block prints."""
     traits: tuple[str, ...]
     """Traits read by rules or printed, sorted."""
-    computed: tuple[str, ...]
-    """Computed traits blocks print (those keeping personal values sealed left out)."""
+    computed: tuple[Path, ...]
+    """Computed traits blocks print (those keeping personal values sealed left out), as rule paths."""
     experiments: tuple[str, ...]
 
 
@@ -334,8 +344,9 @@ def _plan(rt: WorkspaceRuntime, placements: Sequence[Placement]) -> _Plan:
         printed = frozenset().union(*(p.render_traits for p in placements))
         hit = _Plan(needs, frozenset(k for k in needs.windows if k[0] not in needs.rows), printed,
                     tuple(sorted(needs.traits | printed)),
-                    tuple(dict.fromkeys(name for p in placements for name in sorted(p.render_computed)
-                                        if name in rt.traits and not _sealed(rt, name))),
+                    tuple(Path("computed", (name,)) for name in dict.fromkeys(
+                        name for p in placements for name in sorted(p.render_computed)
+                        if name in rt.traits and not _sealed(rt, name))),
                     tuple(sorted({e.name for p in placements for e in p.experiments})))
         if rt.generation >= 0:
             if len(_PLANS) >= 4096:
@@ -487,24 +498,33 @@ def scoring_models(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placem
     """The latest trained version of each model the placements rank with (``rapport.models.service``)."""
     if not any(p.models for p in placements):
         return {}
-    # Imported on use: only workspaces that rank offers need the model store.
-    from rapport.models import service as models_service
-
+    models_service = _models_service()
     now = time.monotonic()
     hit = _CATALOGS.get(rt.id)
     if (hit is not None and hit[1] == rt.generation and hit[2] == models_service.STORED[0]
             and now - hit[0] < CATALOG_SECONDS):
         return hit[3]
     stored = models_service.STORED[0]
-    models = models_service.scoring_models(conn, rt)
+    models: Mapping[str, ScoringModel] = models_service.scoring_models(conn, rt)
     if len(_CATALOGS) >= 1024:
         _CATALOGS.clear()
     _CATALOGS[rt.id] = (now, rt.generation, stored, models)
     return models
 
 
-@dataclass(frozen=True, slots=True)
-class _Started:
+_MODELS_SERVICE: list[ModuleType] = []
+
+
+def _models_service() -> ModuleType:
+    """``rapport.models.service``, imported on first use: only workspaces that rank offers need the model store."""
+    if not _MODELS_SERVICE:
+        from rapport.models import service
+
+        _MODELS_SERVICE.append(service)
+    return _MODELS_SERVICE[0]
+
+
+class _Started(NamedTuple):
     """A request read and decided up to its first assignments: what ``_finish`` needs."""
 
     rt: WorkspaceRuntime

@@ -41,9 +41,18 @@ def feature_values(features: Sequence[str], traits: Mapping[str, TraitDef],
     out: dict[str, float | None] = {}
     at = ctx.now_ms
     for name in features:
-        found, value = ctx.lookup(Path("computed", (name,)))
+        path = _PATHS.get(name)
+        if path is None:
+            if len(_PATHS) >= 4096:
+                _PATHS.clear()
+            path = _PATHS[name] = Path("computed", (name,))
+        found, value = ctx.lookup(path)
         out[name] = as_number(traits.get(name), value, at) if found else None
     return out
+
+
+_PATHS: dict[str, Path] = {}
+"""The rule path of each feature read (a model is scored on every decision that ranks with it)."""
 
 
 def feature_needs(features: Iterable[str], rt: WorkspaceRuntime, *, consent: bool = False) -> Needs:

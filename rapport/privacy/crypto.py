@@ -15,7 +15,6 @@ nothing else is revealed.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -127,7 +126,7 @@ def identity_key(workspace_key: bytes) -> bytes:
 def user_hash(identity_key: bytes, user_id: str) -> str:
     """Hex HMAC-SHA256 of the user id (UTF-8) under the identity-verification secret."""
     _check_key(identity_key, "an identity-verification key")
-    return hmac.new(identity_key, user_id.encode(), hashlib.sha256).hexdigest()
+    return hmac_sha256_hex(identity_key, user_id.encode())
 
 
 def blind_index(lookup_key: bytes, identifier_type: str, normalized_value: str) -> str:
@@ -141,4 +140,27 @@ def blind_index(lookup_key: bytes, identifier_type: str, normalized_value: str) 
     if "\x00" in identifier_type:
         raise CryptoError("identifier type must not contain NUL", code="invalid_identifier_type")
     message = f"{identifier_type}\x00{normalized_value}".encode()
-    return hmac.new(lookup_key, message, hashlib.sha256).hexdigest()
+    return hmac_sha256_hex(lookup_key, message)
+
+
+_PADS: dict[bytes, tuple[hashlib._Hash, hashlib._Hash]] = {}
+"""Per key, SHA-256 states that have absorbed the key's inner and outer pads (bounded: cleared when full)."""
+_BLOCK = 64
+
+
+def hmac_sha256_hex(key: bytes, message: bytes) -> str:
+    """Hex HMAC-SHA256 (RFC 2104) of ``message`` under ``key``, equal to ``hmac.new(key, message,
+    hashlib.sha256).hexdigest()``. The keyed states are kept per key and copied per call: every decision and
+    every ingested identifier computes one, and OpenSSL 3 looks its digest up anew on each ``hmac.new``."""
+    pads = _PADS.get(key)
+    if pads is None:
+        padded = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+        pads = (hashlib.sha256(bytes(b ^ 0x36 for b in padded)), hashlib.sha256(bytes(b ^ 0x5C for b in padded)))
+        if len(_PADS) >= 1024:
+            _PADS.clear()
+        _PADS[bytes(key)] = pads
+    inner = pads[0].copy()
+    inner.update(message)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()

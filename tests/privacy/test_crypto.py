@@ -6,9 +6,12 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rapport.errors import Terminal
 from rapport.privacy import Cipher, CryptoError, aad_for, blind_index, generate_key, lookup_key, unwrap, wrap
+from rapport.privacy.crypto import hmac_sha256_hex
 
 KEY = bytes(range(32))
 
@@ -144,3 +147,11 @@ def test_blind_index_is_deterministic_and_type_separated() -> None:
 def test_blind_index_rejects_nul_in_type() -> None:
     with pytest.raises(CryptoError):
         blind_index(lookup_key(KEY), "a\x00b", "c")
+
+
+@given(key=st.binary(min_size=1, max_size=200), message=st.binary(max_size=300))
+def test_hmac_from_kept_pads_equals_the_standard_library(key: bytes, message: bytes) -> None:
+    # Keys longer than the 64-byte block are hashed first; the pads are kept per key and copied per call.
+    expected = hmac.new(key, message, hashlib.sha256).hexdigest()
+    assert hmac_sha256_hex(key, message) == expected
+    assert hmac_sha256_hex(key, message) == expected

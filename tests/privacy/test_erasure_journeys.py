@@ -37,11 +37,20 @@ CLEAR_VALUES = (USER, ANON, EMAIL, PHONE, NAME, TOKEN, "Quennell", "Velvet armch
 
 
 def all_tables() -> list[str]:
-    """Every table the migrations create."""
-    names: list[str] = []
+    """Every table the migrations leave: created, less those dropped, renamed as renamed (a table rebuilt under a
+    new layout is created under a temporary name, the old one dropped and the new one renamed)."""
+    names: dict[str, None] = {}
+    statement = re.compile(r"CREATE TABLE (\w+)|DROP TABLE (\w+)|ALTER TABLE (\w+) RENAME TO (\w+)")
     for path in MIGRATIONS:
-        names += re.findall(r"CREATE TABLE (\w+)", path.read_text(encoding="utf-8"))
-    return names
+        for created, dropped, renamed, to in statement.findall(path.read_text(encoding="utf-8")):
+            if created:
+                names[created] = None
+            elif dropped:
+                names.pop(dropped)
+            else:
+                names.pop(renamed)
+                names[to] = None
+    return list(names)
 
 
 def rows_of(rapport: Rapport, ws: str, table: str) -> list[tuple[Any, ...]]:
