@@ -304,9 +304,19 @@ def cli(env: dict[str, str], *args: str) -> str:
 def decide_in_process(rapport: Any, workspace_id: str, body: dict[str, Any]) -> Any:
     """One decision for ``body`` as ``POST /api/v1/decide`` makes it for a write-key caller, without HTTP:
     parse, load the person, decide the placements, queue the impressions (not waited for)."""
-    from rapport.decisions.service import decide_request, parse_request
+    service = _SERVICE[0] if _SERVICE else _decisions_service()
+    return service.decide_request(rapport, workspace_id, service.parse_request(body, admin=False), full=False)
 
-    return decide_request(rapport, workspace_id, parse_request(body, admin=False), full=False)
+
+_SERVICE: list[Any] = []
+
+
+def _decisions_service() -> Any:
+    """``rapport.decisions.service``, imported once (outside the timed call)."""
+    from rapport.decisions import service
+
+    _SERVICE.append(service)
+    return service
 
 
 # --- HTTP -----------------------------------------------------------------------------------

@@ -260,7 +260,8 @@ def union(*all_needs: Needs) -> Needs:
         consent=True,
         segments=frozenset().union(*(n.segments for n in all_needs)),
         windows=frozenset().union(*(n.windows for n in all_needs)),
-        rows=frozenset().union(*(n.rows for n in all_needs)))
+        rows=frozenset().union(*(n.rows for n in all_needs)),
+        fields=frozenset().union(*(n.fields for n in all_needs)))
 
 
 def _root(path: str) -> tuple[str, str | None]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, Literal, NamedTuple, Protocol
+from typing import Final, Literal, NamedTuple, Protocol, overload
 
 from liquid.exceptions import LiquidError
 
@@ -60,6 +60,46 @@ class ScoringModel(Protocol):
     def features(self) -> tuple[str, ...]: ...
 
     def score(self, values: Mapping[str, float | None]) -> Scored: ...
+
+    def probability(self, values: Mapping[str, float | None]) -> float: ...
+
+
+class TopReasons(Sequence[ModelReason]):
+    """A score's largest contributions (at most ``TOP_REASONS``), worked out on first read: only an admin's view
+    of a decision shows them, so ranking for a public caller scores without them."""
+
+    __slots__ = ("_done", "_model", "_values")
+
+    def __init__(self, model: ScoringModel, values: Mapping[str, float | None]) -> None:
+        self._model = model
+        self._values = values
+        self._done: tuple[ModelReason, ...] | None = None
+
+    def _reasons(self) -> tuple[ModelReason, ...]:
+        if self._done is None:
+            self._done = self._model.score(self._values).reasons[:TOP_REASONS]
+        return self._done
+
+    @overload
+    def __getitem__(self, index: int) -> ModelReason: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ModelReason]: ...
+
+    def __getitem__(self, index: int | slice) -> ModelReason | Sequence[ModelReason]:
+        return self._reasons()[index]
+
+    def __len__(self) -> int:
+        return len(self._reasons())
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, Sequence) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._reasons())
+
+    def __repr__(self) -> str:
+        return repr(self._reasons())
 
 
 class Opened(Mapping[str, Json]):
@@ -156,8 +196,9 @@ class Reason(NamedTuple):
     score: float | None = None
     value: float | None = None
     expected_value: float | None = None
-    model_reasons: tuple[ModelReason, ...] = ()
-    """The score's largest contributions (at most ``TOP_REASONS``), formatted only when asked for."""
+    model_reasons: Sequence[ModelReason] = ()
+    """The score's largest contributions (at most ``TOP_REASONS``; a ``TopReasons``), formatted only when asked
+    for."""
     experiment: str | None = None
     variant: str | None = None
     assignment: str | None = None
@@ -451,14 +492,14 @@ class _Offer(NamedTuple):
     probability: float
     value: float
     model: ScoringModel
-    reasons: tuple[ModelReason, ...]
+    reasons: TopReasons
 
 
 def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, models: Mapping[str, ScoringModel],
             dropped: list[Dropped]) -> list[_Offer]:
     """The eligible offers by expected value, best first (ties keep the written order)."""
     scored: list[_Offer] = []
-    results: dict[str, Scored] = {}
+    results: dict[str, tuple[float, TopReasons]] = {}
     """Each model scores the person once, however many offers it ranks."""
     for index, candidate in enumerate(placement.rank):
         if candidate.when is not None and not holds(candidate.when, person.rules):
@@ -484,9 +525,10 @@ def _ranked(placement: Placement, blocks: Mapping[str, Block], person: Person, m
             block.value if block is not None and block.value is not None else 1.0)
         result = results.get(candidate.model)
         if result is None:
-            result = results[candidate.model] = model.score(feature_values(model, person))
-        probability = min(1.0, max(0.0, float(result.probability)))
-        scored.append(_Offer(probability * value, index, candidate.block, probability, value, model,
-                             result.reasons[:TOP_REASONS]))
+            values = feature_values(model, person)
+            result = results[candidate.model] = (min(1.0, max(0.0, float(model.probability(values)))),
+                                                 TopReasons(model, values))
+        probability, reasons = result
+        scored.append(_Offer(probability * value, index, candidate.block, probability, value, model, reasons))
     scored.sort(key=lambda offer: (-offer.expected, offer.position))
     return scored

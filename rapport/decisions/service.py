@@ -273,7 +273,8 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     active = [p for p in placements if p.purpose in allowed]
     plan = _plan(rt, active)
     wanted = plan.needs
-    summaries = profiles_sql.summaries(conn, rt.id, profile_id, plan.summarized, now) if plan.summarized else {}
+    summaries = (profiles_sql.summaries(conn, rt.id, profile_id, plan.summarized, now, wanted.fields)
+                 if plan.summarized else {})
     data = _NOBODY
     if wanted.rows or wanted.segments:
         data = load(conn, rt, Needs(series=wanted.rows, distinct=wanted.distinct, segments=wanted.segments),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from rapport.clock import parse_iso
-from rapport.profiles.computed import SummaryKey, TraitDef, numeric
+from rapport.profiles.computed import SummaryKey, TraitDef, numeric, summary_fields
 from rapport.rules import EvalContext, Path
 from rapport.segments.stored import Needs, trait_needs
 from rapport.types import DAY, Millis
@@ -61,6 +61,7 @@ def feature_needs(features: Iterable[str], rt: WorkspaceRuntime, *, consent: boo
     distinct: set[str] = set()
     windows: set[SummaryKey] = set()
     rows: set[str] = set()
+    fields: set[str] = set()
     for name in features:
         defn = rt.traits.get(name)
         if defn is None:
@@ -69,7 +70,9 @@ def feature_needs(features: Iterable[str], rt: WorkspaceRuntime, *, consent: boo
         series |= read
         windows |= summaries
         rows |= raw
+        if summaries:
+            fields |= summary_fields(defn.aggregate)
         if defn.aggregate == "distinct":
             distinct.add(defn.series.id)
     return Needs(series=frozenset(series), distinct=frozenset(distinct), consent=consent, windows=frozenset(windows),
-                 rows=frozenset(rows))
+                 rows=frozenset(rows), fields=frozenset(fields))

@@ -197,6 +197,22 @@ class Summary(NamedTuple):
 SummaryKey = tuple[str, Millis | None]
 """(series id, window in milliseconds or None for all time)."""
 
+SUMMARY_FIELDS: frozenset[str] = frozenset({"nn", "total", "vmin", "vmax", "ts"})
+"""The parts of a ``Summary`` a reader may leave unread (``ts``: ``first_ts`` and ``last_ts``). ``n`` is always
+read: it tells an empty window."""
+_FIELDS_READ: dict[str, frozenset[str]] = {
+    "count": frozenset(), "ratio": frozenset(), "sum": frozenset({"total"}), "avg": frozenset({"total", "nn"}),
+    "min": frozenset({"vmin"}), "max": frozenset({"vmax"}), "first": frozenset({"ts"}), "last": frozenset({"ts"}),
+    "days_since": frozenset({"ts"}), "first_seen": frozenset({"ts"}), "last_seen": frozenset({"ts"}),
+}
+
+
+def summary_fields(aggregate: str) -> frozenset[str]:
+    """The parts of a ``Summary`` beyond ``n`` that ``evaluate_summary`` reads for a computed trait of
+    ``aggregate``, or ``segments.functions.summary_value`` for an event function of that name (all of them for a
+    name it does not know)."""
+    return _FIELDS_READ.get(aggregate, SUMMARY_FIELDS)
+
 
 def summarizable(defn: TraitDef) -> bool:
     """Whether ``evaluate_summary`` can compute ``defn`` (not distinct values, nor a property's first or last

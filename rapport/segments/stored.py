@@ -27,6 +27,7 @@ from rapport.profiles.computed import (
     TraitDef,
     evaluate_summary,
     summarizable,
+    summary_fields,
     summary_keys,
 )
 from rapport.profiles.computed import evaluate as evaluate_trait
@@ -88,6 +89,8 @@ class Needs:
     """The (series, window) pairs read through a summary (``rapport.profiles.computed.Summary``)."""
     rows: frozenset[str] = frozenset()
     """The series read by what a summary cannot answer (distinct values, a property's first or last value)."""
+    fields: frozenset[str] = frozenset()
+    """The parts of those summaries read beyond their count (``rapport.profiles.computed.summary_fields``)."""
 
 
 def trait_needs(defn: TraitDef) -> tuple[set[str], set[SummaryKey], set[str]]:
@@ -104,6 +107,7 @@ def needs(rule: Node, rt: WorkspaceRuntime) -> Needs:
     functions = event_functions(rule)
     series = {series_key(fn).id for fn in functions}
     windows = {(series_key(fn).id, fn.within_ms) for fn in functions}
+    fields: set[str] = set().union(*(summary_fields(fn.fn) for fn in functions))
     distinct: set[str] = set()
     rows: set[str] = set()
     for path in found:
@@ -113,6 +117,8 @@ def needs(rule: Node, rt: WorkspaceRuntime) -> Needs:
             series |= read
             windows |= summaries
             rows |= raw
+            if summaries:
+                fields |= summary_fields(defn.aggregate)
             if defn.aggregate == "distinct":
                 distinct.add(defn.series.id)
     return Needs(
@@ -123,6 +129,7 @@ def needs(rule: Node, rt: WorkspaceRuntime) -> Needs:
         segments=segments(rule),
         windows=frozenset(windows),
         rows=frozenset(rows),
+        fields=frozenset(fields),
     )
 
 

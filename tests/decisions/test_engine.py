@@ -54,12 +54,15 @@ class FakeModel:
     name: str
     version: int
     features: tuple[str, ...]
-    probability: float
+    base: float
 
     def score(self, values: Mapping[str, float | None]) -> Scored:
+        return Scored(self.probability(values),
+                      (Reason(self.features[0], values.get(self.features[0]), 0.4), Reason("other", None, -0.1)))
+
+    def probability(self, values: Mapping[str, float | None]) -> float:
         boost = 0.0 if values.get(self.features[0]) is None else 0.1
-        p = min(1.0, self.probability + boost)
-        return Scored(p, (Reason(self.features[0], values.get(self.features[0]), 0.4), Reason("other", None, -0.1)))
+        return min(1.0, self.base + boost)
 
 
 HERO = rules(("hero_vip", "computed.revenue_total > 100"), ("hero_new", 'count("Order Completed") == 0'),

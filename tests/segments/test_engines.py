@@ -97,12 +97,19 @@ def test_sql_and_memory_select_the_same_profiles(store: Rapport, template: Works
 
         def agree(conn: Conn, rule: Node = rule, instants: list[int] = instants) -> None:
             live = live_profiles(conn, rt.id, ids)
-            loaded = load(conn, rt, needs(rule, rt), live)
+            wanted = needs(rule, rt)
+            loaded = load(conn, rt, wanted, live)
             for i, at in enumerate(instants):
                 if i == 0:
                     in_memory = matching(conn, rt, rule, ids, at)
                 else:
                     in_memory = {p for p in live if evaluate(rule, StoredContext(rt, loaded[p], at))}
+                if i == 1:
+                    # As a decision reads a person: one summary per (series, window), only the parts read.
+                    keys = frozenset(k for k in wanted.windows if k[0] not in wanted.rows)
+                    summarized = {p for p in live if evaluate(rule, StoredContext(
+                        rt, loaded[p], at, profiles_sql.summaries(conn, rt.id, p, keys, at, wanted.fields)))}
+                    assert summarized == in_memory, f"{to_text(rule)} at {at}: summaries {wanted.fields}"
                 for tested, expected in ((rule, in_memory), (Not(rule), set(live) - in_memory)):
                     sql, params = compile_rule(tested, rt, dialect, at)
                     by_sql = [r[0] for r in conn.all(sql, params)]

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 
-from rapport.profiles.computed import Summary, SummaryKey
+from rapport.profiles.computed import SUMMARY_FIELDS, Summary, SummaryKey
 from rapport.profiles.values import flatten
 from rapport.storage.base import Conn, Dialect, Row
 from rapport.types import Millis
@@ -93,26 +93,29 @@ def buckets(conn: Conn, ws: str, profile_id: str, series: Sequence[str]) -> list
     )
 
 
-SUMMARY_BRANCH = ("SELECT CAST(? AS INTEGER), sum(n), sum(nn), {total}, min(vmin), max(vmax), min(first_ts),"
-                  " max(last_ts) FROM buckets WHERE workspace_id = ? AND profile_id = ? AND series = ?"
-                  " AND bucket <= ? AND bucket > ?")
-SUMMARY_BRANCHES = {"sqlite": SUMMARY_BRANCH.replace("{total}", "sum(total)"),
-                    "postgres": SUMMARY_BRANCH.replace("{total}", "sum(total ORDER BY bucket)")}
-"""One (series, window) of ``summaries``. SQLite sums a range in its primary key's order; PostgreSQL is told."""
+SUMMARY_COLUMNS = (("nn", "sum(nn)"), ("total", "{total}"), ("vmin", "min(vmin)"), ("vmax", "max(vmax)"),
+                   ("ts", "min(first_ts), max(last_ts)"))
+"""The aggregate read for each part of a ``Summary`` beyond its count (``rapport.profiles.computed.SUMMARY_FIELDS``);
+a part nobody reads is selected as NULL."""
+SUMMARY_TOTALS = {"sqlite": "sum(total)", "postgres": "sum(total ORDER BY bucket)"}
+"""SQLite sums a range in its primary key's order; PostgreSQL is told."""
+SUMMARY_FROM = (" FROM buckets WHERE workspace_id = ? AND profile_id = ? AND series = ? AND bucket <= ?"
+                " AND bucket > ?")
 ALL_TIME = -(2 ** 63)
 """The lower bound of the all-time window (no bucket is older)."""
 
 
-def summaries(conn: Conn, ws: str, profile_id: str, keys: frozenset[SummaryKey], at: Millis
-              ) -> dict[SummaryKey, Summary]:
+def summaries(conn: Conn, ws: str, profile_id: str, keys: frozenset[SummaryKey], at: Millis,
+              fields: frozenset[str] = SUMMARY_FIELDS) -> dict[SummaryKey, Summary]:
     """The summary (``rapport.profiles.computed.Summary``) of each (series, window) of ``keys`` for one profile at
     instant ``at``, in one statement of one index range per key: a key without buckets gets an empty summary.
-    Totals are summed in bucket order, so they equal ``evaluate``'s sums."""
+    Totals are summed in bucket order, so they equal ``evaluate``'s sums. Only the parts in ``fields`` are read
+    besides the count (``summary_fields`` says which an aggregate reads); the others keep their empty values."""
     if not keys:
         return {}
-    plan = _SUMMARY_PLANS.get((keys, conn.dialect.name))
+    plan = _SUMMARY_PLANS.get((keys, fields, conn.dialect.name))
     if plan is None:
-        plan = _summary_plan(keys, conn.dialect.name)
+        plan = _summary_plan(keys, fields, conn.dialect.name)
     wanted, sql = plan
     params: list[object] = []
     for index, (series, window) in enumerate(wanted):
@@ -120,22 +123,28 @@ def summaries(conn: Conn, ws: str, profile_id: str, keys: frozenset[SummaryKey],
     out = dict.fromkeys(wanted, _EMPTY_SUMMARY)
     for index, n, nn, summed, vmin, vmax, first_ts, last_ts in conn.all(sql, params):
         if n is not None:
-            out[wanted[int(index)]] = Summary(int(n), int(nn), float(summed), None if vmin is None else float(vmin),
-                                              None if vmax is None else float(vmax), int(first_ts), int(last_ts))
+            out[wanted[int(index)]] = Summary(
+                int(n), 0 if nn is None else int(nn), 0.0 if summed is None else float(summed),
+                None if vmin is None else float(vmin), None if vmax is None else float(vmax),
+                None if first_ts is None else int(first_ts), None if last_ts is None else int(last_ts))
     return out
 
 
-def _summary_plan(keys: frozenset[SummaryKey], dialect: str) -> tuple[list[SummaryKey], str]:
+def _summary_plan(keys: frozenset[SummaryKey], fields: frozenset[str], dialect: str
+                  ) -> tuple[list[SummaryKey], str]:
     wanted = sorted(keys, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
-    sql = " UNION ALL ".join([SUMMARY_BRANCHES[dialect]] * len(wanted))
+    columns = ", ".join((SUMMARY_TOTALS[dialect] if part == "total" else aggregate) if part in fields
+                        else ("NULL, NULL" if part == "ts" else "NULL") for part, aggregate in SUMMARY_COLUMNS)
+    branch = "SELECT CAST(? AS INTEGER), sum(n), " + columns + SUMMARY_FROM
+    sql = " UNION ALL ".join([branch] * len(wanted))
     if len(_SUMMARY_PLANS) >= 1024:
         _SUMMARY_PLANS.clear()
-    _SUMMARY_PLANS[(keys, dialect)] = wanted, sql
+    _SUMMARY_PLANS[(keys, fields, dialect)] = wanted, sql
     return wanted, sql
 
 
-_SUMMARY_PLANS: dict[tuple[frozenset[SummaryKey], str], tuple[list[SummaryKey], str]] = {}
-"""The statement reading each set of summaries, per dialect (bounded: cleared when full)."""
+_SUMMARY_PLANS: dict[tuple[frozenset[SummaryKey], frozenset[str], str], tuple[list[SummaryKey], str]] = {}
+"""The statement reading each set of summaries and parts, per dialect (bounded: cleared when full)."""
 _EMPTY_SUMMARY = Summary()
 
 
