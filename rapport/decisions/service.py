@@ -92,8 +92,8 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object such as {\"user_id\": \"u1\", \"placements\": "
                               "[\"home_hero\"]}", code="invalid_request")
-    unknown = sorted(body.keys() - _KNOWN_FIELDS)
-    if unknown:
+    if not body.keys() <= _KNOWN_FIELDS:
+        unknown = sorted(body.keys() - _KNOWN_FIELDS)
         raise ValidationError(f"unknown field(s) {', '.join(map(repr, unknown))}; expected "
                               f"{', '.join(REQUEST_FIELDS)}", code="invalid_request")
     given = [key for key in ID_TYPES if body.get(key) is not None]
@@ -107,7 +107,9 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
     value = body[id_type]
     if isinstance(value, int | float) and not isinstance(value, bool) and id_type != "profile_id":
         value = str(value)
-    if not isinstance(value, str) or not value.strip() or len(value) > 512:
+    if isinstance(value, str) and len(value) <= 512:
+        value = value.strip()
+    if not isinstance(value, str) or not value or len(value) > 512:
         raise ValidationError(f"{id_type!r} must be a non-empty string", code="invalid_request",
                               details=[{"field": id_type}])
     placements = body.get("placements")
@@ -141,8 +143,7 @@ def parse_request(body: Json, *, admin: bool) -> DecideRequest:
     if user_hash is not None and not (isinstance(user_hash, str) and 0 < len(user_hash) <= 128):
         raise ValidationError("'user_hash' must be the hex HMAC-SHA256 of the user id", code="invalid_request",
                               details=[{"field": "user_hash"}])
-    return DecideRequest(id_type, value.strip(), tuple(dict.fromkeys(placements)), context, locale, dry_run,
-                         user_hash)
+    return DecideRequest(id_type, value, tuple(dict.fromkeys(placements)), context, locale, dry_run, user_hash)
 
 
 def verify_identity(rapport: Rapport, rt: WorkspaceRuntime, request: DecideRequest) -> None:
@@ -188,9 +189,10 @@ class DecisionContext:
 
     def lookup(self, path: Path) -> tuple[bool, object]:
         if path.root == "computed" and len(path.parts) == 1:
-            hit = self.computed.get(path.parts[0])
+            name = path.parts[0]
+            hit = self.computed.get(name)
             if hit is None:
-                hit = self.computed[path.parts[0]] = self.stored.lookup(path)
+                hit = self.computed[name] = self.stored.computed(name)
             return hit
         if path.root == "consent":
             known = len(path.parts) == 1 and path.parts[0] in self.stored.rt.catalog.purposes

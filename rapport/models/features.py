@@ -8,10 +8,11 @@ property) as the days elapsed since it; anything else is missing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from rapport.clock import parse_iso
-from rapport.profiles.computed import SummaryKey, TraitDef, numeric, summary_fields
+from rapport.profiles.computed import SummaryKey, TraitDef, summary_fields
 from rapport.rules import EvalContext, Path
 from rapport.segments.stored import Needs, trait_needs
 from rapport.types import DAY, Millis
@@ -20,11 +21,11 @@ from rapport.workspaces.runtime import WorkspaceRuntime
 
 def as_number(defn: TraitDef | None, value: object, at: Millis) -> float | None:
     """A computed trait's value at ``at`` as a model input (None: missing)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return number if -math.inf < number < math.inf else None
     if isinstance(value, bool):
         return 1.0 if value else 0.0
-    number = numeric(value)
-    if number is not None:
-        return number
     if (isinstance(value, str) and defn is not None and defn.aggregate in ("first", "last")
             and defn.series.prop is None):
         try:

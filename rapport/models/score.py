@@ -129,7 +129,9 @@ class ScoringModel:
         """The raw (uncalibrated) log-odds for one row of feature values."""
         total = self.intercept
         for feature, slope, offset, missing in self._terms:
-            v = _number(values.get(feature))
+            v = values.get(feature)
+            if not (type(v) is float and -math.inf < v < math.inf):  # the common case skips the checks
+                v = _number(v)
             total += missing if v is None else slope * v - offset
         return total
 

@@ -153,17 +153,21 @@ class StoredContext:
             return False, None
         name = path.parts[0]
         if path.root == "computed":
-            defn = self.rt.traits.get(name)
-            if defn is None:
-                return False, None
-            summaries = self.summaries
-            if summaries is not None and (defn.series.id, defn.window_ms) in summaries and summarizable(defn):
-                return True, evaluate_summary(defn, summaries, self.now_ms)
-            return True, evaluate_trait(defn, self.data.series, self.now_ms)
+            return self.computed(name)
         if path.root == "consent":
             purpose = self.rt.catalog.purposes.get(name)
             return (False, None) if purpose is None else (True, may_use(self.data.ledger, purpose, self.now_ms).allowed)
         return False, None
+
+    def computed(self, name: str) -> tuple[bool, object]:
+        """(found, value) of computed trait ``name``: ``lookup`` of ``computed.<name>``."""
+        defn = self.rt.traits.get(name)
+        if defn is None:
+            return False, None
+        summaries = self.summaries
+        if summaries is not None and (defn.series.id, defn.window_ms) in summaries and summarizable(defn):
+            return True, evaluate_summary(defn, summaries, self.now_ms)
+        return True, evaluate_trait(defn, self.data.series, self.now_ms)
 
     def _trait(self, parts: Sequence[str]) -> tuple[bool, object]:
         """The value at a trait path; an encrypted marker is a value, never a container."""
