@@ -48,7 +48,7 @@ from rapport.storage.sql import decisions as sql
 from rapport.storage.sql import exposures as exposures_sql
 from rapport.storage.sql import identity as identity_sql
 from rapport.storage.sql import profiles as profiles_sql
-from rapport.types import Json, JsonObject, Millis
+from rapport.types import Json, JsonObject, Millis, WorkspaceId
 from rapport.workspaces import verification
 from rapport.workspaces.keys import Keyring
 from rapport.workspaces.runtime import WorkspaceRuntime
@@ -214,6 +214,7 @@ class DecisionContext:
 
 
 _NO_ASSIGNMENTS: Final[Mapping[str, tuple[Assignment, str]]] = MappingProxyType({})
+_NO_IMPRESSIONS: Final[Mapping[str, Sequence[Millis]]] = MappingProxyType({})
 
 
 class Loaded(NamedTuple):
@@ -264,8 +265,7 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     if profile_id is None:
         allowed = allowed_purposes((), rt.catalog, now)
         rules = DecisionContext(StoredContext(rt, _NOBODY, now), context, allowed)
-        render = BlockContext(consent={p: p in allowed for p in rt.catalog.purposes}, request=context,
-                              locale=locale or "")
+        render = BlockContext(consent=_consent_map(rt, allowed), request=context, locale=locale or "")
         return Loaded(None, Person(rules, render, allowed, known=False))
     if consent is None:
         consent = [consent_sql.state_row(row) for row in consent_sql.states(conn, rt.id, [profile_id])]
@@ -298,10 +298,10 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     rules = DecisionContext(StoredContext(rt, data, now, summaries), context, allowed)
     computed = {path.parts[0]: rules.lookup(path)[1] for path in plan.computed}
     segments = tuple(sorted({s.segment for s in data.stays if s.covers(now)})) if data.stays else ()
-    render = BlockContext(traits=shown, computed=computed, consent={p: p in allowed for p in rt.catalog.purposes},
-                          segments=segments, request=context, locale=locale or "")
-    person = Person(rules, render, allowed, True, _impressions(conn, rt, active, profile_id, now),
-                    _owned(conn, rt, active, profile_id), rt.traits)
+    render = BlockContext(traits=shown, computed=computed, consent=_consent_map(rt, allowed), segments=segments,
+                          request=context, locale=locale or "")
+    person = Person(rules, render, allowed, True, _impressions(conn, rt, plan.capped, profile_id, now) if plan.capped
+                    else _NO_IMPRESSIONS, _owned(conn, rt, profile_id) if plan.products else frozenset(), rt.traits)
     experiments = plan.experiments
     return Loaded(profile_id, person, _assignments(conn, rt.id, profile_id, experiments))
 
@@ -313,6 +313,22 @@ def _assignments(conn: Conn, ws: str, profile_id: str, experiments: Sequence[str
     for name, variant, bucket, reason, unit in sql.assignments(conn, ws, profile_id, experiments):
         out[str(name)] = Assignment(int(bucket), variant, sticky.REASONS.get(str(reason), "excluded")), str(unit)
     return out
+
+
+def _consent_map(rt: WorkspaceRuntime, allowed: frozenset[str]) -> Mapping[str, bool]:
+    """``consent.<purpose>`` as blocks read it: each purpose of the catalog, allowed or not (one per allowed set)."""
+    key = (rt.id, rt.generation, allowed)
+    hit = _CONSENT_MAPS.get(key)
+    if hit is None:
+        hit = MappingProxyType({p: p in allowed for p in rt.catalog.purposes})
+        if rt.generation >= 0:  # a runtime not built from stored resources is not cached (as ``_plan``)
+            if len(_CONSENT_MAPS) >= 4096:
+                _CONSENT_MAPS.clear()
+            _CONSENT_MAPS[key] = hit
+    return hit
+
+
+_CONSENT_MAPS: dict[tuple[str, int, frozenset[str]], Mapping[str, bool]] = {}
 
 
 _NOBODY = ProfileData()
@@ -333,6 +349,10 @@ class _Plan:
     computed: tuple[Path, ...]
     """Computed traits blocks print (those keeping personal values sealed left out), as rule paths."""
     experiments: tuple[str, ...]
+    capped: tuple[str, ...]
+    """Blocks with an impression cap, sorted: their past impressions are read."""
+    products: bool
+    """Whether a block names products (the person's bought or returned ones are read)."""
 
 
 _PLANS: dict[tuple[str, int, tuple[str, ...]], _Plan] = {}
@@ -340,7 +360,7 @@ _PLANS: dict[tuple[str, int, tuple[str, ...]], _Plan] = {}
 
 
 def _plan(rt: WorkspaceRuntime, placements: Sequence[Placement]) -> _Plan:
-    key = (rt.id, rt.generation, tuple(p.name for p in placements))
+    key = (rt.id, rt.generation, tuple([p.name for p in placements]))
     hit = _PLANS.get(key)
     if hit is None:
         needs = union(*(p.needs for p in placements))
@@ -350,7 +370,9 @@ def _plan(rt: WorkspaceRuntime, placements: Sequence[Placement]) -> _Plan:
                     tuple(Path("computed", (name,)) for name in dict.fromkeys(
                         name for p in placements for name in sorted(p.render_computed)
                         if name in rt.traits and not _sealed(rt, name))),
-                    tuple(sorted({e.name for p in placements for e in p.experiments})))
+                    tuple(sorted({e.name for p in placements for e in p.experiments})),
+                    tuple(sorted(frozenset().union(*(p.capped for p in placements)))),
+                    any(p.reads_products for p in placements))
         if rt.generation >= 0:
             if len(_PLANS) >= 4096:
                 _PLANS.clear()
@@ -386,11 +408,9 @@ def _opened(cipher: Cipher | None, value: Json) -> Json:
     return pii.decrypt_fields({"v": value}, cipher.decrypt)["v"]
 
 
-def _impressions(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placement], profile_id: str,
+def _impressions(conn: Conn, rt: WorkspaceRuntime, capped: Sequence[str], profile_id: str,
                  now: Millis) -> dict[str, list[Millis]]:
-    capped = sorted(frozenset().union(*(p.capped for p in placements)))
-    if not capped:
-        return {}
+    """The past impressions of the ``capped`` blocks within the longest of their caps: block → times."""
     lib = library(rt)
     longest = max(cap.per_ms for cap in (lib.blocks[name].cap for name in capped) if cap is not None)
     out: dict[str, list[Millis]] = {}
@@ -399,9 +419,8 @@ def _impressions(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placemen
     return out
 
 
-def _owned(conn: Conn, rt: WorkspaceRuntime, placements: Sequence[Placement], profile_id: str) -> frozenset[str]:
-    if not any(p.reads_products for p in placements):
-        return frozenset()
+def _owned(conn: Conn, rt: WorkspaceRuntime, profile_id: str) -> frozenset[str]:
+    """The product ids the person bought or returned (their newest ``OWNING_EVENTS``)."""
     found: set[str] = set()
     for (body,) in sql.owning_event_bodies(conn, rt.id, profile_id, OWNED_LIMIT):
         properties = orjson.loads(body).get("properties")
@@ -540,8 +559,6 @@ class _Started(NamedTuple):
 
 
 def _start(rapport: Rapport, ws: str, request: DecideRequest, full: bool) -> _Started:
-    from rapport.types import WorkspaceId
-
     rt = rapport.runtime(WorkspaceId(ws))
     lib = library(rt)
     placements = placements_of(lib, request.placements, list_known=full)

@@ -21,7 +21,16 @@ ConflictReason = Literal["limit", "blocked"]
 
 def valid_type_name(name: object) -> bool:
     """True when ``name`` can name an identifier type."""
-    return isinstance(name, str) and TYPE_NAME.fullmatch(name) is not None
+    if name in _VALID_NAMES:
+        return True
+    valid = isinstance(name, str) and TYPE_NAME.fullmatch(name) is not None
+    if valid and len(_VALID_NAMES) < 1024:
+        _VALID_NAMES.add(str(name))
+    return valid
+
+
+_VALID_NAMES: set[str] = set()
+"""Names already found valid: every identifier of every event and decision is checked (bounded)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
