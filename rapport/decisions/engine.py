@@ -23,7 +23,6 @@ Order of a decision:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple, Protocol, overload
 
@@ -39,7 +38,6 @@ from rapport.models.score import Scored
 from rapport.profiles.computed import TraitDef
 from rapport.rules import EvalContext, Node
 from rapport.rules.compile import Predicate, compile_rule
-from rapport.templates.render import TemplateContext
 from rapport.types import Json, JsonObject, Millis
 
 ReasonKind = Literal["rule", "rank", "experiment", "default", "consent_fallback", "not_eligible"]
@@ -132,11 +130,21 @@ class Opened(Mapping[str, Json]):
 _UNSET: Final = object()
 
 
-@dataclass(frozen=True, slots=True)
-class BlockContext(TemplateContext):
-    """What a block's Liquid reads: the template context plus the request's ``context`` and ``locale``."""
+_NOTHING: Final[Mapping[str, Json]] = MappingProxyType({})
+_NO_CONSENT: Final[Mapping[str, bool]] = MappingProxyType({})
 
-    request: Mapping[str, Json] = field(default_factory=dict)
+
+class BlockContext(NamedTuple):
+    """What a block's Liquid reads: what a ``TemplateContext`` holds (``rapport.templates.render``) plus the
+    request's ``context`` and ``locale``. A tuple: one is made per decision."""
+
+    traits: Mapping[str, Json] = _NOTHING
+    computed: Mapping[str, Json] = _NOTHING
+    event: Mapping[str, Json] = _NOTHING
+    consent: Mapping[str, bool] = _NO_CONSENT
+    segments: Sequence[str] = ()
+    unsubscribe_url: str = ""
+    request: Mapping[str, Json] = _NOTHING
     locale: str = ""
 
     def variables(self) -> dict[str, object]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from rapport.errors import NotFoundError, ValidationError
@@ -110,7 +110,7 @@ def check_fixtures(conn: Conn, rt: WorkspaceRuntime, segment: CompiledSegment, k
                 continue
             data = load(conn, rt, wanted, [profile_id])[profile_id]
             if incomplete:
-                data = replace(data, series={**data.series, **folded(conn, rt, keyring, profile_id, incomplete)})
+                data = data._replace(series={**data.series, **folded(conn, rt, keyring, profile_id, incomplete)})
             tree = masked(explain(rule, StoredContext(rt, data, at)))
             if tree["value"] is should:
                 continue

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 import orjson
 
@@ -44,12 +45,8 @@ _CHUNK = 500
 """Profiles per query: well under SQLite's bound-parameter limit."""
 
 
-def _no_traits() -> Mapping[str, Json]:
-    return MappingProxyType({})
-
-
-def _no_series() -> Mapping[str, Sequence[Bucket]]:
-    return MappingProxyType({})
+_NO_TRAITS: Mapping[str, Json] = MappingProxyType({})
+_NO_SERIES: Mapping[str, Sequence[Bucket]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +61,13 @@ class Stay:
         return self.entered_at <= at and (self.exited_at is None or self.exited_at > at)
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileData:
+class ProfileData(NamedTuple):
     """What rules can read about one profile: its traits (name → JSON as stored), the buckets of
-    series by series id, its consent ledger entries and its segment stays."""
+    series by series id, its consent ledger entries and its segment stays. A tuple: a decision makes one per
+    request, a segment refresh one per profile."""
 
-    traits: Mapping[str, Json] = field(default_factory=_no_traits)
-    series: Mapping[str, Sequence[Bucket]] = field(default_factory=_no_series)
+    traits: Mapping[str, Json] = _NO_TRAITS
+    series: Mapping[str, Sequence[Bucket]] = _NO_SERIES
     ledger: Sequence[LedgerEntry] = ()
     stays: Sequence[Stay] = ()
 
@@ -133,9 +130,8 @@ def needs(rule: Node, rt: WorkspaceRuntime) -> Needs:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredContext:
-    """The ``EvalContext`` of one profile at instant ``now_ms``."""
+class StoredContext(NamedTuple):
+    """The ``EvalContext`` of one profile at instant ``now_ms`` (a tuple: one is made per profile evaluated)."""
 
     rt: WorkspaceRuntime
     data: ProfileData
