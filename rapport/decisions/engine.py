@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, Literal, NamedTuple, Protocol, overload
+from typing import Final, Literal, NamedTuple, Protocol, TypeVar, overload
 
 from liquid.exceptions import LiquidError
 
@@ -149,9 +149,19 @@ class BlockContext(NamedTuple):
 
     def variables(self) -> dict[str, object]:
         """The Liquid globals; ``traits`` stays as given (an ``Opened`` decrypts only what is printed)."""
-        return {"traits": self.traits, "computed": dict(self.computed), "event": dict(self.event),
-                "consent": dict(self.consent), "segments": list(self.segments),
-                "unsubscribe_url": self.unsubscribe_url, "context": dict(self.request), "locale": self.locale}
+        return {"traits": self.traits, "computed": _copy(self.computed), "event": _copy(self.event),
+                "consent": _copy(self.consent), "segments": list(self.segments),
+                "unsubscribe_url": self.unsubscribe_url, "context": _copy(self.request), "locale": self.locale}
+
+
+_V = TypeVar("_V")
+
+
+def _copy(mapping: Mapping[str, _V]) -> dict[str, _V]:
+    """A dict copy (a read-only proxy is copied through the dict it shows, not key by key)."""
+    if isinstance(mapping, MappingProxyType):
+        return mapping.copy()
+    return dict(mapping)
 
 
 def _plain(variables: Mapping[str, object]) -> Mapping[str, object]:
