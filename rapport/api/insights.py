@@ -43,10 +43,13 @@ def router(rapport: Rapport, scoped: Callable[[Scope], Callable[..., Principal]]
     def replenishment(due_before: str | None = None, limit: int = Query(1000, ge=1, le=MAX_DUE),
                       who: Principal = Depends(scoped("profiles:read"))) -> Response:  # noqa: B008
         """People due to buy a product again by `due_before` (default now plus the lead time), from the last
-        build."""
-        before = kpis.instant("due_before", due_before, rapport.clock.now_ms() + LEAD_MS)
-        listed = rapport.db.read(lambda c: recommendations.due(c, who.workspace_id, before, limit))
-        return json_response({"due_before": to_iso(before), "due": [d.to_json() for d in listed]})
+        build; only those who allow personalization now (`withheld` counts the others)."""
+        now = rapport.clock.now_ms()
+        before = kpis.instant("due_before", due_before, now + LEAD_MS)
+        rt = rapport.runtime(who.workspace_id)
+        listed, withheld = rapport.db.read(lambda c: recommendations.due_allowed(c, rt, before, limit, now))
+        return json_response({"due_before": to_iso(before), "due": [d.to_json() for d in listed],
+                              "withheld": withheld})
 
     @api.get("/kpis")
     def kpi_report(by: str = Query("journey"), from_: str | None = Query(None, alias="from"), to: str | None = None,

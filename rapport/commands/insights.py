@@ -97,9 +97,11 @@ def replenishment(
     from rapport.recommendations.model import LEAD_MS
 
     def job(r: Rapport, ws: WorkspaceId) -> dict[str, Any]:
-        before = instant("due_before", due_before, r.clock.now_ms() + LEAD_MS)
-        listed = [d.to_json() for d in r.db.read(lambda c: service.due(c, ws, before))]
-        out: dict[str, Any] = {"due": listed}
+        now = r.clock.now_ms()
+        before = instant("due_before", due_before, now + LEAD_MS)
+        rt = r.runtime(ws)
+        listed, withheld = r.db.read(lambda c: service.due_allowed(c, rt, before, 10_000, now))
+        out: dict[str, Any] = {"due": [d.to_json() for d in listed], "withheld": withheld}
         if emit:
             out["emitted"] = service.emit(r, ws, before).to_json()
         return out
@@ -112,6 +114,8 @@ def replenishment(
     for d in result["due"]:
         table.add_row(d["profile_id"], d["product_id"], d["product_name"] or "", d["last_purchased_at"], d["due_at"])
     Console().print(table)
+    if result["withheld"]:
+        sys.stdout.write(f"{result['withheld']} more due, not shown: they do not allow personalization\n")
     if emit:
         e = result["emitted"]
         sys.stdout.write(f"emitted {e['emitted']} event(s); {e['duplicates']} already emitted; "

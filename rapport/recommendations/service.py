@@ -302,6 +302,15 @@ def due(conn: Conn, ws: str, before: Millis, limit: int = 10_000) -> list[Due]:
             for pid, product, name, last, _interval, due_at in sql.due(conn, ws, before, limit)]
 
 
+def due_allowed(conn: Conn, rt: WorkspaceRuntime, before: Millis, limit: int, now: Millis) -> tuple[list[Due], int]:
+    """The first ``limit`` people due by ``before`` (``due``), kept only where they allow personalization at
+    ``now`` (their purchase history is used to speak to them), and how many of those were withheld."""
+    listed = due(conn, rt.id, before, limit)
+    allowed = personalized(conn, rt, (d.profile_id for d in listed), now)
+    kept = [d for d in listed if d.profile_id in allowed]
+    return kept, len(listed) - len(kept)
+
+
 def replenishment_message(d: Due, user_id: str | None, anonymous_id: str | None, now: Millis) -> Message:
     """The ``Replenishment Due`` track message for ``d``, addressed by one of the person's identifiers."""
     raw: JsonObject = {"type": "track", "event": REPLENISHMENT_EVENT, "messageId": d.message_id,

@@ -151,7 +151,15 @@ def test_replenishment_lists_people_due_and_serves_their_products(client: ApiCli
     due = [(d["profile_id"], d["due_at"]) for d in response.json()["due"]]
     # median gap 10 days: r3 due day 32, r1 day 40 (on the boundary), r2 day 45 (later)
     assert due == [(ids["r3"], to_iso(day + 32 * DAY)), (ids["r1"], to_iso(day + 40 * DAY))]
+    assert response.json()["withheld"] == 0
     assert [p for p, _ in recommendations(client, workspace, ids["r1"], kind="replenishment")] == ["x"]
+    # r3 withdraws personalization: no longer listed (its purchase history would be used to speak to it)
+    send(client, workspace, {"userId": "r3", "event": "Preferences Saved", "timestamp": to_iso(NOW)},
+         context={"consent": {"categoryPreferences": {"Personalization": False}}})
+    response = admin(client, workspace, "GET", "/api/v1/recommendations/replenishment",
+                     params={"due_before": to_iso(day + 40 * DAY)})
+    assert [d["profile_id"] for d in response.json()["due"]] == [ids["r1"]]
+    assert response.json()["withheld"] == 1
 
 
 def test_build_needs_models_write(client: ApiClient, rapport: Rapport, workspace: NewWorkspace) -> None:
@@ -324,4 +332,5 @@ def test_the_commands_print_the_same_report(client: ApiClient, rapport: Rapport,
     assert built.exit_code == 0 and orjson.loads(built.stdout)["orders"] == 4
     due = runner.invoke(cli, ["insights", "replenishment", "-w", ws, "--emit", "--json"])
     assert due.exit_code == 0 and orjson.loads(due.stdout) == {
-        "due": [], "emitted": {"due": 0, "emitted": 0, "duplicates": 0, "unreachable": 0, "not_allowed": 0}}
+        "due": [], "withheld": 0,
+        "emitted": {"due": 0, "emitted": 0, "duplicates": 0, "unreachable": 0, "not_allowed": 0}}
