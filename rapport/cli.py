@@ -18,13 +18,14 @@ from rapport.commands import experiments as experiments_commands
 from rapport.commands import insights as insights_commands
 from rapport.commands import models as models_commands
 from rapport.core import Rapport
-from rapport.errors import RapportError
+from rapport.errors import RapportError, ValidationError
 from rapport.settings import load_settings
 from rapport.types import WorkspaceId
 
 if TYPE_CHECKING:
     from rapport.journeys.reports import Journeys
     from rapport.segments.catalog import Segments
+    from rapport.storage.base import Conn
 
 app = typer.Typer(help="Rapport: consent-first customer data and personalization.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -128,15 +129,38 @@ def workspace_create(name: str, json: Annotated[bool, typer.Option("--json")] = 
 
 
 @workspace_app.command("identity-secret")
-def workspace_identity_secret(workspace: WorkspaceOpt = None) -> None:
+def workspace_identity_secret(
+    workspace: WorkspaceOpt = None,
+    rotate: Annotated[bool, typer.Option("--rotate", help="Replace the secret by a new one first.")] = False,
+    grace: Annotated[str | None, typer.Option(help="With --rotate: how long the old secret's hashes still pass "
+                                                   "(default 24h, at most 30d; 0 after a leak).")] = None,
+) -> None:
     """Print the workspace's identity-verification secret (hex): your server signs each user id with it, `user_hash`
-    = hex HMAC-SHA256(secret, user id), before a browser asks for that user's decisions with the write key."""
+    = hex HMAC-SHA256(secret, user id), before a browser asks for that user's decisions with the write key. Each
+    read and rotation is audited."""
+    from rapport.storage.sql import workspaces as ws_sql
     from rapport.workspaces import verification
 
     rapport = _rapport()
     try:
         ws = rapport.workspace_id(workspace)
         rt = rapport.runtime(ws)
+        now = rapport.clock.now_ms()
+        if rotate:
+            period = verification.grace_of(grace)
+
+            def job(conn: Conn) -> None:
+                version, until = verification.rotate(conn, rt, now, period)
+                ws_sql.audit(conn, ws, "cli", "settings.identity_secret.rotate", ws,
+                             {"version": version, "previous_accepted_until": to_iso(until)}, now)
+
+            rapport.db.write(job)
+            rapport.invalidate(ws)
+            rt = rapport.runtime(ws)
+        elif grace is not None:
+            raise ValidationError("--grace goes with --rotate", code="invalid_request")
+        rapport.db.write(lambda c: ws_sql.audit(c, ws, "cli", "settings.identity_secret.read", ws,
+                                                {"version": rt.identity_version}, now))
         sys.stdout.write(verification.secret(rapport.keyring, rt).hex() + "\n")
     except RapportError as exc:
         _fail(exc)

@@ -142,8 +142,9 @@ class Rapport:
             if row is None:
                 return None
             settings_json = row[4]
-            if hit is not None and hit[1].generation == generation and hit[1].settings.to_json() == orjson.loads(
-                    settings_json):
+            if (hit is not None and hit[1].generation == generation
+                    and (hit[1].identity_version, hit[1].identity_previous_until) == (row[5], row[6])
+                    and hit[1].settings.to_json() == orjson.loads(settings_json)):
                 return hit[1]
             specs = [(r[0], orjson.loads(r[3]), int(r[2])) for r in resources_sql.current(conn, ws)]
             return build_runtime(row, generation, specs)

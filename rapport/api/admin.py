@@ -244,13 +244,36 @@ def router(rapport: Rapport) -> APIRouter:
         HMAC-SHA256) before a browser or app asks `/api/v1/decide` for that user id with the write key. Each read
         is audited."""
         rt = rapport.runtime(who.workspace_id)
-        secret = verification.secret(rapport.keyring, rt).hex()
         now = rapport.clock.now_ms()
+        shown = verification.described(rapport.keyring, rt, now)
         rapport.db.write(lambda c: ws_sql.audit(c, who.workspace_id, who.actor, "settings.identity_secret.read",
-                                                who.workspace_id, {}, now))
-        return json_response({"identity_secret": secret, "algorithm": "HMAC-SHA256",
-                              "user_hash": "hex HMAC-SHA256 of the UTF-8 user id under the secret (hex-decoded)",
-                              "required": rt.settings.identity_verification})
+                                                who.workspace_id, {"version": rt.identity_version}, now))
+        return json_response(shown)
+
+    @api.post("/settings/identity-secret/rotate")
+    async def rotate_identity_secret(request: Request,
+                                     who: Principal = Depends(scoped("settings:write"))) -> Response:  # noqa: B008
+        """Replace the identity-verification secret (a new version derived from the workspace key). Hashes made
+        with the old one are still accepted for `grace` (default `24h`, at most `30d`; `"0"` refuses them at once,
+        after a leak). Audited; answers with the new secret."""
+        raw = await read_limited(request, 1024)
+        body = parse_json(raw) if raw.strip() else {}
+        if not isinstance(body, dict) or set(body) - {"grace"}:
+            raise ValidationError("the body is optional and may hold only 'grace', e.g. {\"grace\": \"24h\"}",
+                                  code="invalid_request")
+        grace = verification.grace_of(body.get("grace"))
+        rt = rapport.runtime(who.workspace_id)
+        now = rapport.clock.now_ms()
+
+        def job(conn: Conn) -> tuple[int, int]:
+            version, until = verification.rotate(conn, rt, now, grace)
+            ws_sql.audit(conn, who.workspace_id, who.actor, "settings.identity_secret.rotate", who.workspace_id,
+                         {"version": version, "previous_accepted_until": to_iso(until)}, now)
+            return version, until
+
+        await run_in_threadpool(rapport.db.write, job)
+        rapport.invalidate(who.workspace_id)
+        return json_response(verification.described(rapport.keyring, rapport.runtime(who.workspace_id), now))
 
     @api.get("/audit")
     def audit(after: int = 0, limit: int = Query(100, ge=1, le=1000),

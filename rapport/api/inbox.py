@@ -72,7 +72,8 @@ def router(rapport: Rapport) -> APIRouter:
         rt = rapport.runtime(principal.workspace_id)
         id_type, value = given[0]
         if id_type == "user_id" and not verification.verified(rapport.keyring, rt, value,
-                                                              request.query_params.get("user_hash")):
+                                                              request.query_params.get("user_hash"),
+                                                              rapport.clock.now_ms()):
             raise verification.refused("'&user_hash='")
         return Person(rt, id_type, value)
 

@@ -53,7 +53,8 @@ def check(rapport: Rapport, ws: WorkspaceId, names: tuple[str, ...]) -> None:
 def person(rapport: Rapport, ws: WorkspaceId, message: Message, user_hash: str | None) -> tuple[IdType, str]:
     """Whom the round trip decides for (checked before the message is stored): a verified ``userId``, else the
     ``anonymousId``; ``ForbiddenError`` when the message has only an unverified user id."""
-    if message.user_id and verification.verified(rapport.keyring, rapport.runtime(ws), message.user_id, user_hash):
+    if message.user_id and verification.verified(rapport.keyring, rapport.runtime(ws), message.user_id, user_hash,
+                                                 rapport.clock.now_ms()):
         return "user_id", message.user_id
     if message.anonymous_id:
         return "anonymous_id", message.anonymous_id

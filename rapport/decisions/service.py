@@ -150,7 +150,7 @@ def verify_identity(rapport: Rapport, rt: WorkspaceRuntime, request: DecideReque
     """Refuse a write-key request naming a ``user_id`` it cannot prove it was given (``rapport.workspaces
     .verification``)."""
     if request.id_type == "user_id" and not verification.verified(rapport.keyring, rt, request.id_value,
-                                                                  request.user_hash):
+                                                                  request.user_hash, rapport.clock.now_ms()):
         raise verification.refused("its 'user_hash'")
 
 

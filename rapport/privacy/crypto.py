@@ -115,11 +115,16 @@ def lookup_key(workspace_key: bytes) -> bytes:
     return hkdf.derive(bytes(workspace_key))
 
 
-def identity_key(workspace_key: bytes) -> bytes:
-    """The workspace's identity-verification secret: the customer's own server signs user ids with it
-    (``user_hash``), so a public write key cannot ask for the decisions of a user id it was not given."""
+def identity_key(workspace_key: bytes, version: int = 1) -> bytes:
+    """Version ``version`` of the workspace's identity-verification secret: the customer's own server signs user ids
+    with it (``user_hash``), so a public write key cannot ask for the decisions of a user id it was not given.
+    Each version is derived apart (a rotation replaces the secret without changing the workspace key)."""
     _check_key(workspace_key, "a workspace key")
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=IDENTITY_INFO)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CryptoError(f"identity secret version must be a whole number from 1, not {version!r}",
+                          code="invalid_key")
+    info = IDENTITY_INFO if version == 1 else IDENTITY_INFO + b"/" + str(version).encode()
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info)
     return hkdf.derive(bytes(workspace_key))
 
 

@@ -15,7 +15,7 @@ class Keyring:
     def __init__(self, master_key: bytes, *, cache_size: int = 50_000) -> None:
         self._master = master_key
         self._workspaces: dict[str, tuple[bytes, bytes]] = {}
-        self._identity: dict[str, bytes] = {}
+        self._identity: dict[tuple[str, int], bytes] = {}
         self._ciphers: OrderedDict[tuple[str, str], crypto.Cipher] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -38,11 +38,13 @@ class Keyring:
     def blind_index(self, workspace_id: WorkspaceId, wrapped: bytes, kind: str, value: str) -> str:
         return crypto.blind_index(self._workspace(workspace_id, wrapped)[1], kind, value)
 
-    def identity_key(self, workspace_id: WorkspaceId, wrapped: bytes) -> bytes:
-        """The workspace's identity-verification secret (``crypto.identity_key``), derived once."""
-        hit = self._identity.get(workspace_id)
+    def identity_key(self, workspace_id: WorkspaceId, wrapped: bytes, version: int = 1) -> bytes:
+        """Version ``version`` of the workspace's identity-verification secret (``crypto.identity_key``), derived
+        once."""
+        hit = self._identity.get((workspace_id, version))
         if hit is None:
-            hit = self._identity[workspace_id] = crypto.identity_key(self._workspace(workspace_id, wrapped)[0])
+            hit = self._identity[(workspace_id, version)] = crypto.identity_key(
+                self._workspace(workspace_id, wrapped)[0], version)
         return hit
 
     def new_profile_key(

@@ -29,7 +29,7 @@ from rapport.rules import Node, event_functions, parse, paths, to_text
 from rapport.rules import segments as rule_segments
 from rapport.segments.functions import series_key as event_series_key
 from rapport.templates.render import Parts
-from rapport.types import JsonObject, WorkspaceId
+from rapport.types import JsonObject, Millis, WorkspaceId
 from rapport.workspaces.model import WorkspaceSettings
 
 
@@ -131,6 +131,10 @@ class WorkspaceRuntime:
     experiments, metrics, models) read theirs from here."""
     versions: Mapping[tuple[str, str], int] = field(default_factory=dict)
     """The live version of each resource, by (kind, name)."""
+    identity_version: int = 1
+    """The version of the identity-verification secret (``rapport.workspaces.verification``)."""
+    identity_previous_until: Millis | None = None
+    """During a rotation of that secret, until when the previous version's hashes are still accepted."""
 
     def trait_purposes(self) -> frozenset[str]:
         return frozenset(t.purpose for t in self.traits.values())
@@ -152,9 +156,11 @@ def trait_from_spec(spec: Mapping[str, Any]) -> TraitDef:
 def build_runtime(
     row: Sequence[Any], generation: int, resources: Sequence[tuple[str, JsonObject, int]]
 ) -> WorkspaceRuntime:
-    """From a workspace row (id, name, created_at, wrapped_key, settings) and its live resources
-    (kind, spec, version)."""
-    ws_id, name, _created, wrapped, settings_json = row
+    """From a workspace row (id, name, created_at, wrapped_key, settings[, identity_version,
+    identity_previous_until]) and its live resources (kind, spec, version)."""
+    ws_id, name, _created, wrapped, settings_json = row[:5]
+    identity_version, previous_until = (int(row[5]), None if row[6] is None else int(row[6])) if len(row) > 5 else (
+        1, None)
     settings = WorkspaceSettings.from_json(orjson.loads(settings_json))
     by_kind: dict[str, list[JsonObject]] = {}
     versions: dict[tuple[str, str], int] = {}
@@ -203,6 +209,8 @@ def build_runtime(
         wrapped_key=bytes(wrapped),
         settings=settings,
         generation=generation,
+        identity_version=identity_version,
+        identity_previous_until=previous_until,
         catalog=catalog,
         mapping=ConsentMapping.from_settings(settings.consent_mapping, catalog),
         identity_rules=IdentityRules.from_settings(settings.identity),

@@ -25,10 +25,11 @@ from api.support import (
     user_hash,
 )
 from rapport.cli import app as cli
+from rapport.clock import FrozenClock, to_iso
 from rapport.core import NewWorkspace, Rapport
 from rapport.models import service as models_service
 from rapport.models.score import Calibration, ScoringModel
-from rapport.types import WorkspaceId
+from rapport.types import HOUR, WorkspaceId
 
 RESOURCES = """
 kind: ComputedTrait
@@ -680,6 +681,58 @@ def test_the_identity_secret_is_for_admins_and_each_read_is_audited(client: ApiC
                  "missing_credentials")
     entries = admin(client, workspace, "GET", "/api/v1/audit").json()["entries"]
     assert [e["action"] for e in entries].count("settings.identity_secret.read") == 2
+
+
+def test_the_identity_secret_rotates_with_a_grace_period(client: ApiClient, workspace: NewWorkspace,
+                                                         rapport: Rapport, clock: FrozenClock, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAPPORT_DATABASE_URL", rapport.settings.database_url)
+    monkeypatch.setenv("RAPPORT_DATA_DIR", str(tmp_path / "cli"))
+    monkeypatch.setenv("RAPPORT_MASTER_KEY", str(rapport.settings.master_key))
+    setup(client, workspace)
+    person(client, workspace, "u1", {"first_name": "Ada"})
+    ask = {"user_id": "u1", "placements": ["home_hero"]}
+    headers = basic(workspace.write_key)
+
+    def status(body: dict[str, Any]) -> int:
+        return client.post("/api/v1/decide", json=body, headers=headers).status_code
+
+    old = proven(client, workspace, ask)
+    assert status(old) == 200
+    rotated = admin(client, workspace, "POST", "/api/v1/settings/identity-secret/rotate", json={"grace": "1h"})
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["version"] == 2 and rotated.json()["previous_accepted_until"] == to_iso(clock.now_ms() + HOUR)
+    assert rotated.json()["identity_secret"] != old["user_hash"]
+    assert admin(client, workspace, "GET", "/api/v1/settings/identity-secret").json() == rotated.json()
+    new = proven(client, workspace, ask)
+    assert new["user_hash"] != old["user_hash"]
+    # Both pass while the customer's servers move to the new secret; then only the new one.
+    assert status(new) == 200 and status(old) == 200
+    clock.advance(HOUR)
+    assert status(new) == 200 and status(old) == 403
+    # After a leak: rotate with no grace, and the leaked secret's hashes stop at once.
+    leaked = admin(client, workspace, "POST", "/api/v1/settings/identity-secret/rotate", json={"grace": "0"})
+    assert leaked.json()["version"] == 3 and leaked.json()["previous_accepted_until"] is None
+    newest = proven(client, workspace, ask)
+    assert status(newest) == 200 and status(new) == 403
+    # The CLI rotates too and prints the new secret.
+    runner = CliRunner()
+    by_cli = runner.invoke(cli, ["workspace", "identity-secret", "-w", workspace.workspace_id, "--rotate"])
+    assert by_cli.exit_code == 0, by_cli.output
+    rapport.invalidate(WorkspaceId(workspace.workspace_id))
+    shown = admin(client, workspace, "GET", "/api/v1/settings/identity-secret").json()
+    assert shown["version"] == 4 and shown["identity_secret"] == by_cli.stdout.strip()
+    assert status(proven(client, workspace, ask)) == 200
+    refused = runner.invoke(cli, ["workspace", "identity-secret", "-w", workspace.workspace_id, "--grace", "1h"])
+    assert refused.exit_code != 0 and "--grace goes with --rotate" in refused.output
+    for bad, code in (({"grace": "31d"}, "invalid_request"), ({"grace": "soon"}, "invalid_duration"),
+                      ({"grace": 5}, "invalid_request"), ({"period": "1h"}, "invalid_request")):
+        assert_error(admin(client, workspace, "POST", "/api/v1/settings/identity-secret/rotate", json=bad), 400,
+                     code)
+    marketer = rapport.create_token(workspace.workspace_id, "marketer", "m", "test")
+    assert_error(client.post("/api/v1/settings/identity-secret/rotate", headers=bearer(marketer)), 403, "forbidden")
+    actions = [e["action"] for e in admin(client, workspace, "GET", "/api/v1/audit").json()["entries"]]
+    assert actions.count("settings.identity_secret.rotate") == 3
 
 
 def test_caps_count_impressions_across_a_merge_and_back(client: ApiClient, workspace: NewWorkspace,

@@ -22,7 +22,17 @@ def workspace_by_name(conn: Conn, name: str) -> Row | None:
 
 
 def workspace(conn: Conn, ws: str) -> Row | None:
-    return conn.one("SELECT id, name, created_at, wrapped_key, settings FROM workspaces WHERE id = ?", (ws,))
+    """(id, name, created_at, wrapped_key, settings, identity_version, identity_previous_until)."""
+    return conn.one("SELECT id, name, created_at, wrapped_key, settings, identity_version, identity_previous_until"
+                    " FROM workspaces WHERE id = ?", (ws,))
+
+
+def rotate_identity(conn: Conn, ws: str, previous_until: Millis) -> int:
+    """Move the workspace to the next identity-verification secret, accepting the current one's hashes until
+    ``previous_until``; the new version."""
+    conn.execute("UPDATE workspaces SET identity_version = identity_version + 1, identity_previous_until = ?"
+                 " WHERE id = ?", (previous_until, ws))
+    return int(conn.value("SELECT identity_version FROM workspaces WHERE id = ?", (ws,)))
 
 
 def list_workspaces(conn: Conn) -> list[Row]:
