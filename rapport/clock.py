@@ -27,11 +27,19 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+"""Two base-36 digits at a time: every event, profile and ledger entry gets an id."""
+
+
 def _encode(n: int, width: int) -> str:
+    """The low ``width`` base-36 digits of ``n``, most significant first."""
     out = []
-    for _ in range(width):
-        n, r = divmod(n, 36)
-        out.append(_ALPHABET[r])
+    while width >= 2:
+        n, r = divmod(n, 1296)
+        out.append(_PAIRS[r])
+        width -= 2
+    if width:
+        out.append(_ALPHABET[n % 36])
     return "".join(reversed(out))
 
 

@@ -1,0 +1,33 @@
+"""Ids: the time prefix and random part are fixed-width base 36, so ids sort by creation time."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rapport.clock import FrozenClock, _encode
+
+ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def digit_by_digit(n: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        out.append(ALPHABET[r])
+    return "".join(reversed(out))
+
+
+@given(n=st.integers(0, 2**80), width=st.integers(0, 16))
+def test_encoding_two_digits_at_a_time_is_base_36(n: int, width: int) -> None:
+    assert _encode(n, width) == digit_by_digit(n, width)
+    assert len(_encode(n, width)) == width
+
+
+@given(first=st.integers(0, 36**9 - 2), gap=st.integers(1, 10**9))
+def test_ids_sort_by_time(first: int, gap: int) -> None:
+    clock = FrozenClock(first)
+    earlier = clock.new_id("evt")
+    clock.set(min(first + gap, 36**9 - 1))
+    later = clock.new_id("evt")
+    assert earlier < later and len(earlier) == len(later) == len("evt_") + 22
