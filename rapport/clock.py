@@ -93,8 +93,12 @@ def to_datetime(ms: Millis) -> datetime:
 
 
 def to_iso(ms: Millis) -> str:
-    """ISO-8601 UTC text with millisecond precision, e.g. ``2026-01-02T03:04:05.678Z``."""
-    return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """ISO-8601 UTC text with millisecond precision, e.g. ``2026-01-02T03:04:05.678Z`` (integer arithmetic: every
+    stored event and each membership change is stamped with one)."""
+    seconds, milli = divmod(ms, 1000)
+    t = time.gmtime(seconds)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+            f".{milli:03d}Z")
 
 
 def parse_iso(text: str) -> Millis:

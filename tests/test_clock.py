@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rapport.clock import FrozenClock, _encode
+from rapport.clock import FrozenClock, _encode, parse_iso, to_iso
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -31,3 +33,10 @@ def test_ids_sort_by_time(first: int, gap: int) -> None:
     clock.set(min(first + gap, 36**9 - 1))
     later = clock.new_id("evt")
     assert earlier < later and len(earlier) == len(later) == len("evt_") + 22
+
+
+@given(ms=st.integers(-30_000_000_000_000, 250_000_000_000_000))  # years 1019 to 9892
+def test_iso_text_is_exact_to_the_millisecond(ms: int) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert to_iso(ms) == f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    assert parse_iso(to_iso(ms)) == ms

@@ -282,8 +282,9 @@ class MembershipWriter:
             segment = rt.segments.get(c.segment)
             version = segment.version if c.entered and segment else versions.get((c.profile_id, c.segment))
             message_id = f"{INTERNAL_PREFIX}segment:{c.segment}:{c.profile_id}:{at}:{'in' if c.entered else 'out'}"
-            body = {"type": "track", "event": name, "messageId": message_id, "timestamp": to_iso(at),
-                    "receivedAt": to_iso(at), "properties": {"segment": c.segment, "version": version}}
+            stamp = to_iso(at)
+            body = {"type": "track", "event": name, "messageId": message_id, "timestamp": stamp,
+                    "receivedAt": stamp, "properties": {"segment": c.segment, "version": version}}
             rows.append((rt.id, message_id, message_id, c.profile_id, c.profile_id, "track", name, None, None, at, at,
                          0, 0, orjson.dumps(body).decode()))
         if rows:
