@@ -92,9 +92,17 @@ def to_datetime(ms: Millis) -> datetime:
     return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
 
 
+_ISO_MIN = -62_135_596_800_000
+"""0001-01-01T00:00:00.000Z."""
+_ISO_MAX = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z."""
+
+
 def to_iso(ms: Millis) -> str:
     """ISO-8601 UTC text with millisecond precision, e.g. ``2026-01-02T03:04:05.678Z`` (integer arithmetic: every
     stored event and each membership change is stamped with one)."""
+    if not _ISO_MIN <= ms <= _ISO_MAX:
+        raise ValueError(f"{ms} ms is outside the years 1 to 9999")
     seconds, milli = divmod(ms, 1000)
     t = time.gmtime(seconds)
     return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"

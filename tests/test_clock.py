@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,3 +41,11 @@ def test_iso_text_is_exact_to_the_millisecond(ms: int) -> None:
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     assert to_iso(ms) == f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
     assert parse_iso(to_iso(ms)) == ms
+
+
+def test_iso_text_covers_the_years_1_to_9999() -> None:
+    assert to_iso(-62_135_596_800_000) == "0001-01-01T00:00:00.000Z"
+    assert to_iso(253_402_300_799_999) == "9999-12-31T23:59:59.999Z"
+    for outside in (-62_135_596_800_001, 253_402_300_800_000, 10**20):
+        with pytest.raises(ValueError, match="outside the years 1 to 9999"):
+            to_iso(outside)
