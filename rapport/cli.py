@@ -25,7 +25,6 @@ from rapport.types import WorkspaceId
 if TYPE_CHECKING:
     from rapport.journeys.reports import Journeys
     from rapport.segments.catalog import Segments
-    from rapport.storage.base import Conn
 
 app = typer.Typer(help="Rapport: consent-first customer data and personalization.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -148,13 +147,7 @@ def workspace_identity_secret(
         now = rapport.clock.now_ms()
         if rotate:
             period = verification.grace_of(grace)
-
-            def job(conn: Conn) -> None:
-                version, until = verification.rotate(conn, rt, now, period)
-                ws_sql.audit(conn, ws, "cli", "settings.identity_secret.rotate", ws,
-                             {"version": version, "previous_accepted_until": to_iso(until)}, now)
-
-            rapport.db.write(job)
+            rapport.db.write(lambda c: verification.rotate(c, rt, now, period, "cli"))
             rapport.invalidate(ws)
             rt = rapport.runtime(ws)
         elif grace is not None:

@@ -264,14 +264,7 @@ def router(rapport: Rapport) -> APIRouter:
         grace = verification.grace_of(body.get("grace"))
         rt = rapport.runtime(who.workspace_id)
         now = rapport.clock.now_ms()
-
-        def job(conn: Conn) -> tuple[int, int]:
-            version, until = verification.rotate(conn, rt, now, grace)
-            ws_sql.audit(conn, who.workspace_id, who.actor, "settings.identity_secret.rotate", who.workspace_id,
-                         {"version": version, "previous_accepted_until": to_iso(until)}, now)
-            return version, until
-
-        await run_in_threadpool(rapport.db.write, job)
+        await run_in_threadpool(rapport.db.write, lambda c: verification.rotate(c, rt, now, grace, who.actor))
         rapport.invalidate(who.workspace_id)
         return json_response(verification.described(rapport.keyring, rapport.runtime(who.workspace_id), now))
 

@@ -214,7 +214,6 @@ class DecisionContext:
 
 
 _NO_ASSIGNMENTS: Final[Mapping[str, tuple[Assignment, str]]] = MappingProxyType({})
-_NO_IMPRESSIONS: Final[Mapping[str, Sequence[Millis]]] = MappingProxyType({})
 
 
 class Loaded(NamedTuple):
@@ -301,7 +300,7 @@ def load_person(conn: Conn, rt: WorkspaceRuntime, keyring: Keyring, placements: 
     render = BlockContext(traits=shown, computed=computed, consent=_consent_map(rt, allowed), segments=segments,
                           request=context, locale=locale or "")
     person = Person(rules, render, allowed, True, _impressions(conn, rt, plan.capped, profile_id, now) if plan.capped
-                    else _NO_IMPRESSIONS, _owned(conn, rt, profile_id) if plan.products else frozenset(), rt.traits)
+                    else {}, _owned(conn, rt, profile_id) if plan.products else frozenset(), rt.traits)
     experiments = plan.experiments
     return Loaded(profile_id, person, _assignments(conn, rt.id, profile_id, experiments))
 

@@ -67,12 +67,14 @@ def grace_of(text: object) -> Millis:
     return grace
 
 
-def rotate(conn: Conn, rt: WorkspaceRuntime, now: Millis, grace_ms: Millis) -> tuple[int, Millis]:
+def rotate(conn: Conn, rt: WorkspaceRuntime, now: Millis, grace_ms: Millis, actor: str) -> None:
     """Replace the workspace's identity-verification secret by the next version, still accepting the current one's
-    hashes for ``grace_ms`` (``grace_of``); (the new version, until when the old hashes pass). The caller audits
-    it and invalidates the workspace's runtime."""
+    hashes for ``grace_ms`` (``grace_of``), and audit it as done by ``actor``. The caller invalidates the
+    workspace's runtime."""
     until = now + grace_ms
-    return ws_sql.rotate_identity(conn, rt.id, until), until
+    version = ws_sql.rotate_identity(conn, rt.id, until)
+    ws_sql.audit(conn, rt.id, actor, "settings.identity_secret.rotate", rt.id,
+                 {"version": version, "previous_accepted_until": to_iso(until)}, now)
 
 
 def described(keyring: Keyring, rt: WorkspaceRuntime, now: Millis) -> JsonObject:
