@@ -9,7 +9,9 @@ immutable. They run on the ingestion hot path.
 ``encrypt_fields`` matches keys at any depth of any document. ``encrypt_event`` applies the scope
 of a Segment-spec message: ``name`` is a person's name only at the top of ``traits`` (and
 ``context.traits``); in ``properties`` and ``context`` it names products, pages, screens, apps and
-SDKs, so there only the unambiguous fields (email, phone, ip, ...) match, at any depth.
+SDKs, so there only the unambiguous fields (email, phone, ip, ...) match, at any depth. The consent
+choices an SDK sends in ``context`` (Segment's ``consent``, RudderStack's ``consentManagement``) are
+keyed by category names ("Email", "Phone") and hold only booleans and ids, so they are not walked.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ DEFAULT_PII_FIELDS: frozenset[str] = frozenset(
 
 TRAIT_ONLY_FIELDS: frozenset[str] = frozenset({"name"})
 """PII fields that are personal only at the top of ``traits``; elsewhere they name things."""
+
+CONSENT_CONTEXT_KEYS: frozenset[str] = frozenset({"consent", "consentManagement"})
+"""``context`` keys holding consent choices, not personal data: left as sent, since the consent
+mapping reads them by category name."""
 
 Encrypt = Callable[[bytes], bytes]
 Decrypt = Callable[[bytes], bytes]
@@ -122,7 +128,7 @@ def encrypt_event(body: JsonObject, fields: frozenset[str], enc: Encrypt) -> Jso
         if key == "traits":
             new = _encrypt_traits(value, full, deep, enc)
         elif key == "context":
-            new = _encrypt_dict(value, deep, enc, 1)
+            new = _encrypt_context(value, deep, enc)
             traits = new.get("traits")
             if isinstance(traits, dict):
                 sealed = _encrypt_traits(traits, full, deep, enc)
@@ -136,6 +142,17 @@ def encrypt_event(body: JsonObject, fields: frozenset[str], enc: Encrypt) -> Jso
                 out = dict(body)
             out[key] = new
     return dict(body) if out is None else out
+
+
+def _encrypt_context(context: dict[str, Any], deep: _Fields, enc: Encrypt) -> dict[str, Any]:
+    """``context`` with its PII sealed, its consent choices as sent."""
+    if CONSENT_CONTEXT_KEYS.isdisjoint(context):
+        return _encrypt_dict(context, deep, enc, 1)
+    rest = {k: v for k, v in context.items() if k not in CONSENT_CONTEXT_KEYS}
+    sealed = _encrypt_dict(rest, deep, enc, 1)
+    if sealed is rest:
+        return context
+    return {k: (context[k] if k in CONSENT_CONTEXT_KEYS else sealed[k]) for k in context}
 
 
 def _encrypt_traits(traits: dict[str, Any], full: _Fields, deep: _Fields, enc: Encrypt) -> dict[str, Any]:

@@ -244,6 +244,21 @@ def test_event_scope_name_is_personal_only_at_the_top_of_traits() -> None:
     assert encrypt_event(out, DEFAULT_PII_FIELDS, ENC) == out, "encrypting twice changes nothing"
 
 
+def test_event_consent_choices_are_not_sealed() -> None:
+    """Consent categories named like PII fields ("Email") are choices, not personal data."""
+    consent = {"categoryPreferences": {"Analytics": True, "Email": False, "Phone": True}}
+    managed = {"provider": "custom", "allowedConsentIds": ["email"], "deniedConsentIds": ["phone"]}
+    event = {"type": "track", "event": "Viewed",
+             "context": {"ip": "203.0.113.9", "consent": consent, "consentManagement": managed,
+                         "page": {"url": "https://shop.example/"}}}
+    out = encrypt_event(event, DEFAULT_PII_FIELDS, ENC)
+    assert list(out["context"]) == list(event["context"]), "keys keep their order"
+    assert out["context"]["consent"] == consent and out["context"]["consentManagement"] == managed
+    assert is_marker(out["context"]["ip"]) and out["context"]["page"] is event["context"]["page"]
+    plain = {"type": "track", "context": {"consent": consent, "locale": "en"}}
+    assert encrypt_event(plain, DEFAULT_PII_FIELDS, ENC)["context"] is plain["context"]
+
+
 def test_event_scope_extends_with_workspace_fields() -> None:
     out = encrypt_event({"properties": {"loyalty": {"SSN": "123"}}, "traits": {"ssn": "9"}},
                         DEFAULT_PII_FIELDS | {"ssn"}, ENC)
