@@ -415,60 +415,82 @@ class Reconciliation:
 def refresh(conn: Conn, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None = None,
             at: Millis | None = None) -> list[Reconciliation]:
     """Recompute membership of ``names`` (all segments by default, with their groups and dependents)
-    over every live profile with the SQL engine, and store the differences."""
-    from rapport.segments.sql import compile_rule
+    over every live profile with the SQL engine, and store the differences.
 
+    Layers without exclusive groups are compared with the stored membership in the database
+    (``compile_differences``): only profiles whose membership differs come back to Python. A layer
+    with a group needs every profile's qualified set to resolve priorities, so it is read whole.
+    """
     at = clock.now_ms() if at is None else at
     wanted = membership.closure(rt.segments if names is None else names, rt.segments)
     if not workspace_clocks(rt).empty:
         catch_up(conn, rt, clock, at)
-    everyone = segments_sql.live_profiles(conn, rt.id)
-    stored: dict[str, set[str]] = {p: set() for p in everyone}
-    versions: dict[tuple[str, str], int] = {}
-    for profile_id, segment, version, _e in segments_sql.current(conn, rt.id, everyone):
-        stored[str(profile_id)].add(str(segment))
-        versions[(str(profile_id), str(segment))] = int(version)
     writer = MembershipWriter(conn, rt, clock)
     done = segments_sql.refreshed(conn, rt.id)
     moved: set[str] = set()
     entered: dict[str, int] = dict.fromkeys(wanted, 0)
     exited: dict[str, int] = dict.fromkeys(wanted, 0)
     for layer in membership.layers(wanted, rt.segments):
-        qualified: dict[str, set[str]] = {}
-        for name in layer:
-            rule = rt.segments[name].rule
-            if rule is None:
-                ids: Iterable[str] = everyone
-            else:
-                sql, params = compile_rule(rule, rt, conn.dialect, at)
-                ids = (str(r[0]) for r in conn.all(sql, params))
-            for profile_id in ids:
-                qualified.setdefault(profile_id, set()).add(name)
-        changes: list[Change] = []
-        scope = set(layer)
-        grouped = any(rt.segments[n].group is not None for n in layer)
-        none: set[str] = set()
-        for profile_id in everyone:
-            found = qualified.get(profile_id, none)
-            if grouped:
-                after = membership.resolve(found, rt.segments, layer)
-            elif found == (stored[profile_id] & scope):
-                continue  # the usual case: nothing to reconcile
-            else:
-                after = found
-            changes.extend(membership.changes(profile_id, stored[profile_id], after, layer))
+        if any(rt.segments[n].group is not None for n in layer):
+            changes = _grouped_changes(conn, rt, layer, at)
+        else:
+            changes = _differences(conn, rt, layer, at)
+        versions = {(str(r[0]), str(r[1])): int(r[2]) for r in segments_sql.current(
+            conn, rt.id, sorted({c.profile_id for c in changes if not c.entered}))}
         writer.store(changes, versions, at)
         for c in changes:
             (entered if c.entered else exited)[c.segment] += 1
             moved.add(c.profile_id)
     # Timers hold each profile's next flip over every segment: a new rule version can move them for
     # anyone; reconciling a version already computed only for the profiles it changed.
-    retime = everyone if any((n, rt.segments[n].version) not in done for n in wanted) else sorted(moved)
+    fresh = any((n, rt.segments[n].version) not in done for n in wanted)
+    retime = segments_sql.live_profiles(conn, rt.id) if fresh else sorted(moved)
     for start in range(0, len(retime), 500):
         writer.set_timers(retime[start:start + 500], at)
     for name in wanted:
         segments_sql.mark_refreshed(conn, rt.id, name, rt.segments[name].version, at)
     return [Reconciliation(n, segments_sql.count(conn, rt.id, n), entered[n], exited[n]) for n in sorted(wanted)]
+
+
+def _differences(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Millis) -> list[Change]:
+    """Entries and exits that bring the stored membership of ``layer`` (no groups) to the SQL result."""
+    from rapport.segments.sql import MAX_RULES, compile_differences
+
+    changes: list[Change] = []
+    for start in range(0, len(layer), MAX_RULES):
+        chunk = layer[start:start + MAX_RULES]
+        sql, params = compile_differences([(n, rt.segments[n].rule) for n in chunk], rt, conn.dialect, at)
+        for profile_id, matched, stored_mask in conn.all(sql, params):
+            after = {n for i, n in enumerate(chunk) if int(matched) >> i & 1}
+            before = {n for i, n in enumerate(chunk) if int(stored_mask) >> i & 1}
+            changes.extend(membership.changes(str(profile_id), before, after, chunk))
+    return changes
+
+
+def _grouped_changes(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Millis) -> list[Change]:
+    """Entries and exits of a layer holding a group: every profile's qualified set, resolved."""
+    from rapport.segments.sql import compile_rule
+
+    everyone = segments_sql.live_profiles(conn, rt.id)
+    stored: dict[str, set[str]] = {}
+    qualified: dict[str, set[str]] = {}
+    for name in layer:
+        for profile_id in segments_sql.members(conn, rt.id, name):
+            stored.setdefault(profile_id, set()).add(name)
+        rule = rt.segments[name].rule
+        if rule is None:
+            ids: Iterable[str] = everyone
+        else:
+            sql, params = compile_rule(rule, rt, conn.dialect, at)
+            ids = (str(r[0]) for r in conn.all(sql, params))
+        for profile_id in ids:
+            qualified.setdefault(profile_id, set()).add(name)
+    none: set[str] = set()
+    changes: list[Change] = []
+    for profile_id in everyone:
+        after = membership.resolve(qualified.get(profile_id, none), rt.segments, layer)
+        changes.extend(membership.changes(profile_id, stored.get(profile_id, none), after, layer))
+    return changes
 
 
 def series_read(rt: WorkspaceRuntime, segment: CompiledSegment) -> set[str]:

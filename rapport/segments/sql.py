@@ -20,7 +20,7 @@ of a sum that is not exact; timestamps are taken to lie between the years 1000 a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rapport.consent.model import NECESSARY
@@ -194,8 +194,11 @@ class _Compiler:
     def __init__(self, rt: WorkspaceRuntime, dialect: Dialect, at: Millis) -> None:
         self.rt, self.at = rt, at
         self.pg = dialect.name == "postgres"
-        self.joins: list[Sql] = []
+        self.joins: list[Sql | str] = []
+        """Joins in order; a ``str`` is the first alias of a series' totals, built by ``finish``."""
         self.aliases: dict[tuple[object, ...], str] = {}
+        self.windows: dict[str, list[tuple[str, Millis | None]]] = {}
+        """Per series, the alias of each window of its totals, in order of first use."""
         self.counter = 0
 
     # --- dialect -------------------------------------------------------------------------------
@@ -255,13 +258,68 @@ class _Compiler:
         return bounds
 
     def totals(self, series: str, window_ms: Millis | None) -> str:
-        """Alias of the per-profile aggregates of a series' buckets in a window."""
-        # The aggregate columns are filled in by ``compile_rule`` once the whole rule is compiled: only
-        # those the rule reads are computed (``_columns``).
-        return self.alias(("totals", series, window_ms), "w", lambda a: cat(
-            f"LEFT JOIN (SELECT profile_id, {_marker(a)}"
-            " FROM buckets WHERE workspace_id = ", bind(self.rt.id), " AND series = ", bind(series), " AND ",
-            self.window("bucket", window_ms), f" GROUP BY profile_id) {a} ON {a}.profile_id = p.id"))
+        """Alias of the per-profile aggregates of a series' buckets in a window.
+
+        The join is built by ``finish`` once every condition is compiled, reading only the aggregates
+        the conditions use; all windows of one series share one pass over its buckets.
+        """
+        key = ("totals", series, window_ms)
+        found = self.aliases.get(key)
+        if found is None:
+            found = self.aliases[key] = self.fresh("w")
+            windows = self.windows.setdefault(series, [])
+            if not windows:
+                self.joins.append(found)
+            windows.append((found, window_ms))
+        return found
+
+    def finish(self, condition: Sql) -> tuple[list[Sql], Sql]:
+        """The joins, and ``condition`` reading the totals of series with several windows from their
+        shared join (``w3.n`` becomes ``w1.w3_n``)."""
+        used: dict[str, list[str]] = {}
+        for alias, column in _REFERENCE.findall(condition.text):
+            names = used.setdefault(alias, [])
+            if column not in names:
+                names.append(column)
+        renamed: dict[str, str] = {}
+        joins: list[Sql] = []
+        for item in self.joins:
+            if isinstance(item, Sql):
+                joins.append(item)
+                continue
+            series = next(s for s, windows in self.windows.items() if windows[0][0] == item)
+            windows = self.windows[series]
+            if len(windows) > 1:
+                renamed.update((alias, item) for alias, _ in windows)
+            joins.append(self.series_join(series, windows, used))
+        if renamed:
+            text = _REFERENCE.sub(lambda m: _renamed(m, renamed), condition.text)
+            condition = Sql(text, condition.params)
+        return joins, condition
+
+    def series_join(self, series: str, windows: list[tuple[str, Millis | None]],
+                    used: dict[str, list[str]]) -> Sql:
+        """One pass over a series' buckets up to the instant, with the aggregates of every window read."""
+        first = windows[0][0]
+        source = cat(" FROM buckets WHERE workspace_id = ", bind(self.rt.id), " AND series = ", bind(series), " AND ")
+        if len(windows) == 1:
+            names = [c for c in _AGGREGATES if c in used.get(first, ())] or ["n"]
+            columns = ", ".join(f"{_AGGREGATES[c][0]}({_AGGREGATES[c][1]}) AS {c}" for c in names)
+            return cat(f"LEFT JOIN (SELECT profile_id, {columns}", source, self.window("bucket", windows[0][1]),
+                       f" GROUP BY profile_id) {first} ON {first}.profile_id = p.id")
+        parts: list[Sql | str] = []
+        for alias, window_ms in windows:
+            for c in [c for c in _AGGREGATES if c in used.get(alias, ())] or ["n"]:
+                fn, column = _AGGREGATES[c]
+                if window_ms is None:
+                    parts.append(f", {fn}({column}) AS {alias}_{c}")
+                else:
+                    parts += [f", {fn}(CASE WHEN bucket > ", bind(self.at - window_ms), f" THEN {column} END)"
+                              f" AS {alias}_{c}"]
+        bounded = [w for _, w in windows if w is not None]
+        widest = max(bounded) if len(bounded) == len(windows) else None
+        return cat("LEFT JOIN (SELECT profile_id", *parts, source, self.window("bucket", widest),
+                   f" GROUP BY profile_id) {first} ON {first}.profile_id = p.id")
 
     def distinct(self, series: str, window_ms: Millis | None) -> str:
         return self.alias(("distinct", series, window_ms), "v", lambda a: cat(
@@ -293,6 +351,10 @@ class _Compiler:
             " ROW_NUMBER() OVER (PARTITION BY profile_id ORDER BY effective_at DESC, seq DESC) AS rn"
             " FROM consent_ledger WHERE workspace_id = ", bind(self.rt.id), " AND purpose = ", bind(purpose),
             " AND effective_at <= ", bind(self.at), f") l WHERE rn = 1) {a} ON {a}.profile_id = p.id"))
+
+    def bit(self, i: int) -> Sql:
+        """Bit ``i`` of a mask as an integer parameter."""
+        return cat("CAST(", bind(1 << i), " AS BIGINT)") if self.pg else bind(1 << i)
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -534,33 +596,63 @@ def compile_rule(rule: Node, rt: WorkspaceRuntime, dialect: Dialect, at: Millis)
     """
     ensure_segment_rule(rule)
     compiler = _Compiler(rt, dialect, at)
-    condition = compiler.condition(rule)
+    joins, condition = compiler.finish(compiler.condition(rule))
     order = 'p.id COLLATE "C"' if compiler.pg else "p.id"
     query = cat(
         "SELECT p.id FROM profiles p\n",
-        *[cat(j, "\n") for j in compiler.joins],
+        *[cat(j, "\n") for j in joins],
         "WHERE p.workspace_id = ", bind(rt.id), " AND p.merged_into IS NULL AND ", condition, "\n",
         f"ORDER BY {order}",
     )
-    return _columns(query.text), list(query.params)
+    return query.text, list(query.params)
 
 
-_AGGREGATES = {"n": "SUM(n)", "nn": "SUM(nn)", "total": "SUM(total)", "vmin": "MIN(vmin)", "vmax": "MAX(vmax)",
-               "first_ts": "MIN(first_ts)", "last_ts": "MAX(last_ts)", "last_bucket": "MAX(bucket)"}
-"""The per-profile aggregates of a series' buckets a rule can read, in a fixed order."""
-_MARKER = re.compile("\x00(w[0-9]+)\x00")
+MAX_RULES = 62
+"""Rules one ``compile_differences`` query holds: one bit each of a signed 64-bit mask."""
 
 
-def _marker(alias: str) -> str:
-    return f"\x00{alias}\x00"
+def compile_differences(rules: Sequence[tuple[str, Node | None]], rt: WorkspaceRuntime, dialect: Dialect,
+                        at: Millis) -> tuple[str, list[object]]:
+    """A query selecting ``(id, matched, stored)`` for every live profile of ``rt.id`` whose current
+    membership of the named segments differs from what their ``rules`` select at instant ``at``
+    (a ``None`` rule selects every profile).
+
+    ``matched`` and ``stored`` are bit masks over ``rules`` (bit ``i`` for ``rules[i]``): the rules the
+    profile matches, the segments it has an open stay in. One pass over each series' buckets serves
+    every rule, and the comparison with stored membership happens in the database, so a refresh that
+    finds nothing to change reads no profile into Python. Errors as ``compile_rule``.
+    """
+    if not 0 < len(rules) <= MAX_RULES:
+        raise ValueError(f"between 1 and {MAX_RULES} rules per query, not {len(rules)}")
+    compiler = _Compiler(rt, dialect, at)
+    conditions = []
+    for _name, rule in rules:
+        if rule is not None:
+            ensure_segment_rule(rule)
+        conditions.append(TRUE if rule is None else compiler.condition(rule))
+    bit = compiler.bit
+    matched = join(" + ", (cat("CASE WHEN ", c, " THEN ", bit(i), " ELSE 0 END") for i, c in enumerate(conditions)))
+    stored = join(" ", (cat(" WHEN ", bind(name), " THEN ", bit(i)) for i, (name, _rule) in enumerate(rules)))
+    joins, matched = compiler.finish(matched)
+    query = cat(
+        "SELECT id, matched, stored FROM (SELECT p.id, ", matched, " AS matched,",
+        " (SELECT COALESCE(SUM(CASE h.segment", stored, " ELSE 0 END), 0) FROM segment_history h",
+        " WHERE h.workspace_id = ", bind(rt.id), " AND h.profile_id = p.id AND h.exited_at IS NULL) AS stored",
+        " FROM profiles p\n",
+        *[cat(j, "\n") for j in joins],
+        "WHERE p.workspace_id = ", bind(rt.id), " AND p.merged_into IS NULL) d WHERE matched <> stored",
+    )
+    return query.text, list(query.params)
 
 
-def _columns(text: str) -> str:
-    """``text`` with each aggregate join selecting only the columns the rest of the query reads."""
-    def fill(match: re.Match[str]) -> str:
-        alias = match.group(1)
-        used = set(re.findall(rf"\b{alias}\.(\w+)", text)) - {"profile_id"}
-        names = [c for c in _AGGREGATES if c in used] or ["n"]
-        return ", ".join(f"{_AGGREGATES[c]} AS {c}" for c in names)
+_AGGREGATES = {"n": ("SUM", "n"), "nn": ("SUM", "nn"), "total": ("SUM", "total"), "vmin": ("MIN", "vmin"),
+               "vmax": ("MAX", "vmax"), "first_ts": ("MIN", "first_ts"), "last_ts": ("MAX", "last_ts"),
+               "last_bucket": ("MAX", "bucket")}
+"""The per-profile aggregates of a series' buckets a rule can read (function, column), in a fixed order."""
+_REFERENCE = re.compile(r"\b(w[0-9]+)\.(\w+)")
 
-    return _MARKER.sub(fill, text)
+
+def _renamed(match: re.Match[str], renamed: dict[str, str]) -> str:
+    alias = match.group(1)
+    join = renamed.get(alias)
+    return match.group(0) if join is None else f"{join}.{alias}_{match.group(2)}"

@@ -25,7 +25,7 @@ from rapport.ingestion.service import bucket_row
 from rapport.resources import service as resources
 from rapport.rules import Node, Not, evaluate, to_text
 from rapport.segments.check import problems
-from rapport.segments.sql import compile_rule
+from rapport.segments.sql import compile_differences, compile_rule
 from rapport.segments.stored import StoredContext, live_profiles, load, matching, needs
 from rapport.storage.base import Conn
 from rapport.storage.sql import consent as consent_sql
@@ -114,5 +114,20 @@ def test_sql_and_memory_select_the_same_profiles(store: Rapport, template: Works
                     sql, params = compile_rule(tested, rt, dialect, at)
                     by_sql = [r[0] for r in conn.all(sql, params)]
                     assert by_sql == sorted(expected), f"{to_text(tested)} at {at}\n{sql}\n{params}"
+                # The refresh's form: the rule, its negation and an everyone segment in one query, against
+                # the open stays of segments of those names.
+                named = [(SEGMENT_NAMES[0], rule), (SEGMENT_NAMES[1], Not(rule)), (SEGMENT_NAMES[2], None)]
+                sql, params = compile_differences(named, rt, dialect, at)
+                by_sql_masks = {str(r[0]): (int(r[1]), int(r[2])) for r in conn.all(sql, params)}
+                wanted_masks = {}
+                for p in people:
+                    if p.id not in live:
+                        continue
+                    matched = (1 if p.id in in_memory else 2) | 4
+                    stored = sum(1 << i for i, (name, _r) in enumerate(named)
+                                 if any(s == name and exited is None for s, _e, exited in p.stays))
+                    if matched != stored:
+                        wanted_masks[p.id] = (matched, stored)
+                assert by_sql_masks == wanted_masks, f"{to_text(rule)} at {at}\n{sql}\n{params}"
 
         store.db.read(agree)
