@@ -297,6 +297,44 @@ class _Compiler:
             condition = Sql(text, condition.params)
         return joins, condition
 
+    def only_series(self, condition: Sql) -> str | None:
+        """The one series whose totals are all ``condition`` reads (nothing of the profile else), if so.
+
+        A condition that reads no totals at all (compiled to a constant) has none: the pass decides
+        rules with at least one aggregate, which is what makes the same expression over no rows give
+        one row, the rule's value for a profile without events."""
+        if (len(self.windows) != 1 or any(isinstance(j, Sql) for j in self.joins)
+                or _PROFILE.search(condition.text) or not _REFERENCE.search(condition.text)):
+            return None
+        return next(iter(self.windows))
+
+    def inline(self, condition: Sql) -> Sql:
+        """``condition`` with each read of a window's totals (``w2.n``) written as the aggregate over the
+        buckets being grouped (``SUM(CASE WHEN bucket > ? THEN n END)``)."""
+        window_of = {alias: w for windows in self.windows.values() for alias, w in windows}
+        text: list[str] = []
+        params: list[object] = []
+        done = used = 0
+        for match in _REFERENCE.finditer(condition.text):
+            before = condition.text[done:match.start()]
+            take = before.count("?")
+            text.append(before)
+            params.extend(condition.params[used:used + take])
+            used += take
+            fn, column = _AGGREGATES[match.group(2)]
+            window_ms = window_of[match.group(1)]
+            if window_ms is None:
+                text.append(f"{fn}({column})")
+            else:
+                text.append(f"{fn}(CASE WHEN bucket > ? THEN {column} END)")
+                params.append(self.at - window_ms)
+            done = match.end()
+        text.append(condition.text[done:])
+        params.extend(condition.params[used:])
+        out = Sql("".join(text), tuple(params))
+        assert out.text.count("?") == len(out.params), "every placeholder keeps its value"
+        return out
+
     def series_join(self, series: str, windows: list[tuple[str, Millis | None]],
                     used: dict[str, list[str]]) -> Sql:
         """One pass over a series' buckets up to the instant, with the aggregates of every window read."""
@@ -618,22 +656,54 @@ def compile_differences(rules: Sequence[tuple[str, Node | None]], rt: WorkspaceR
     (a ``None`` rule selects every profile).
 
     ``matched`` and ``stored`` are bit masks over ``rules`` (bit ``i`` for ``rules[i]``): the rules the
-    profile matches, the segments it has an open stay in. One pass over each series' buckets serves
-    every rule, and the comparison with stored membership happens in the database, so a refresh that
-    finds nothing to change reads no profile into Python. Errors as ``compile_rule``.
+    profile matches, the segments it has an open stay in. The comparison with stored membership
+    happens in the database, so a refresh that finds nothing to change reads no profile into Python.
+
+    A rule that reads the buckets of one series and nothing else (``count("Order Completed",
+    within=30d) >= 1``) is decided inside that series' pass over its buckets, grouped by profile;
+    a profile with no bucket in the pass gets what the rule gives with no events, computed by the
+    same expression over no rows. The other rules read one join per series (all windows in one
+    pass), traits, consent and stays as ``compile_rule`` does. Errors as ``compile_rule``.
     """
     if not 0 < len(rules) <= MAX_RULES:
         raise ValueError(f"between 1 and {MAX_RULES} rules per query, not {len(rules)}")
     compiler = _Compiler(rt, dialect, at)
-    conditions = []
-    for _name, rule in rules:
-        if rule is not None:
-            ensure_segment_rule(rule)
-        conditions.append(TRUE if rule is None else compiler.condition(rule))
     bit = compiler.bit
-    matched = join(" + ", (cat("CASE WHEN ", c, " THEN ", bit(i), " ELSE 0 END") for i, c in enumerate(conditions)))
+    general: list[Sql] = []
+    alone: dict[str, list[Sql]] = {}
+    widths: dict[str, list[Millis | None]] = {}
+    for i, (_name, rule) in enumerate(rules):
+        if rule is None:
+            general.append(bit(i))
+            continue
+        ensure_segment_rule(rule)
+        own = _Compiler(rt, dialect, at)
+        condition = own.condition(rule)
+        series = own.only_series(condition)
+        if series is None:
+            general.append(cat("CASE WHEN ", compiler.condition(rule), " THEN ", bit(i), " ELSE 0 END"))
+            continue
+        alone.setdefault(series, []).append(cat("CASE WHEN ", own.inline(condition), " THEN ", bit(i), " ELSE 0 END"))
+        widths.setdefault(series, []).extend(w for _, w in own.windows[series])
+    passes: list[Sql] = []
+    defaults: list[Sql] = []
+    for series, bits in alone.items():
+        expr = join(" + ", bits)
+        default = cat("(SELECT ", expr, " FROM buckets WHERE 1 = 0)")  # every aggregate over no rows
+        bounded = [w for w in widths[series] if w is not None]
+        widest = max(bounded) if len(bounded) == len(widths[series]) else None
+        defaults.append(default)
+        passes.append(cat("SELECT profile_id, ", expr, " - ", default, " AS delta FROM buckets WHERE workspace_id = ",
+                          bind(rt.id), " AND series = ", bind(series), " AND ", compiler.window("bucket", widest),
+                          " GROUP BY profile_id"))
+    parts = [*defaults, *([Sql("COALESCE(x.delta, 0)")] if passes else []), *general]
+    joins, matched = compiler.finish(join(" + ", parts))
+    if len(passes) == 1:
+        joins.append(cat("LEFT JOIN (", passes[0], ") x ON x.profile_id = p.id"))
+    elif passes:
+        joins.append(cat("LEFT JOIN (SELECT profile_id, SUM(delta) AS delta FROM (", join(" UNION ALL ", passes),
+                         ") u GROUP BY profile_id) x ON x.profile_id = p.id"))
     stored = join(" ", (cat(" WHEN ", bind(name), " THEN ", bit(i)) for i, (name, _rule) in enumerate(rules)))
-    joins, matched = compiler.finish(matched)
     query = cat(
         "SELECT id, matched, stored FROM (SELECT p.id, ", matched, " AS matched,",
         " (SELECT COALESCE(SUM(CASE h.segment", stored, " ELSE 0 END), 0) FROM segment_history h",
@@ -650,6 +720,7 @@ _AGGREGATES = {"n": ("SUM", "n"), "nn": ("SUM", "nn"), "total": ("SUM", "total")
                "last_bucket": ("MAX", "bucket")}
 """The per-profile aggregates of a series' buckets a rule can read (function, column), in a fixed order."""
 _REFERENCE = re.compile(r"\b(w[0-9]+)\.(\w+)")
+_PROFILE = re.compile(r"\bp\.")
 
 
 def _renamed(match: re.Match[str], renamed: dict[str, str]) -> str:

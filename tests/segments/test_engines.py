@@ -23,7 +23,7 @@ from rapport.core import Rapport
 from rapport.errors import ValidationError
 from rapport.ingestion.service import bucket_row
 from rapport.resources import service as resources
-from rapport.rules import Node, Not, evaluate, to_text
+from rapport.rules import And, Exists, Node, Not, Path, evaluate, to_text
 from rapport.segments.check import problems
 from rapport.segments.sql import compile_differences, compile_rule
 from rapport.segments.stored import StoredContext, live_profiles, load, matching, needs
@@ -114,16 +114,19 @@ def test_sql_and_memory_select_the_same_profiles(store: Rapport, template: Works
                     sql, params = compile_rule(tested, rt, dialect, at)
                     by_sql = [r[0] for r in conn.all(sql, params)]
                     assert by_sql == sorted(expected), f"{to_text(tested)} at {at}\n{sql}\n{params}"
-                # The refresh's form: the rule, its negation and an everyone segment in one query, against
-                # the open stays of segments of those names.
-                named = [(SEGMENT_NAMES[0], rule), (SEGMENT_NAMES[1], Not(rule)), (SEGMENT_NAMES[2], None)]
+                # The refresh's form: the rule, its negation, an everyone segment and the rule joined with
+                # a trait test (never decided inside a series' pass) in one query, against the open
+                # stays of segments of those names.
+                nobody_has = Not(Exists(Path("traits", ("no_such_trait",))))
+                named = [(SEGMENT_NAMES[0], rule), (SEGMENT_NAMES[1], Not(rule)), (SEGMENT_NAMES[2], None),
+                         ("joined", And((rule, nobody_has)))]
                 sql, params = compile_differences(named, rt, dialect, at)
                 by_sql_masks = {str(r[0]): (int(r[1]), int(r[2])) for r in conn.all(sql, params)}
                 wanted_masks = {}
                 for p in people:
                     if p.id not in live:
                         continue
-                    matched = (1 if p.id in in_memory else 2) | 4
+                    matched = (9 if p.id in in_memory else 2) | 4
                     stored = sum(1 << i for i, (name, _r) in enumerate(named)
                                  if any(s == name and exited is None for s, _e, exited in p.stays))
                     if matched != stored:
