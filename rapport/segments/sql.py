@@ -308,32 +308,36 @@ class _Compiler:
             return None
         return next(iter(self.windows))
 
-    def inline(self, condition: Sql) -> Sql:
-        """``condition`` with each read of a window's totals (``w2.n``) written as the aggregate over the
-        buckets being grouped (``SUM(CASE WHEN bucket > ? THEN n END)``)."""
+    def inline(self, condition: Sql, columns: dict[tuple[str, Millis | None], str]) -> Sql:
+        """``condition`` reading each window's totals (``w2.n``) from a column of the series' pass
+        (``g.a1``); ``columns`` names the pass's aggregates by (aggregate, window) and gains the new ones."""
         window_of = {alias: w for windows in self.windows.values() for alias, w in windows}
-        text: list[str] = []
-        params: list[object] = []
-        done = used = 0
-        for match in _REFERENCE.finditer(condition.text):
-            before = condition.text[done:match.start()]
-            take = before.count("?")
-            text.append(before)
-            params.extend(condition.params[used:used + take])
-            used += take
-            fn, column = _AGGREGATES[match.group(2)]
-            window_ms = window_of[match.group(1)]
+
+        def column(match: re.Match[str]) -> str:
+            key = (match.group(2), window_of[match.group(1)])
+            name = columns.setdefault(key, f"a{len(columns) + 1}")
+            return f"g.{name}"
+
+        return Sql(_REFERENCE.sub(column, condition.text), condition.params)
+
+    def series_pass(self, series: str, bits: Sql, columns: dict[tuple[str, Millis | None], str]) -> tuple[Sql, Sql]:
+        """The pass over ``series``' buckets up to the instant: per profile with buckets in it, ``bits``
+        less what they are for a profile with none; and that value, ``bits`` over the same aggregates
+        of no rows (one row of NULLs)."""
+        aggregates: list[Sql | str] = []
+        for (name, window_ms), alias in columns.items():
+            fn, column = _AGGREGATES[name]
             if window_ms is None:
-                text.append(f"{fn}({column})")
+                aggregates.append(f", {fn}({column}) AS {alias}")
             else:
-                text.append(f"{fn}(CASE WHEN bucket > ? THEN {column} END)")
-                params.append(self.at - window_ms)
-            done = match.end()
-        text.append(condition.text[done:])
-        params.extend(condition.params[used:])
-        out = Sql("".join(text), tuple(params))
-        assert out.text.count("?") == len(out.params), "every placeholder keeps its value"
-        return out
+                aggregates += [f", {fn}(CASE WHEN bucket > ", bind(self.at - window_ms),
+                               f" THEN {column} END) AS {alias}"]
+        bounded = [w for _, w in columns if w is not None]
+        widest = max(bounded) if len(bounded) == len(columns) else None
+        grouped = cat("SELECT profile_id", *aggregates, " FROM buckets WHERE workspace_id = ", bind(self.rt.id),
+                      " AND series = ", bind(series), " AND ", self.window("bucket", widest), " GROUP BY profile_id")
+        default = cat("(SELECT ", bits, " FROM (SELECT 0 AS none", *aggregates, " FROM buckets WHERE 1 = 0) g)")
+        return cat("SELECT profile_id, ", bits, " - ", default, " AS delta FROM (", grouped, ") g"), default
 
     def series_join(self, series: str, windows: list[tuple[str, Millis | None]],
                     used: dict[str, list[str]]) -> Sql:
@@ -671,7 +675,7 @@ def compile_differences(rules: Sequence[tuple[str, Node | None]], rt: WorkspaceR
     bit = compiler.bit
     general: list[Sql] = []
     alone: dict[str, list[Sql]] = {}
-    widths: dict[str, list[Millis | None]] = {}
+    columns: dict[str, dict[tuple[str, Millis | None], str]] = {}
     for i, (_name, rule) in enumerate(rules):
         if rule is None:
             general.append(bit(i))
@@ -683,19 +687,14 @@ def compile_differences(rules: Sequence[tuple[str, Node | None]], rt: WorkspaceR
         if series is None:
             general.append(cat("CASE WHEN ", compiler.condition(rule), " THEN ", bit(i), " ELSE 0 END"))
             continue
-        alone.setdefault(series, []).append(cat("CASE WHEN ", own.inline(condition), " THEN ", bit(i), " ELSE 0 END"))
-        widths.setdefault(series, []).extend(w for _, w in own.windows[series])
+        inlined = own.inline(condition, columns.setdefault(series, {}))
+        alone.setdefault(series, []).append(cat("CASE WHEN ", inlined, " THEN ", bit(i), " ELSE 0 END"))
     passes: list[Sql] = []
     defaults: list[Sql] = []
     for series, bits in alone.items():
-        expr = join(" + ", bits)
-        default = cat("(SELECT ", expr, " FROM buckets WHERE 1 = 0)")  # every aggregate over no rows
-        bounded = [w for w in widths[series] if w is not None]
-        widest = max(bounded) if len(bounded) == len(widths[series]) else None
+        found, default = compiler.series_pass(series, join(" + ", bits), columns[series])
+        passes.append(found)
         defaults.append(default)
-        passes.append(cat("SELECT profile_id, ", expr, " - ", default, " AS delta FROM buckets WHERE workspace_id = ",
-                          bind(rt.id), " AND series = ", bind(series), " AND ", compiler.window("bucket", widest),
-                          " GROUP BY profile_id"))
     parts = [*defaults, *([Sql("COALESCE(x.delta, 0)")] if passes else []), *general]
     joins, matched = compiler.finish(join(" + ", parts))
     if len(passes) == 1:
