@@ -97,6 +97,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def settle(url: str) -> None:
+    """SQLite: wait until the WAL is copied into the database file, as the checkpointer thread does a moment
+    after a large transaction (loading a million profiles, a first refresh writing millions of rows).
+
+    Until then every page read searches a WAL index of millions of frames while the checkpointer copies
+    them on the other core, which is no steady state to time a refresh or its floor in.
+    """
+    if url.startswith("sqlite:"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=600)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
 @contextlib.contextmanager
 def opened(url: str, data_dir: Path) -> Iterator[tuple[Rapport, str]]:
     rapport = Rapport(Settings(database_url=url, data_dir=data_dir))
@@ -296,6 +310,7 @@ def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
         if args.refresh_profiles:
             bulk_load(rapport, ws, rapport.runtime(ws), args.refresh_profiles, now)
             analyze(url)
+            settle(url)
             started = time.perf_counter()
             rapport.db.write(lambda c: segments_service.refresh(c, rapport.runtime(ws), rapport.clock))
             first_refresh = round(time.perf_counter() - started, 2)
@@ -311,6 +326,7 @@ def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
         rt = rapport.runtime(ws, fresh=True)
         while rapport.db.write(lambda c: segments_service.run_due(c, rt, rapport.clock)):
             pass  # flips due while loading (a window passing): what the scheduler does in a server
+        settle(url)
         started = time.perf_counter()
         report = rapport.db.write(lambda c: segments_service.refresh(c, rt, rapport.clock))
         ours = time.perf_counter() - started

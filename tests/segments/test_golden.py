@@ -18,7 +18,7 @@ from rapport.errors import ValidationError
 from rapport.rules import parse
 from rapport.rules.ast import Node
 from rapport.segments.check import ensure_segment_rule
-from rapport.segments.sql import compile_rule
+from rapport.segments.sql import compile_differences, compile_rule
 from rapport.storage.postgres.database import DIALECT as POSTGRES
 from rapport.storage.sqlite.database import DIALECT as SQLITE
 from rapport.workspaces.runtime import WorkspaceRuntime
@@ -46,6 +46,17 @@ RULES = {
 }
 
 
+REFRESH = {
+    "recent_buyers": 'count("Order Completed", within=30d) >= 1',
+    "lapsed_buyers": 'count("Order Completed") >= 1 and count("Order Completed", within=90d) == 0',
+    "big_spenders": 'sum("Order Completed", "revenue", within=30d) > 200 or computed.orders_90d >= 3',
+    "pro_plan": 'traits.plan == "pro" and count("Page Viewed", within=7d) >= 1',
+    "everyone": None,
+}
+"""Segments refreshed in one query (``compile_differences``): rules decided in a series' pass, and the
+others joined."""
+
+
 def rendered(rule_text: str, dialect_name: str, definitions: WorkspaceRuntime) -> str:
     dialect = SQLITE if dialect_name == "sqlite" else POSTGRES
     sql, params = compile_rule(parse(rule_text), definitions, dialect, AT)
@@ -64,8 +75,22 @@ def test_rule_compiles_to_its_golden_sql(name: str, dialect: str, definitions: W
     assert text == path.read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_refresh_compiles_to_its_golden_sql(dialect: str, definitions: WorkspaceRuntime) -> None:
+    path = GOLDEN / f"refresh.{dialect}.sql"
+    named = [(name, None if text is None else parse(text)) for name, text in REFRESH.items()]
+    sql, params = compile_differences(named, definitions, SQLITE if dialect == "sqlite" else POSTGRES, AT)
+    lines = [*(f"-- {name}: {text}" for name, text in REFRESH.items()), sql,
+             *(f"-- ${i}: {p!r}" for i, p in enumerate(params, 1))]
+    text = "\n".join(lines) + "\n"
+    if REGENERATE:
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing {path}; run with RAPPORT_REGENERATE_GOLDEN=1 and review it"
+    assert text == path.read_text(encoding="utf-8")
+
+
 def test_every_golden_file_belongs_to_a_rule() -> None:
-    expected = {f"{name}.{d}.sql" for name in RULES for d in ("sqlite", "postgres")}
+    expected = {f"{name}.{d}.sql" for name in [*RULES, "refresh"] for d in ("sqlite", "postgres")}
     assert {p.name for p in GOLDEN.glob("*.sql")} == expected
 
 
