@@ -312,7 +312,7 @@ def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
             analyze(url)
             settle(url)
             started = time.perf_counter()
-            rapport.db.write(lambda c: segments_service.refresh(c, rapport.runtime(ws), rapport.clock))
+            segments_service.refresh_database(rapport.db, rapport.runtime(ws), rapport.clock)
             first_refresh = round(time.perf_counter() - started, 2)
         else:
             batches = [parse(rapport, b) for b in raw]
@@ -328,7 +328,7 @@ def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
             pass  # flips due while loading (a window passing): what the scheduler does in a server
         settle(url)
         started = time.perf_counter()
-        report = rapport.db.write(lambda c: segments_service.refresh(c, rt, rapport.clock))
+        report = segments_service.refresh_database(rapport.db, rt, rapport.clock)
         ours = time.perf_counter() - started
         at = rapport.clock.now_ms()
         series = {name: next(iter(s.series)) for name, s in rt.segments.items()}

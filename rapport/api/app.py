@@ -52,16 +52,14 @@ def run_segments(rapport: Rapport) -> None:
             ready = [n for n in pending if all(states.get(s) == "live" for s in segments_service.series_read(
                 rt, rt.segments[n]))]
             if ready:
-                rapport.db.write(lambda c, rt=rt, ready=ready: segments_service.refresh(  # type: ignore[misc]
-                    c, rt, rapport.clock, ready))
+                segments_service.refresh_database(rapport.db, rt, rapport.clock, ready)
         while rapport.db.write(lambda c, rt=rt: segments_service.run_due(c, rt, rapport.clock)):  # type: ignore[misc]
             pass
         # After the due flips, so that the reconciliation finds them already stamped at their instant.
         scheduled = rapport.db.read(lambda c, rt=rt: segments_service.scheduled_refreshes(  # type: ignore[misc]
             c, rt, rapport.clock.now_ms()))
         if scheduled:
-            rapport.db.write(lambda c, rt=rt, names=scheduled: segments_service.refresh(  # type: ignore[misc]
-                c, rt, rapport.clock, names))
+            segments_service.refresh_database(rapport.db, rt, rapport.clock, scheduled)
 
 
 async def run_journeys(rapport: Rapport, engines: journeys_service.Engines) -> None:

@@ -294,7 +294,7 @@ def run_demo(rapport: Rapport, options: DemoOptions, on_progress: OnProgress | N
     played = experiment.play(rapport, ws)
     notes = measurement(rapport, ws, played)
     rt = rapport.runtime(ws, fresh=True)
-    reconciled = rapport.db.write(lambda c: segments_service.refresh(c, rt, rapport.clock))
+    reconciled = segments_service.refresh_database(rapport.db, rt, rapport.clock)
     result = DemoResult(ws, write_key, admin_token, created, changes, generation, notes=notes,
                         played=None if played.skipped else played, segments=reconciled)
     result.sample = find_sample(rapport, ws)

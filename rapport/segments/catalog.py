@@ -256,12 +256,10 @@ class Segments:
             self._segment(name)
         rt, clock = self.rt, self.rapport.clock
 
-        def write(conn: Conn) -> list[service.Reconciliation]:
-            report = service.refresh(conn, rt, clock, names)
+        def audit(conn: Conn, report: list[service.Reconciliation]) -> None:
             ws_sql.audit(conn, self.ws, actor, "segments.refresh", ",".join(r.segment for r in report),
                          {"differences": sum(r.entered + r.exited for r in report)}, clock.now_ms())
-            return report
 
-        report = self.rapport.db.write(write)
+        report = service.refresh_database(self.rapport.db, rt, clock, names, after=audit)
         return [{"name": r.segment, "members": r.members, "entered": r.entered, "exited": r.exited,
                  "differences": r.entered + r.exited} for r in report]

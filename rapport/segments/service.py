@@ -16,8 +16,10 @@ expiring) is stored as a timer; ``run_due`` evaluates due profiles again.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import orjson
 
@@ -27,12 +29,15 @@ from rapport.rules import EvalContext, EventFn, Path
 from rapport.rules.compile import Predicate, compile_rule
 from rapport.segments import membership, monotone, stored, timing
 from rapport.segments.membership import Change
-from rapport.storage.base import Conn
+from rapport.storage.base import Conn, Database
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import segments as segments_sql
 from rapport.types import Millis
 from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime
+
+if TYPE_CHECKING:
+    from rapport.segments.sql import Scope
 
 ENTERED = "Segment Entered"
 EXITED = "Segment Exited"
@@ -415,51 +420,143 @@ class Reconciliation:
 def refresh(conn: Conn, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None = None,
             at: Millis | None = None) -> list[Reconciliation]:
     """Recompute membership of ``names`` (all segments by default, with their groups and dependents)
-    over every live profile with the SQL engine, and store the differences.
+    over every live profile with the SQL engine, and store the differences, in the caller's
+    transaction (``refresh_database`` keeps the writer free while it reads)."""
+    def reads(fns: list[Callable[[Conn], R]]) -> list[R]:
+        return [fn(conn) for fn in fns]
 
-    Layers without exclusive groups are compared with the stored membership in the database
-    (``compile_differences``): only profiles whose membership differs come back to Python. A layer
-    with a group needs every profile's qualified set to resolve priorities, so it is read whole.
-    """
+    def write(fn: Callable[[Conn], R]) -> R:
+        return fn(conn)
+
+    return _refresh(reads, write, rt, clock, names, at, parts=0)
+
+
+R = TypeVar("R")
+
+
+class _Reads(Protocol):
+    def __call__(self, fns: list[Callable[[Conn], R]]) -> list[R]: ...
+
+
+class _Write(Protocol):
+    def __call__(self, fn: Callable[[Conn], R]) -> R: ...
+
+
+READ_PARTS = 2
+"""Reader connections a refresh splits the live profiles between (each range is read in its own thread;
+SQLite and PostgreSQL run them side by side)."""
+SPLIT_FROM = 50_000
+"""Live profiles from which a refresh splits its reading."""
+
+
+def refresh_database(db: Database, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None = None,
+                     at: Millis | None = None,
+                     after: Callable[[Conn, list[Reconciliation]], None] | None = None) -> list[Reconciliation]:
+    """``refresh`` with the comparison read outside the writer: the live profiles are split in id
+    ranges compared in parallel on reader connections, then the writer compares again only the profiles
+    found different (live evaluation may have moved them since) and stores the changes. Ingestion waits
+    only for those writes. ``after`` runs in the last transaction, with the report."""
+
+    def reads(fns: list[Callable[[Conn], R]]) -> list[R]:
+        if len(fns) == 1:
+            return [db.read(fns[0])]
+        with ThreadPoolExecutor(len(fns), thread_name_prefix="rapport-refresh") as pool:
+            return list(pool.map(db.read, fns))
+
+    return _refresh(reads, db.write, rt, clock, names, at, parts=READ_PARTS, after=after)
+
+
+def _refresh(reads: _Reads, write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None,
+             at: Millis | None, *, parts: int,
+             after: Callable[[Conn, list[Reconciliation]], None] | None = None) -> list[Reconciliation]:
+    """The refresh, reading with ``reads`` (functions run on read connections, or the caller's) and
+    writing with ``write``. ``parts`` 0: compare in the writer's transaction at once."""
+    from rapport.segments.sql import Scope
+
     at = clock.now_ms() if at is None else at
     wanted = membership.closure(rt.segments if names is None else names, rt.segments)
     if not workspace_clocks(rt).empty:
-        catch_up(conn, rt, clock, at)
-    writer = MembershipWriter(conn, rt, clock)
-    done = segments_sql.refreshed(conn, rt.id)
+        write(partial(catch_up, rt=rt, clock=clock, at=at))
     moved: set[str] = set()
     entered: dict[str, int] = dict.fromkeys(wanted, 0)
     exited: dict[str, int] = dict.fromkeys(wanted, 0)
     for layer in membership.layers(wanted, rt.segments):
-        if any(rt.segments[n].group is not None for n in layer):
-            changes = _grouped_changes(conn, rt, layer, at)
+        grouped = any(rt.segments[n].group is not None for n in layer)
+
+        def store(conn: Conn, layer: list[str] = layer, grouped: bool = grouped,
+                  scope: Scope | None = None) -> list[Change]:
+            if grouped:
+                return _stored(conn, rt, clock, _grouped_changes(conn, rt, layer, at), at)
+            return _stored(conn, rt, clock, _differences(conn, rt, layer, at, scope), at)
+
+        def different(scope: Scope, layer: list[str] = layer) -> Callable[[Conn], list[str]]:
+            return lambda conn: [d.profile_id for d in _differences(conn, rt, layer, at, scope)]
+
+        if grouped or parts == 0:
+            changes = write(store)
         else:
-            changes = _differences(conn, rt, layer, at)
-        versions = {(str(r[0]), str(r[1])): int(r[2]) for r in segments_sql.current(
-            conn, rt.id, sorted({c.profile_id for c in changes if not c.entered}))}
-        writer.store(changes, versions, at)
-        for c in changes:
-            (entered if c.entered else exited)[c.segment] += 1
-            moved.add(c.profile_id)
-    # Timers hold each profile's next flip over every segment: a new rule version can move them for
-    # anyone; reconciling a version already computed only for the profiles it changed.
-    fresh = any((n, rt.segments[n].version) not in done for n in wanted)
-    retime = segments_sql.live_profiles(conn, rt.id) if fresh else sorted(moved)
-    for start in range(0, len(retime), 500):
-        writer.set_timers(retime[start:start + 500], at)
-    for name in wanted:
-        segments_sql.mark_refreshed(conn, rt.id, name, rt.segments[name].version, at)
-    return [Reconciliation(n, segments_sql.count(conn, rt.id, n), entered[n], exited[n]) for n in sorted(wanted)]
+            scopes = reads([partial(_ranges, ws=rt.id, parts=parts)])[0]
+            candidates = sorted({p for ids in reads([different(s) for s in scopes]) for p in ids})
+            changes = []
+            for start in range(0, len(candidates), 500):
+                changes += write(partial(store, scope=Scope(ids=tuple(candidates[start:start + 500]))))
+        for change in changes:
+            (entered if change.entered else exited)[change.segment] += 1
+            moved.add(change.profile_id)
+
+    def finish(conn: Conn) -> list[Reconciliation]:
+        # Timers hold each profile's next flip over every segment: a new rule version can move them for
+        # anyone; reconciling a version already computed only for the profiles it changed.
+        done = segments_sql.refreshed(conn, rt.id)
+        fresh = any((n, rt.segments[n].version) not in done for n in wanted)
+        retime = segments_sql.live_profiles(conn, rt.id) if fresh else sorted(moved)
+        writer = MembershipWriter(conn, rt, clock)
+        for start in range(0, len(retime), 500):
+            writer.set_timers(retime[start:start + 500], at)
+        for name in wanted:
+            segments_sql.mark_refreshed(conn, rt.id, name, rt.segments[name].version, at)
+        report = [Reconciliation(n, segments_sql.count(conn, rt.id, n), entered[n], exited[n]) for n in sorted(wanted)]
+        if after is not None:
+            after(conn, report)
+        return report
+
+    return write(finish)
 
 
-def _differences(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Millis) -> list[Change]:
-    """Entries and exits that bring the stored membership of ``layer`` (no groups) to the SQL result."""
-    from rapport.segments.sql import MAX_RULES, compile_differences
+def _ranges(conn: Conn, ws: str, parts: int) -> list[Scope]:
+    """``parts`` id ranges of about as many live profiles each (one when there are few)."""
+    from rapport.segments.sql import EVERYONE, Scope
+
+    live = int(conn.value("SELECT count(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL", (ws,)))
+    if parts <= 1 or live < SPLIT_FROM:
+        return [EVERYONE]
+    bounds: list[str | None] = [None]
+    for k in range(1, parts):
+        bounds.append(str(conn.value("SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL"
+                                     " ORDER BY id LIMIT 1 OFFSET ?", (ws, live * k // parts))))
+    bounds.append(None)
+    return [Scope(low=bounds[k], high=bounds[k + 1]) for k in range(parts)]
+
+
+def _stored(conn: Conn, rt: WorkspaceRuntime, clock: Clock, changes: list[Change], at: Millis) -> list[Change]:
+    """``changes`` written (stays, timeline events), and returned."""
+    versions = {(str(r[0]), str(r[1])): int(r[2]) for r in segments_sql.current(
+        conn, rt.id, sorted({c.profile_id for c in changes if not c.entered}))}
+    MembershipWriter(conn, rt, clock).store(changes, versions, at)
+    return changes
+
+
+def _differences(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Millis,
+                 scope: Scope | None = None) -> list[Change]:
+    """Entries and exits that bring the stored membership of ``layer`` (no groups) to the SQL result,
+    for the profiles in ``scope`` (everyone by default)."""
+    from rapport.segments.sql import EVERYONE, MAX_RULES, compile_differences
 
     changes: list[Change] = []
     for start in range(0, len(layer), MAX_RULES):
         chunk = layer[start:start + MAX_RULES]
-        sql, params = compile_differences([(n, rt.segments[n].rule) for n in chunk], rt, conn.dialect, at)
+        sql, params = compile_differences([(n, rt.segments[n].rule) for n in chunk], rt, conn.dialect, at,
+                                          EVERYONE if scope is None else scope)
         for profile_id, matched, stored_mask in conn.all(sql, params):
             after = {n for i, n in enumerate(chunk) if int(matched) >> i & 1}
             before = {n for i, n in enumerate(chunk) if int(stored_mask) >> i & 1}

@@ -320,7 +320,8 @@ class _Compiler:
 
         return Sql(_REFERENCE.sub(column, condition.text), condition.params)
 
-    def series_pass(self, series: str, bits: Sql, columns: dict[tuple[str, Millis | None], str]) -> tuple[Sql, Sql]:
+    def series_pass(self, series: str, bits: Sql, columns: dict[tuple[str, Millis | None], str],
+                    scope: list[Sql]) -> tuple[Sql, Sql]:
         """The pass over ``series``' buckets up to the instant: per profile with buckets in it, ``bits``
         less what they are for a profile with none; and that value, ``bits`` over the same aggregates
         of no rows (one row of NULLs)."""
@@ -334,8 +335,9 @@ class _Compiler:
                                f" THEN {column} END) AS {alias}"]
         bounded = [w for _, w in columns if w is not None]
         widest = max(bounded) if len(bounded) == len(columns) else None
-        grouped = cat("SELECT profile_id", *aggregates, " FROM buckets WHERE workspace_id = ", bind(self.rt.id),
-                      " AND series = ", bind(series), " AND ", self.window("bucket", widest), " GROUP BY profile_id")
+        where = all_of([cat("workspace_id = ", bind(self.rt.id)), cat("series = ", bind(series)),
+                        self.window("bucket", widest), *scope])
+        grouped = cat("SELECT profile_id", *aggregates, " FROM buckets WHERE ", where, " GROUP BY profile_id")
         default = cat("(SELECT ", bits, " FROM (SELECT 0 AS none", *aggregates, " FROM buckets WHERE 1 = 0) g)")
         return cat("SELECT profile_id, ", bits, " - ", default, " AS delta FROM (", grouped, ") g"), default
 
@@ -653,10 +655,34 @@ MAX_RULES = 62
 """Rules one ``compile_differences`` query holds: one bit each of a signed 64-bit mask."""
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which profiles a ``compile_differences`` query looks at: ids from ``low`` (included) to ``high``
+    (excluded) in the database's order, or only ``ids``; everyone by default."""
+
+    low: str | None = None
+    high: str | None = None
+    ids: tuple[str, ...] | None = None
+
+    def of(self, column: str) -> list[Sql]:
+        """Conditions keeping ``column`` (a profile id) in scope."""
+        out = []
+        if self.low is not None:
+            out.append(cat(f"{column} >= ", bind(self.low)))
+        if self.high is not None:
+            out.append(cat(f"{column} < ", bind(self.high)))
+        if self.ids is not None:
+            out.append(cat(f"{column} IN (", join(", ", (bind(i) for i in self.ids)), ")") if self.ids else FALSE)
+        return out
+
+
+EVERYONE = Scope()
+
+
 def compile_differences(rules: Sequence[tuple[str, Node | None]], rt: WorkspaceRuntime, dialect: Dialect,
-                        at: Millis) -> tuple[str, list[object]]:
-    """A query selecting ``(id, matched, stored)`` for every live profile of ``rt.id`` whose current
-    membership of the named segments differs from what their ``rules`` select at instant ``at``
+                        at: Millis, scope: Scope = EVERYONE) -> tuple[str, list[object]]:
+    """A query selecting ``(id, matched, stored)`` for every live profile of ``rt.id`` in ``scope`` whose
+    current membership of the named segments differs from what their ``rules`` select at instant ``at``
     (a ``None`` rule selects every profile).
 
     ``matched`` and ``stored`` are bit masks over ``rules`` (bit ``i`` for ``rules[i]``): the rules the
@@ -692,7 +718,7 @@ def compile_differences(rules: Sequence[tuple[str, Node | None]], rt: WorkspaceR
     passes: list[Sql] = []
     defaults: list[Sql] = []
     for series, bits in alone.items():
-        found, default = compiler.series_pass(series, join(" + ", bits), columns[series])
+        found, default = compiler.series_pass(series, join(" + ", bits), columns[series], scope.of("profile_id"))
         passes.append(found)
         defaults.append(default)
     parts = [*defaults, *([Sql("COALESCE(x.delta, 0)")] if passes else []), *general]
@@ -709,7 +735,8 @@ def compile_differences(rules: Sequence[tuple[str, Node | None]], rt: WorkspaceR
         " WHERE h.workspace_id = ", bind(rt.id), " AND h.profile_id = p.id AND h.exited_at IS NULL) AS stored",
         " FROM profiles p\n",
         *[cat(j, "\n") for j in joins],
-        "WHERE p.workspace_id = ", bind(rt.id), " AND p.merged_into IS NULL) d WHERE matched <> stored",
+        "WHERE ", all_of([cat("p.workspace_id = ", bind(rt.id)), Sql("p.merged_into IS NULL"), *scope.of("p.id")]),
+        ") d WHERE matched <> stored",
     )
     return query.text, list(query.params)
 

@@ -240,3 +240,41 @@ def test_explain_masks_encrypted_values(client: ApiClient, rapport: Rapport, wor
     assert leaf == {**leaf, "path_value": "(encrypted)", "negated": True,
                     "reason": "traits.email = (encrypted), needs it missing"}
     assert "$pii" not in response.text and "a@example.com" not in response.text
+
+
+def test_a_refresh_read_in_ranges_finds_every_difference(client: ApiClient, rapport: Rapport,
+                                                         workspace: NewWorkspace, monkeypatch: Any) -> None:
+    """Split between reader connections (as for a large workspace), a refresh still finds a stored
+    membership that drifted from the rules, at either end and in the middle of the id order, and fixes it."""
+    from rapport.segments import service
+
+    monkeypatch.setattr(service, "SPLIT_FROM", 0)
+    monkeypatch.setattr(service, "READ_PARTS", 3)
+    users = [f"r{i}" for i in range(9)]
+    for i, user in enumerate(users):
+        identify(client, workspace, user, plan="pro" if i % 2 == 0 else "free")
+        order(client, workspace, user, 10.0, NOW - HOUR)
+    apply_yaml(client, workspace, "kind: Segment\nname: pros\nrule: traits.plan == \"pro\"\n---\n"
+                                  "kind: Segment\nname: buyers\nrule: count(\"Order Completed\", within=1d) >= 1\n")
+    settle(rapport, workspace)
+    pros = {profile_of(client, workspace, user_id=u)["id"] for u in users[::2]}
+    ordered = sorted(profile_of(client, workspace, user_id=u)["id"] for u in users)
+    lost = [ordered[0], ordered[4]]  # their stays are closed behind the engine's back
+    extra = max(set(ordered) - pros)  # gets a stay in "pros" it does not qualify for
+
+    def drift(conn: Any) -> None:
+        conn.execute("UPDATE segment_history SET exited_at = ? WHERE workspace_id = ? AND profile_id IN (?, ?)"
+                     " AND exited_at IS NULL", (NOW, workspace.workspace_id, *lost))
+        conn.execute("INSERT INTO segment_history (workspace_id, segment, profile_id, version, entered_at)"
+                     " VALUES (?, 'pros', ?, 1, ?)", (workspace.workspace_id, extra, NOW))
+
+    rapport.db.write(drift)
+    report = {r["name"]: r for r in admin(client, workspace, "POST", "/api/v1/segments/refresh",
+                                          json={}).json()["segments"]}
+    assert report["buyers"]["entered"] == 2 and report["buyers"]["exited"] == 0
+    assert report["pros"]["entered"] == len(pros & set(lost)) and report["pros"]["exited"] == 1
+    assert report["pros"]["members"] == 5 and report["buyers"]["members"] == 9
+    assert [u for u in users if segments_of(client, workspace, u) == ["buyers", "pros"]] == users[::2]
+    assert [u for u in users if segments_of(client, workspace, u) == ["buyers"]] == users[1::2]
+    again = admin(client, workspace, "POST", "/api/v1/segments/refresh", json={}).json()["segments"]
+    assert all(r["entered"] == 0 and r["exited"] == 0 for r in again)
