@@ -447,6 +447,9 @@ READ_PARTS = 2
 SQLite and PostgreSQL run them side by side)."""
 SPLIT_FROM = 50_000
 """Live profiles from which a refresh splits its reading."""
+RECHECK_LIMIT = 20_000
+"""Profiles found different beyond which the writer compares everyone again at once rather than those
+profiles 500 at a time (a first population finds everyone different)."""
 
 
 def refresh_database(db: Database, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None = None,
@@ -497,9 +500,12 @@ def _refresh(reads: _Reads, write: _Write, rt: WorkspaceRuntime, clock: Clock, n
         else:
             scopes = reads([partial(_ranges, ws=rt.id, parts=parts)])[0]
             candidates = sorted({p for ids in reads([different(s) for s in scopes]) for p in ids})
-            changes = []
-            for start in range(0, len(candidates), 500):
-                changes += write(partial(store, scope=Scope(ids=tuple(candidates[start:start + 500]))))
+            if len(candidates) > RECHECK_LIMIT:
+                changes = write(store)  # a first population: comparing everyone at once is cheaper
+            else:
+                changes = []
+                for start in range(0, len(candidates), 500):
+                    changes += write(partial(store, scope=Scope(ids=tuple(candidates[start:start + 500]))))
         for change in changes:
             (entered if change.entered else exited)[change.segment] += 1
             moved.add(change.profile_id)

@@ -278,3 +278,10 @@ def test_a_refresh_read_in_ranges_finds_every_difference(client: ApiClient, rapp
     assert [u for u in users if segments_of(client, workspace, u) == ["buyers"]] == users[1::2]
     again = admin(client, workspace, "POST", "/api/v1/segments/refresh", json={}).json()["segments"]
     assert all(r["entered"] == 0 and r["exited"] == 0 for r in again)
+    # Many differences (a first population): the writer compares everyone at once instead.
+    monkeypatch.setattr(service, "RECHECK_LIMIT", 1)
+    rapport.db.write(drift)
+    report = {r["name"]: r for r in admin(client, workspace, "POST", "/api/v1/segments/refresh",
+                                          json={}).json()["segments"]}
+    assert report["buyers"]["entered"] == 2 and report["pros"]["exited"] == 1
+    assert [u for u in users if segments_of(client, workspace, u) == ["buyers", "pros"]] == users[::2]
