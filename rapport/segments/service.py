@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import pairwise
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import orjson
@@ -422,13 +423,10 @@ def refresh(conn: Conn, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str]
     """Recompute membership of ``names`` (all segments by default, with their groups and dependents)
     over every live profile with the SQL engine, and store the differences, in the caller's
     transaction (``refresh_database`` keeps the writer free while it reads)."""
-    def reads(fns: list[Callable[[Conn], R]]) -> list[R]:
-        return [fn(conn) for fn in fns]
-
     def write(fn: Callable[[Conn], R]) -> R:
         return fn(conn)
 
-    return _refresh(reads, write, rt, clock, names, at, parts=0)
+    return _refresh(write, rt, clock, names, at)
 
 
 R = TypeVar("R")
@@ -466,14 +464,14 @@ def refresh_database(db: Database, rt: WorkspaceRuntime, clock: Clock, names: It
         with ThreadPoolExecutor(len(fns), thread_name_prefix="rapport-refresh") as pool:
             return list(pool.map(db.read, fns))
 
-    return _refresh(reads, db.write, rt, clock, names, at, parts=READ_PARTS, after=after)
+    return _refresh(db.write, rt, clock, names, at, reads=reads, after=after)
 
 
-def _refresh(reads: _Reads, write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None,
-             at: Millis | None, *, parts: int,
+def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None, at: Millis | None,
+             *, reads: _Reads | None = None,
              after: Callable[[Conn, list[Reconciliation]], None] | None = None) -> list[Reconciliation]:
-    """The refresh, reading with ``reads`` (functions run on read connections, or the caller's) and
-    writing with ``write``. ``parts`` 0: compare in the writer's transaction at once."""
+    """The refresh, writing with ``write``; with ``reads`` (functions run in parallel on read
+    connections) it compares outside the writer first, else in the writer's transaction at once."""
     from rapport.segments.sql import Scope
 
     at = clock.now_ms() if at is None else at
@@ -495,10 +493,10 @@ def _refresh(reads: _Reads, write: _Write, rt: WorkspaceRuntime, clock: Clock, n
         def different(scope: Scope, layer: list[str] = layer) -> Callable[[Conn], list[str]]:
             return lambda conn: [d.profile_id for d in _differences(conn, rt, layer, at, scope)]
 
-        if grouped or parts == 0:
+        if grouped or reads is None:
             changes = write(store)
         else:
-            scopes = reads([partial(_ranges, ws=rt.id, parts=parts)])[0]
+            scopes = reads([partial(_ranges, ws=rt.id)])[0]
             candidates = sorted({p for ids in reads([different(s) for s in scopes]) for p in ids})
             if len(candidates) > RECHECK_LIMIT:
                 changes = write(store)  # a first population: comparing everyone at once is cheaper
@@ -529,19 +527,12 @@ def _refresh(reads: _Reads, write: _Write, rt: WorkspaceRuntime, clock: Clock, n
     return write(finish)
 
 
-def _ranges(conn: Conn, ws: str, parts: int) -> list[Scope]:
-    """``parts`` id ranges of about as many live profiles each (one when there are few)."""
-    from rapport.segments.sql import EVERYONE, Scope
+def _ranges(conn: Conn, ws: str) -> list[Scope]:
+    """``READ_PARTS`` id ranges of about as many live profiles each (one when there are few)."""
+    from rapport.segments.sql import Scope
 
-    live = int(conn.value("SELECT count(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL", (ws,)))
-    if parts <= 1 or live < SPLIT_FROM:
-        return [EVERYONE]
-    bounds: list[str | None] = [None]
-    for k in range(1, parts):
-        bounds.append(str(conn.value("SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL"
-                                     " ORDER BY id LIMIT 1 OFFSET ?", (ws, live * k // parts))))
-    bounds.append(None)
-    return [Scope(low=bounds[k], high=bounds[k + 1]) for k in range(parts)]
+    bounds: list[str | None] = [None, *segments_sql.live_bounds(conn, ws, READ_PARTS, SPLIT_FROM), None]
+    return [Scope(low=low, high=high) for low, high in pairwise(bounds)]
 
 
 def _stored(conn: Conn, rt: WorkspaceRuntime, clock: Clock, changes: list[Change], at: Millis) -> list[Change]:

@@ -142,6 +142,16 @@ def live_profiles(conn: Conn, ws: str) -> list[str]:
         "SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id", (ws,))]
 
 
+def live_bounds(conn: Conn, ws: str, parts: int, least: int) -> list[str]:
+    """Ids cutting the workspace's live profiles in ``parts`` ranges of about as many each, in the
+    database's id order (none when it has fewer than ``least``)."""
+    live = int(conn.value("SELECT count(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL", (ws,)))
+    if parts <= 1 or live < least:
+        return []
+    return [str(conn.value("SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL"
+                           " ORDER BY id LIMIT 1 OFFSET ?", (ws, live * k // parts))) for k in range(1, parts)]
+
+
 def bucket_instants(conn: Conn, ws: str, profile_ids: Sequence[str], series: Sequence[str]) -> list[Row]:
     """(profile_id, series, bucket, last_ts) of the profiles' buckets of ``series``."""
     out: list[Row] = []
