@@ -195,7 +195,7 @@ class _Compiler:
         self.rt, self.at = rt, at
         self.pg = dialect.name == "postgres"
         self.joins: list[Sql | str] = []
-        """Joins in order; a ``str`` is the first alias of a series' totals, built by ``finish``."""
+        """Joins in order; a ``str`` is a series whose totals join ``finish`` builds."""
         self.aliases: dict[tuple[object, ...], str] = {}
         self.windows: dict[str, list[tuple[str, Millis | None]]] = {}
         """Per series, the alias of each window of its totals, in order of first use."""
@@ -269,7 +269,7 @@ class _Compiler:
             found = self.aliases[key] = self.fresh("w")
             windows = self.windows.setdefault(series, [])
             if not windows:
-                self.joins.append(found)
+                self.joins.append(series)
             windows.append((found, window_ms))
         return found
 
@@ -287,11 +287,10 @@ class _Compiler:
             if isinstance(item, Sql):
                 joins.append(item)
                 continue
-            series = next(s for s, windows in self.windows.items() if windows[0][0] == item)
-            windows = self.windows[series]
+            windows = self.windows[item]
             if len(windows) > 1:
-                renamed.update((alias, item) for alias, _ in windows)
-            joins.append(self.series_join(series, windows, used))
+                renamed.update((alias, windows[0][0]) for alias, _ in windows)
+            joins.append(self.series_join(item, windows, used))
         if renamed:
             text = _REFERENCE.sub(lambda m: _renamed(m, renamed), condition.text)
             condition = Sql(text, condition.params)
@@ -325,18 +324,9 @@ class _Compiler:
         """The pass over ``series``' buckets up to the instant: per profile with buckets in it, ``bits``
         less what they are for a profile with none; and that value, ``bits`` over the same aggregates
         of no rows (one row of NULLs)."""
-        aggregates: list[Sql | str] = []
-        for (name, window_ms), alias in columns.items():
-            fn, column = _AGGREGATES[name]
-            if window_ms is None:
-                aggregates.append(f", {fn}({column}) AS {alias}")
-            else:
-                aggregates += [f", {fn}(CASE WHEN bucket > ", bind(self.at - window_ms),
-                               f" THEN {column} END) AS {alias}"]
-        bounded = [w for _, w in columns if w is not None]
-        widest = max(bounded) if len(bounded) == len(columns) else None
+        aggregates = [self.aggregate_in(name, window_ms, alias) for (name, window_ms), alias in columns.items()]
         where = all_of([cat("workspace_id = ", bind(self.rt.id)), cat("series = ", bind(series)),
-                        self.window("bucket", widest), *scope])
+                        self.window("bucket", _widest(w for _, w in columns)), *scope])
         grouped = cat("SELECT profile_id", *aggregates, " FROM buckets WHERE ", where, " GROUP BY profile_id")
         default = cat("(SELECT ", bits, " FROM (SELECT 0 AS none", *aggregates, " FROM buckets WHERE 1 = 0) g)")
         return cat("SELECT profile_id, ", bits, " - ", default, " AS delta FROM (", grouped, ") g"), default
@@ -351,19 +341,19 @@ class _Compiler:
             columns = ", ".join(f"{_AGGREGATES[c][0]}({_AGGREGATES[c][1]}) AS {c}" for c in names)
             return cat(f"LEFT JOIN (SELECT profile_id, {columns}", source, self.window("bucket", windows[0][1]),
                        f" GROUP BY profile_id) {first} ON {first}.profile_id = p.id")
-        parts: list[Sql | str] = []
-        for alias, window_ms in windows:
-            for c in [c for c in _AGGREGATES if c in used.get(alias, ())] or ["n"]:
-                fn, column = _AGGREGATES[c]
-                if window_ms is None:
-                    parts.append(f", {fn}({column}) AS {alias}_{c}")
-                else:
-                    parts += [f", {fn}(CASE WHEN bucket > ", bind(self.at - window_ms), f" THEN {column} END)"
-                              f" AS {alias}_{c}"]
-        bounded = [w for _, w in windows if w is not None]
-        widest = max(bounded) if len(bounded) == len(windows) else None
-        return cat("LEFT JOIN (SELECT profile_id", *parts, source, self.window("bucket", widest),
+        parts = [self.aggregate_in(c, window_ms, f"{alias}_{c}") for alias, window_ms in windows
+                 for c in [c for c in _AGGREGATES if c in used.get(alias, ())] or ["n"]]
+        return cat("LEFT JOIN (SELECT profile_id", *parts, source,
+                   self.window("bucket", _widest(w for _, w in windows)),
                    f" GROUP BY profile_id) {first} ON {first}.profile_id = p.id")
+
+    def aggregate_in(self, name: str, window_ms: Millis | None, alias: str) -> Sql:
+        """``, SUM(CASE WHEN bucket > ? THEN n END) AS alias``: aggregate ``name`` over the buckets of a
+        window, in a pass that reads a wider one (all of them when ``window_ms`` is None)."""
+        fn, column = _AGGREGATES[name]
+        if window_ms is None:
+            return Sql(f", {fn}({column}) AS {alias}")
+        return cat(f", {fn}(CASE WHEN bucket > ", bind(self.at - window_ms), f" THEN {column} END) AS {alias}")
 
     def distinct(self, series: str, window_ms: Millis | None) -> str:
         return self.alias(("distinct", series, window_ms), "v", lambda a: cat(
@@ -747,6 +737,16 @@ _AGGREGATES = {"n": ("SUM", "n"), "nn": ("SUM", "nn"), "total": ("SUM", "total")
 """The per-profile aggregates of a series' buckets a rule can read (function, column), in a fixed order."""
 _REFERENCE = re.compile(r"\b(w[0-9]+)\.(\w+)")
 _PROFILE = re.compile(r"\bp\.")
+
+
+def _widest(windows: Iterable[Millis | None]) -> Millis | None:
+    """The window covering all of ``windows`` (None, all time, when one of them is)."""
+    out = Millis(0)
+    for w in windows:
+        if w is None:
+            return None
+        out = max(out, w)
+    return out
 
 
 def _renamed(match: re.Match[str], renamed: dict[str, str]) -> str:
