@@ -53,6 +53,7 @@ from rapport.resources import service as resources
 from rapport.segments import service as segments_service
 from rapport.settings import Settings
 from rapport.storage.sql import segments as segments_sql
+from rapport.storage.sqlite import database as sqlite_database
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -377,7 +378,8 @@ def main() -> None:
     ap.add_argument("--label", default="")
     args = ap.parse_args()
     results: dict[str, Any] = {"backend": args.backend, "cpus": os.cpu_count(), "python": platform.python_version(),
-                               "started": datetime.now(UTC).isoformat(timespec="seconds"), "args": vars(args)}
+                               "started": datetime.now(UTC).isoformat(timespec="seconds"), "args": vars(args),
+                               "sqlite_unshared_allocations": sqlite_database.UNSHARED_ALLOCATIONS}
     with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp:
         work = Path(tmp)
         if "ingest" not in args.skip:

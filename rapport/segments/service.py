@@ -15,6 +15,7 @@ expiring) is stored as a timer; ``run_due`` evaluates due profiles again.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -440,9 +441,9 @@ class _Write(Protocol):
     def __call__(self, fn: Callable[[Conn], R]) -> R: ...
 
 
-READ_PARTS = 2
-"""Reader connections a refresh splits the live profiles between (each range is read in its own thread;
-SQLite and PostgreSQL run them side by side)."""
+READ_PARTS = min(8, max(2, os.cpu_count() or 2))
+"""Reader connections a refresh splits the live profiles between, one per core (each range is read in
+its own thread; SQLite and PostgreSQL run them side by side)."""
 SPLIT_FROM = 50_000
 """Live profiles from which a refresh splits its reading."""
 RECHECK_LIMIT = 20_000

@@ -8,9 +8,11 @@ request in that group. A checkpointer thread does it beside the writer on its ow
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +25,41 @@ from rapport.storage.writer import GroupCommitWriter, WriterBacked
 
 T = TypeVar("T")
 log = logging.getLogger("rapport.storage")
+
+_SQLITE_CONFIG_MEMSTATUS = 9
+_SQLITE_STATUS_MEMORY_USED = 0
+
+
+def _without_memory_statistics() -> bool:
+    """Turn off SQLite's memory statistics for this process; True when done.
+
+    SQLite counts every allocation of every connection under one global mutex, so two threads running
+    large queries at once (a refresh's reader ranges, the writer beside a reader) take turns at it and
+    run no faster than one. Turning it off needs SQLite shut down and initialized again, which is safe
+    only while it holds no memory: no connection is open. Where that is not so, or where the library
+    cannot be reached (or passes variadic arguments differently than ``ctypes`` does: Linux only),
+    nothing changes but the speed.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import _sqlite3
+
+        lib = ctypes.CDLL(_sqlite3.__file__)  # resolves to the library the module is linked with
+        used, peak = ctypes.c_int64(), ctypes.c_int64()
+        if lib.sqlite3_status64(_SQLITE_STATUS_MEMORY_USED, ctypes.byref(used), ctypes.byref(peak), 0) != 0:
+            return False
+        if used.value != 0 or lib.sqlite3_shutdown() != 0:
+            return False
+        done = lib.sqlite3_config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0)) == 0
+        lib.sqlite3_initialize()
+        return bool(done)
+    except (OSError, AttributeError):
+        return False
+
+
+UNSHARED_ALLOCATIONS = _without_memory_statistics()  # once: with statistics off, "no memory held" cannot be told
+"""Whether SQLite's allocations run without the process-wide statistics mutex (see above)."""
 
 
 class SqliteDialect:
