@@ -1,12 +1,15 @@
 """What the ingestion writer's SQL alone costs: its statements replayed with no Python work.
 
     .venv/bin/python bench/ingest_replay.py --events 40000
+    .venv/bin/python bench/ingest_replay.py --events 40000 --segments 200
 
 Ingests the shop workload of ``bench/ingest.py`` in process (16 threads, pipeline only, after a
 warm-up) while recording every statement the writer thread runs with its parameters, then replays
 them in order on a copy of the database as it was before, on a connection with rapport's settings
 (WAL, ``synchronous=FULL``). The replay's events/s is the most the current write set allows on this
 machine, whatever the Python around it costs. Prints the time per event of each kind of statement.
+With ``--segments N``, the workspace first gets the N live segments of ``bench/segments.py``, so the
+statements include their evaluation and the membership they store.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def kind(sql: str) -> str:
     return verb if table is None or verb in ("SAVEPOINT", "RELEASE", "ROLLBACK") else f"{verb} {table.group(1)}"
 
 
-def record(events: int, warmup: int, work: Path) -> tuple[int, list[tuple[str, tuple[Any, ...]]], Path]:
+def record(events: int, warmup: int, work: Path, segments: int = 0) -> tuple[int, list[tuple[str, tuple[Any, ...]]],
+                                                                           Path]:
     """Ingest, recording the writer's statements after the warm-up; returns the snapshot before them."""
     batches = make_batches((warmup + events) // 100, seed=1, run="replay", now_ms=int(time.time() * 1000))
     rapport = Rapport(Settings(database_url=f"sqlite:///{work}/r.db", data_dir=work))
@@ -68,6 +72,16 @@ def record(events: int, warmup: int, work: Path) -> tuple[int, list[tuple[str, t
 
     try:
         ws = rapport.create_workspace("replay").workspace_id
+        if segments:
+            from segments import segment_yaml
+
+            from rapport.api.app import run_backfills, run_segments
+            from rapport.resources import service as resources
+
+            rapport.db.write(lambda c: resources.apply(c, ws, segment_yaml(segments), "bench", rapport.clock.now_ms()))
+            rapport.runtime(ws, fresh=True)
+            run_backfills(rapport)
+            run_segments(rapport)
 
         def parse(body: bytes) -> list[Any]:
             payload = orjson.loads(body)
@@ -129,14 +143,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=40_000)
     ap.add_argument("--warmup", type=int, default=20_000)
+    ap.add_argument("--segments", type=int, default=0, help="live segments of bench/segments.py to apply first")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rapport-replay-"))
     try:
-        events, log, snapshot = record(args.events, args.warmup, work)
+        events, log, snapshot = record(args.events, args.warmup, work, args.segments)
         total, spent = replay(log, snapshot, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{events:,} events, {len(log):,} statements: replayed in {total:.2f} s ="
+    print(f"{events:,} events, {args.segments} live segments, {len(log):,} statements: replayed in {total:.2f} s ="
           f" {total / events * 1e6:.1f} µs per event = {events / total:,.0f} events/s at most")
     for name, secs in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"  {secs / events * 1e6:7.1f} µs per event  {name}")

@@ -17,7 +17,8 @@ One run measures, each on a fresh database of the chosen backend:
    clock and each flip's lateness (commit time - due instant) is recorded: p50/p99/max.
 3. Batch refresh: ``rapport segments refresh`` of ``--refresh-segments`` segments over every
    profile, by the SQL engine, beside the floor: hand-written SQL for the same audiences (one
-   GROUP BY query over the buckets per segment).
+   GROUP BY query over the buckets per segment). Beside each refresh, a one-statement write every
+   50 ms measures how long ingestion waits for the writer meanwhile (the longest wait is reported).
 
 Writes the figures to ``bench/results/segments-<backend>-<time>.json``.
 """
@@ -293,6 +294,27 @@ def bulk_load(rapport: Rapport, ws: str, rt: Any, profiles: int, now: int) -> No
         rapport.db.write(write)
 
 
+@contextlib.contextmanager
+def writer_waits(rapport: Rapport) -> Iterator[list[float]]:
+    """What ingestion waits for while the block runs: a one-statement write every 50 ms, each wait in ms."""
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.wait(0.05):
+            started = time.perf_counter()
+            rapport.db.write(lambda c: c.value("SELECT 1"))
+            waits.append((time.perf_counter() - started) * 1000)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        yield waits
+    finally:
+        stop.set()
+        thread.join()
+
+
 def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, Any]:
     """The batch refresh of N segments over every profile, beside hand-written SQL for the same audiences."""
     now = int(time.time() * 1000)
@@ -307,13 +329,14 @@ def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
         rapport.db.write(lambda c: resources.apply(c, ws, "---\n".join(docs), "bench", rapport.clock.now_ms()))
         rapport.runtime(ws, fresh=True)
         run_backfills(rapport)
-        first_refresh = None
+        first_refresh, first_waits = None, []
         if args.refresh_profiles:
             bulk_load(rapport, ws, rapport.runtime(ws), args.refresh_profiles, now)
             analyze(url)
             settle(url)
             started = time.perf_counter()
-            segments_service.refresh_database(rapport.db, rapport.runtime(ws), rapport.clock)
+            with writer_waits(rapport) as first_waits:
+                segments_service.refresh_database(rapport.db, rapport.runtime(ws), rapport.clock)
             first_refresh = round(time.perf_counter() - started, 2)
         else:
             batches = [parse(rapport, b) for b in raw]
@@ -329,7 +352,8 @@ def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
             pass  # flips due while loading (a window passing): what the scheduler does in a server
         settle(url)
         started = time.perf_counter()
-        report = segments_service.refresh_database(rapport.db, rt, rapport.clock)
+        with writer_waits(rapport) as waits:
+            report = segments_service.refresh_database(rapport.db, rt, rapport.clock)
         ours = time.perf_counter() - started
         at = rapport.clock.now_ms()
         series = {name: next(iter(s.series)) for name, s in rt.segments.items()}
@@ -351,7 +375,9 @@ def refresh_phase(args: argparse.Namespace, url: str, work: Path) -> dict[str, A
                 "refresh_s": round(ours, 2),
                 "members": sum(r.members for r in report), "differences": sum(r.entered + r.exited for r in report),
                 "floor_s": round(floor_secs, 2), "floor_members": floor_members,
-                "ratio_to_floor": round(ours / floor_secs, 1) if floor_secs else None}
+                "ratio_to_floor": round(ours / floor_secs, 1) if floor_secs else None,
+                "writer_wait_max_ms": {"first": round(max(first_waits), 1) if first_waits else None,
+                                       "reconciling": round(max(waits), 1) if waits else None}}
 
 
 def main() -> None:

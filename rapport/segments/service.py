@@ -447,8 +447,11 @@ its own thread; SQLite and PostgreSQL run them side by side)."""
 SPLIT_FROM = 50_000
 """Live profiles from which a refresh splits its reading."""
 RECHECK_LIMIT = 20_000
-"""Profiles found different beyond which the writer compares everyone again at once rather than those
+"""Profiles found different beyond which the writer compares again range by range rather than those
 profiles 500 at a time (a first population finds everyone different)."""
+WRITE_PART = 20_000
+"""Live profiles the writer compares and stores in one transaction when many differ, and retimes in one
+transaction after a new rule version, so that ingestion runs between the parts of a large refresh."""
 
 
 def refresh_database(db: Database, rt: WorkspaceRuntime, clock: Clock, names: Iterable[str] | None = None,
@@ -456,8 +459,9 @@ def refresh_database(db: Database, rt: WorkspaceRuntime, clock: Clock, names: It
                      after: Callable[[Conn, list[Reconciliation]], None] | None = None) -> list[Reconciliation]:
     """``refresh`` with the comparison read outside the writer: the live profiles are split in id
     ranges compared in parallel on reader connections, then the writer compares again only the profiles
-    found different (live evaluation may have moved them since) and stores the changes. Ingestion waits
-    only for those writes. ``after`` runs in the last transaction, with the report."""
+    found different (live evaluation may have moved them since) and stores the changes, in transactions
+    of at most ``WRITE_PART`` profiles. Ingestion waits only for those writes. ``after`` runs in the last
+    transaction, with the report."""
 
     def reads(fns: list[Callable[[Conn], R]]) -> list[R]:
         if len(fns) == 1:
@@ -472,13 +476,27 @@ def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[
              *, reads: _Reads | None = None,
              after: Callable[[Conn, list[Reconciliation]], None] | None = None) -> list[Reconciliation]:
     """The refresh, writing with ``write``; with ``reads`` (functions run in parallel on read
-    connections) it compares outside the writer first, else in the writer's transaction at once."""
+    connections) it compares outside the writer first, else in the writer's transactions at once.
+
+    Unless the caller pins ``at``, each writer transaction compares as of the clock then, after the flips
+    due by then: live evaluation between two transactions has moved membership to that instant, and an
+    earlier one would undo what it did."""
     from rapport.segments.sql import Scope
 
-    at = clock.now_ms() if at is None else at
+    pinned = at is not None
+    start = clock.now_ms() if at is None else at
+
+    def instant(conn: Conn) -> Millis:
+        if pinned:
+            return start
+        now = max(start, clock.now_ms())
+        if not workspace_clocks(rt).empty:
+            catch_up(conn, rt, clock, now)
+        return now
+
     wanted = membership.closure(rt.segments if names is None else names, rt.segments)
     if not workspace_clocks(rt).empty:
-        write(partial(catch_up, rt=rt, clock=clock, at=at))
+        write(partial(catch_up, rt=rt, clock=clock, at=start))
     moved: set[str] = set()
     entered: dict[str, int] = dict.fromkeys(wanted, 0)
     exited: dict[str, int] = dict.fromkeys(wanted, 0)
@@ -487,39 +505,49 @@ def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[
 
         def store(conn: Conn, layer: list[str] = layer, grouped: bool = grouped,
                   scope: Scope | None = None) -> list[Change]:
+            at = instant(conn)
             if grouped:
                 return _stored(conn, rt, clock, _grouped_changes(conn, rt, layer, at), at)
             return _stored(conn, rt, clock, _differences(conn, rt, layer, at, scope), at)
 
         def different(scope: Scope, layer: list[str] = layer) -> Callable[[Conn], list[str]]:
-            return lambda conn: [d.profile_id for d in _differences(conn, rt, layer, at, scope)]
+            return lambda conn: [d.profile_id for d in _differences(conn, rt, layer, start, scope)]
 
         if grouped or reads is None:
             changes = write(store)
         else:
-            scopes = reads([partial(_ranges, ws=rt.id)])[0]
+            scopes = reads([partial(_ranges, ws=rt.id, parts=READ_PARTS, least=SPLIT_FROM)])[0]
             candidates = sorted({p for ids in reads([different(s) for s in scopes]) for p in ids})
-            if len(candidates) > RECHECK_LIMIT:
-                changes = write(store)  # a first population: comparing everyone at once is cheaper
+            if len(candidates) > RECHECK_LIMIT:  # a first population: comparing range by range is cheaper
+                parts = reads([partial(_ranges, ws=rt.id, size=WRITE_PART)])[0]
             else:
-                changes = []
-                for start in range(0, len(candidates), 500):
-                    changes += write(partial(store, scope=Scope(ids=tuple(candidates[start:start + 500]))))
+                parts = [Scope(ids=tuple(candidates[i:i + 500])) for i in range(0, len(candidates), 500)]
+            changes = [c for scope in parts for c in write(partial(store, scope=scope))]
         for change in changes:
             (entered if change.entered else exited)[change.segment] += 1
             moved.add(change.profile_id)
 
-    def finish(conn: Conn) -> list[Reconciliation]:
-        # Timers hold each profile's next flip over every segment: a new rule version can move them for
-        # anyone; reconciling a version already computed only for the profiles it changed.
-        done = segments_sql.refreshed(conn, rt.id)
-        fresh = any((n, rt.segments[n].version) not in done for n in wanted)
-        retime = segments_sql.live_profiles(conn, rt.id) if fresh else sorted(moved)
+    # Timers hold each profile's next flip over every segment: a new rule version can move them for
+    # anyone; reconciling a version already computed only for the profiles it changed.
+    def retime(conn: Conn, profile_ids: Sequence[str]) -> None:
+        at = instant(conn)
         writer = MembershipWriter(conn, rt, clock)
-        for start in range(0, len(retime), 500):
-            writer.set_timers(retime[start:start + 500], at)
+        for i in range(0, len(profile_ids), 500):
+            writer.set_timers(profile_ids[i:i + 500], at)
+
+    def fresh(conn: Conn) -> list[str]:
+        done = segments_sql.refreshed(conn, rt.id)
+        if all((n, rt.segments[n].version) in done for n in wanted):
+            return sorted(moved)
+        return segments_sql.live_profiles(conn, rt.id)
+
+    everyone = write(fresh) if reads is None else reads([fresh])[0]
+    for i in range(0, len(everyone), WRITE_PART):
+        write(partial(retime, profile_ids=everyone[i:i + WRITE_PART]))
+
+    def finish(conn: Conn) -> list[Reconciliation]:
         for name in wanted:
-            segments_sql.mark_refreshed(conn, rt.id, name, rt.segments[name].version, at)
+            segments_sql.mark_refreshed(conn, rt.id, name, rt.segments[name].version, start)
         report = [Reconciliation(n, segments_sql.count(conn, rt.id, n), entered[n], exited[n]) for n in sorted(wanted)]
         if after is not None:
             after(conn, report)
@@ -528,11 +556,16 @@ def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[
     return write(finish)
 
 
-def _ranges(conn: Conn, ws: str) -> list[Scope]:
-    """``READ_PARTS`` id ranges of about as many live profiles each (one when there are few)."""
+def _ranges(conn: Conn, ws: str, *, parts: int = 0, least: int = 0, size: int = 0) -> list[Scope]:
+    """Id ranges of the live profiles: ``parts`` of about as many each (one when fewer than ``least``
+    live), or of ``size`` each."""
     from rapport.segments.sql import Scope
 
-    bounds: list[str | None] = [None, *segments_sql.live_bounds(conn, ws, READ_PARTS, SPLIT_FROM), None]
+    if parts:
+        live = segments_sql.live_count(conn, ws)
+        size = 0 if parts <= 1 or live < least else -(-live // parts)
+    cuts = segments_sql.live_bounds(conn, ws, size) if size else []
+    bounds: list[str | None] = [None, *cuts, None]
     return [Scope(low=low, high=high) for low, high in pairwise(bounds)]
 
 

@@ -242,6 +242,19 @@ def test_explain_masks_encrypted_values(client: ApiClient, rapport: Rapport, wor
     assert "$pii" not in response.text and "a@example.com" not in response.text
 
 
+def _counting_writes(rapport: Rapport, monkeypatch: Any) -> list[object]:
+    """Every writer transaction from now on (its function), in order."""
+    writes: list[object] = []
+    real = rapport.db.write
+
+    def write(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        writes.append(fn)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(rapport.db, "write", write)
+    return writes
+
+
 def test_a_refresh_read_in_ranges_finds_every_difference(client: ApiClient, rapport: Rapport,
                                                          workspace: NewWorkspace, monkeypatch: Any) -> None:
     """Split between reader connections (as for a large workspace), a refresh still finds a stored
@@ -278,10 +291,47 @@ def test_a_refresh_read_in_ranges_finds_every_difference(client: ApiClient, rapp
     assert [u for u in users if segments_of(client, workspace, u) == ["buyers"]] == users[1::2]
     again = admin(client, workspace, "POST", "/api/v1/segments/refresh", json={}).json()["segments"]
     assert all(r["entered"] == 0 and r["exited"] == 0 for r in again)
-    # Many differences (a first population): the writer compares everyone at once instead.
+    # Many differences (a first population): the writer compares again range by range, in transactions
+    # of WRITE_PART profiles (2 here: the ranges end between the drifted profiles and after them).
     monkeypatch.setattr(service, "RECHECK_LIMIT", 1)
+    monkeypatch.setattr(service, "WRITE_PART", 2)
+    writes = _counting_writes(rapport, monkeypatch)
     rapport.db.write(drift)
     report = {r["name"]: r for r in admin(client, workspace, "POST", "/api/v1/segments/refresh",
                                           json={}).json()["segments"]}
     assert report["buyers"]["entered"] == 2 and report["pros"]["exited"] == 1
     assert [u for u in users if segments_of(client, workspace, u) == ["buyers", "pros"]] == users[::2]
+    called = [(getattr(getattr(w, "func", w), "__name__", ""), getattr(w, "keywords", {})) for w in writes]
+    names = [name for name, _ in called]
+    assert names[-1] == "finish" and names.count("store") == 5 and names.count("retime") == 2  # 4 moved
+    scopes = [keywords["scope"] for name, keywords in called if name == "store"]
+    assert [s.low for s in scopes] == [None, *(s.high for s in scopes[:-1])] and scopes[-1].high is None
+
+
+def test_a_refresh_does_not_undo_what_live_evaluation_did_after_it_read(
+        client: ApiClient, rapport: Rapport, workspace: NewWorkspace, clock: FrozenClock, monkeypatch: Any) -> None:
+    """The writer compares again as of its own instant: an order placed after the refresh read (a later
+    second) keeps its buyer a member, where comparing as of the reading instant would exit it."""
+    from rapport.segments import service
+
+    identify(client, workspace, "late", plan="pro")
+    apply_yaml(client, workspace, "kind: Segment\nname: buyers\nrule: count(\"Order Completed\", within=1d) >= 1\n")
+    settle(rapport, workspace)
+    late = profile_of(client, workspace, user_id="late")["id"]
+    rapport.db.write(lambda c: c.execute(  # a stay it does not qualify for: the reading finds it different
+        "INSERT INTO segment_history (workspace_id, segment, profile_id, version, entered_at) VALUES (?, ?, ?, 1, ?)",
+        (workspace.workspace_id, "buyers", late, clock.now_ms())))
+    real = service._differences
+
+    def read_then_order(conn: Any, rt: Any, layer: Any, at: int, scope: Any = None) -> Any:
+        found = real(conn, rt, layer, at, scope)
+        if scope is not None and scope.ids is None:  # the reading, before the writer's pass
+            clock.set(at + 1000)
+            order(client, workspace, "late", 20, at + 1000)
+        return found
+
+    monkeypatch.setattr(service, "_differences", read_then_order)
+    report = service.refresh_database(rapport.db, rapport.runtime(workspace.workspace_id), clock)
+    assert report == [service.Reconciliation("buyers", 1, 0, 0)]
+    assert segments_of(client, workspace, "late") == ["buyers"]
+    assert [e["name"] for e in timeline(client, workspace, late) if e["name"] in ("Segment Entered", "Segment Exited")] == []

@@ -142,14 +142,17 @@ def live_profiles(conn: Conn, ws: str) -> list[str]:
         "SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id", (ws,))]
 
 
-def live_bounds(conn: Conn, ws: str, parts: int, least: int) -> list[str]:
-    """Ids cutting the workspace's live profiles in ``parts`` ranges of about as many each, in the
-    database's id order (none when it has fewer than ``least``)."""
-    live = int(conn.value("SELECT count(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL", (ws,)))
-    if parts <= 1 or live < least:
-        return []
-    return [str(conn.value("SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL"
-                           " ORDER BY id LIMIT 1 OFFSET ?", (ws, live * k // parts))) for k in range(1, parts)]
+def live_bounds(conn: Conn, ws: str, size: int) -> list[str]:
+    """Ids cutting the workspace's live profiles in ranges of ``size`` each (the last may hold fewer),
+    in the database's id order: the first id of every range but the first (one scan of the ids)."""
+    return [str(r[0]) for r in conn.all(
+        "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS r FROM profiles"
+        " WHERE workspace_id = ? AND merged_into IS NULL) AS ordered WHERE (r - 1) % ? = 0 AND r > 1 ORDER BY id",
+        (ws, max(1, size)))]
+
+
+def live_count(conn: Conn, ws: str) -> int:
+    return int(conn.value("SELECT count(*) FROM profiles WHERE workspace_id = ? AND merged_into IS NULL", (ws,)))
 
 
 def bucket_instants(conn: Conn, ws: str, profile_ids: Sequence[str], series: Sequence[str]) -> list[Row]:
