@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import orjson
 
@@ -31,15 +31,14 @@ from rapport.rules import EvalContext, EventFn, Path
 from rapport.rules.compile import Predicate, compile_rule
 from rapport.segments import membership, monotone, stored, timing
 from rapport.segments.membership import Change
+from rapport.segments.sql import EVERYONE, MAX_RULES, Scope, compile_differences
+from rapport.segments.sql import compile_rule as compile_sql
 from rapport.storage.base import Conn, Database
 from rapport.storage.sql import events as events_sql
 from rapport.storage.sql import journeys as journeys_sql
 from rapport.storage.sql import segments as segments_sql
 from rapport.types import Millis
 from rapport.workspaces.runtime import CompiledSegment, WorkspaceRuntime
-
-if TYPE_CHECKING:
-    from rapport.segments.sql import Scope
 
 ENTERED = "Segment Entered"
 EXITED = "Segment Exited"
@@ -449,7 +448,7 @@ SPLIT_FROM = 50_000
 RECHECK_LIMIT = 20_000
 """Profiles found different beyond which the writer compares again range by range rather than those
 profiles 500 at a time (a first population finds everyone different)."""
-WRITE_PART = 20_000
+WRITE_PART = 5_000
 """Live profiles the writer compares and stores in one transaction when many differ, and retimes in one
 transaction after a new rule version, so that ingestion runs between the parts of a large refresh."""
 
@@ -478,37 +477,48 @@ def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[
     """The refresh, writing with ``write``; with ``reads`` (functions run in parallel on read
     connections) it compares outside the writer first, else in the writer's transactions at once.
 
-    Unless the caller pins ``at``, each writer transaction compares as of the clock then, after the flips
-    due by then: live evaluation between two transactions has moved membership to that instant, and an
-    earlier one would undo what it did."""
-    from rapport.segments.sql import Scope
-
+    Each writer transaction compares some profiles, stores their changes and stores their next flips,
+    all as of one instant: the clock's then, after the flips due by then, unless the caller pins ``at``.
+    Live evaluation between two transactions has moved membership to its own instant; comparing or
+    timing as of an earlier one would undo what it did, or pass over a flip.
+    """
     pinned = at is not None
     start = clock.now_ms() if at is None else at
+    wanted = membership.closure(rt.segments if names is None else names, rt.segments)
+    clocked = not workspace_clocks(rt).empty
 
     def instant(conn: Conn) -> Millis:
         if pinned:
             return start
         now = max(start, clock.now_ms())
-        if not workspace_clocks(rt).empty:
+        if clocked:
             catch_up(conn, rt, clock, now)
         return now
 
-    wanted = membership.closure(rt.segments if names is None else names, rt.segments)
-    if not workspace_clocks(rt).empty:
+    def unrefreshed(conn: Conn) -> bool:
+        done = segments_sql.refreshed(conn, rt.id)
+        return any((n, rt.segments[n].version) not in done for n in wanted)
+
+    # Timers hold each profile's next flip over every segment: a new rule version can move them for
+    # anyone, so it retimes everyone; reconciling a version already computed, only the profiles it changed.
+    fresh = write(unrefreshed) if reads is None else reads([unrefreshed])[0]
+    if clocked and pinned:
         write(partial(catch_up, rt=rt, clock=clock, at=start))
-    moved: set[str] = set()
     entered: dict[str, int] = dict.fromkeys(wanted, 0)
     exited: dict[str, int] = dict.fromkeys(wanted, 0)
     for layer in membership.layers(wanted, rt.segments):
         grouped = any(rt.segments[n].group is not None for n in layer)
 
         def store(conn: Conn, layer: list[str] = layer, grouped: bool = grouped,
-                  scope: Scope | None = None) -> list[Change]:
+                  scope: Scope = EVERYONE) -> list[Change]:
             at = instant(conn)
-            if grouped:
-                return _stored(conn, rt, clock, _grouped_changes(conn, rt, layer, at), at)
-            return _stored(conn, rt, clock, _differences(conn, rt, layer, at, scope), at)
+            changes = _grouped_changes(conn, rt, layer, at) if grouped else _differences(conn, rt, layer, at, scope)
+            _stored(conn, rt, clock, changes, at)
+            retimed = _live_in(conn, rt.id, scope) if fresh else sorted({c.profile_id for c in changes})
+            writer = MembershipWriter(conn, rt, clock)
+            for i in range(0, len(retimed), 500):
+                writer.set_timers(retimed[i:i + 500], at)
+            return changes
 
         def different(scope: Scope, layer: list[str] = layer) -> Callable[[Conn], list[str]]:
             return lambda conn: [d.profile_id for d in _differences(conn, rt, layer, start, scope)]
@@ -516,34 +526,19 @@ def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[
         if grouped or reads is None:
             changes = write(store)
         else:
-            scopes = reads([partial(_ranges, ws=rt.id, parts=READ_PARTS, least=SPLIT_FROM)])[0]
-            candidates = sorted({p for ids in reads([different(s) for s in scopes]) for p in ids})
-            if len(candidates) > RECHECK_LIMIT:  # a first population: comparing range by range is cheaper
+            candidates: list[str] | None = None
+            if not fresh:
+                scopes = reads([partial(_ranges, ws=rt.id, parts=READ_PARTS, least=SPLIT_FROM)])[0]
+                candidates = sorted({p for ids in reads([different(s) for s in scopes]) for p in ids})
+            if candidates is None or len(candidates) > RECHECK_LIMIT:
+                # Everyone to compare again, range by range in the writer: a new version (whose flips
+                # everyone needs timed) or a first population (cheaper than by id).
                 parts = reads([partial(_ranges, ws=rt.id, size=WRITE_PART)])[0]
             else:
                 parts = [Scope(ids=tuple(candidates[i:i + 500])) for i in range(0, len(candidates), 500)]
             changes = [c for scope in parts for c in write(partial(store, scope=scope))]
         for change in changes:
             (entered if change.entered else exited)[change.segment] += 1
-            moved.add(change.profile_id)
-
-    # Timers hold each profile's next flip over every segment: a new rule version can move them for
-    # anyone; reconciling a version already computed only for the profiles it changed.
-    def retime(conn: Conn, profile_ids: Sequence[str]) -> None:
-        at = instant(conn)
-        writer = MembershipWriter(conn, rt, clock)
-        for i in range(0, len(profile_ids), 500):
-            writer.set_timers(profile_ids[i:i + 500], at)
-
-    def fresh(conn: Conn) -> list[str]:
-        done = segments_sql.refreshed(conn, rt.id)
-        if all((n, rt.segments[n].version) in done for n in wanted):
-            return sorted(moved)
-        return segments_sql.live_profiles(conn, rt.id)
-
-    everyone = write(fresh) if reads is None else reads([fresh])[0]
-    for i in range(0, len(everyone), WRITE_PART):
-        write(partial(retime, profile_ids=everyone[i:i + WRITE_PART]))
 
     def finish(conn: Conn) -> list[Reconciliation]:
         for name in wanted:
@@ -556,11 +551,16 @@ def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[
     return write(finish)
 
 
+def _live_in(conn: Conn, ws: str, scope: Scope) -> list[str]:
+    """The live profiles in ``scope``, sorted."""
+    if scope.ids is not None:
+        return stored.live_profiles(conn, ws, scope.ids)
+    return segments_sql.live_profiles(conn, ws, scope.low, scope.high)
+
+
 def _ranges(conn: Conn, ws: str, *, parts: int = 0, least: int = 0, size: int = 0) -> list[Scope]:
     """Id ranges of the live profiles: ``parts`` of about as many each (one when fewer than ``least``
     live), or of ``size`` each."""
-    from rapport.segments.sql import Scope
-
     if parts:
         live = segments_sql.live_count(conn, ws)
         size = 0 if parts <= 1 or live < least else -(-live // parts)
@@ -581,8 +581,6 @@ def _differences(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Mil
                  scope: Scope | None = None) -> list[Change]:
     """Entries and exits that bring the stored membership of ``layer`` (no groups) to the SQL result,
     for the profiles in ``scope`` (everyone by default)."""
-    from rapport.segments.sql import EVERYONE, MAX_RULES, compile_differences
-
     changes: list[Change] = []
     for start in range(0, len(layer), MAX_RULES):
         chunk = layer[start:start + MAX_RULES]
@@ -597,8 +595,6 @@ def _differences(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Mil
 
 def _grouped_changes(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Millis) -> list[Change]:
     """Entries and exits of a layer holding a group: every profile's qualified set, resolved."""
-    from rapport.segments.sql import compile_rule
-
     everyone = segments_sql.live_profiles(conn, rt.id)
     stored: dict[str, set[str]] = {}
     qualified: dict[str, set[str]] = {}
@@ -609,7 +605,7 @@ def _grouped_changes(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at:
         if rule is None:
             ids: Iterable[str] = everyone
         else:
-            sql, params = compile_rule(rule, rt, conn.dialect, at)
+            sql, params = compile_sql(rule, rt, conn.dialect, at)
             ids = (str(r[0]) for r in conn.all(sql, params))
         for profile_id in ids:
             qualified.setdefault(profile_id, set()).add(name)

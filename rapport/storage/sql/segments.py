@@ -137,9 +137,17 @@ def mark_refreshed(conn: Conn, ws: str, segment: str, version: int, at: int) -> 
         (ws, segment, version, at))
 
 
-def live_profiles(conn: Conn, ws: str) -> list[str]:
-    return [str(r[0]) for r in conn.all(
-        "SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id", (ws,))]
+def live_profiles(conn: Conn, ws: str, low: str | None = None, high: str | None = None) -> list[str]:
+    """The live profiles' ids in order, from ``low`` (included) to ``high`` (excluded) when given."""
+    sql = "SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL"
+    params: list[object] = [ws]
+    if low is not None:
+        sql += " AND id >= ?"
+        params.append(low)
+    if high is not None:
+        sql += " AND id < ?"
+        params.append(high)
+    return [str(r[0]) for r in conn.all(sql + " ORDER BY id", params)]
 
 
 def live_bounds(conn: Conn, ws: str, size: int) -> list[str]:
