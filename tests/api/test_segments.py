@@ -334,7 +334,8 @@ def test_a_refresh_does_not_undo_what_live_evaluation_did_after_it_read(
     report = service.refresh_database(rapport.db, rapport.runtime(workspace.workspace_id), clock)
     assert report == [service.Reconciliation("buyers", 1, 0, 0)]
     assert segments_of(client, workspace, "late") == ["buyers"]
-    assert [e["name"] for e in timeline(client, workspace, late) if e["name"] in ("Segment Entered", "Segment Exited")] == []
+    moves = [e for e in timeline(client, workspace, late) if e["name"] in ("Segment Entered", "Segment Exited")]
+    assert moves == []
 
 
 def test_a_flip_due_while_a_new_version_is_populated_in_parts_is_not_passed_over(
