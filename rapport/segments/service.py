@@ -16,7 +16,7 @@ expiring) is stored as a timer; ``run_due`` evaluates due profiles again.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -282,13 +282,16 @@ class MembershipWriter:
                 when: Callable[[str], Millis]) -> None:
         rt = self.rt
         rows = []
+        stamps: dict[Millis, str] = {}  # most changes of a transaction share an instant
         for c in changes:
             at = when(c.profile_id)
             name = ENTERED if c.entered else EXITED
             segment = rt.segments.get(c.segment)
             version = segment.version if c.entered and segment else versions.get((c.profile_id, c.segment))
             message_id = f"{INTERNAL_PREFIX}segment:{c.segment}:{c.profile_id}:{at}:{'in' if c.entered else 'out'}"
-            stamp = to_iso(at)
+            stamp = stamps.get(at)
+            if stamp is None:
+                stamp = stamps[at] = to_iso(at)
             body = {"type": "track", "event": name, "messageId": message_id, "timestamp": stamp,
                     "receivedAt": stamp, "properties": {"segment": c.segment, "version": version}}
             rows.append((rt.id, message_id, message_id, c.profile_id, c.profile_id, "track", name, None, None, at, at,
@@ -587,10 +590,20 @@ def _differences(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Mil
         sql, params = compile_differences([(n, rt.segments[n].rule) for n in chunk], rt, conn.dialect, at,
                                           EVERYONE if scope is None else scope)
         for profile_id, matched, stored_mask in conn.all(sql, params):
-            after = {n for i, n in enumerate(chunk) if int(matched) >> i & 1}
-            before = {n for i, n in enumerate(chunk) if int(stored_mask) >> i & 1}
-            changes.extend(membership.changes(str(profile_id), before, after, chunk))
+            now_in, was_in = int(matched), int(stored_mask)
+            moved = now_in ^ was_in  # the segments that differ, not every segment of the layer
+            before = {chunk[i] for i in _bits(moved & was_in)}
+            after = {chunk[i] for i in _bits(moved & now_in)}
+            changes.extend(membership.changes(str(profile_id), before, after, before | after))
     return changes
+
+
+def _bits(mask: int) -> Iterator[int]:
+    """The positions of the bits set in ``mask``, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
 
 
 def _grouped_changes(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Millis) -> list[Change]:
