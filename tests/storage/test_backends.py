@@ -317,3 +317,11 @@ def test_postgres_sessions_plan_each_statement_for_its_values(backend: Backend, 
         pytest.skip("plan caching is a PostgreSQL matter; SQLite plans every statement")
     assert db.write(lambda c: c.value("SHOW plan_cache_mode")) == "force_custom_plan"
     assert db.read(lambda c: c.value("SHOW plan_cache_mode")) == "force_custom_plan"
+
+
+def test_postgres_sessions_compile_no_query(backend: Backend, db: Database) -> None:
+    """No JIT: compiling a refresh query's hundreds of expressions costs more than running it."""
+    if backend.name != "postgres":
+        pytest.skip("JIT compilation is a PostgreSQL matter")
+    assert db.write(lambda c: c.value("SHOW jit")) == "off"
+    assert db.read(lambda c: c.value("SHOW jit")) == "off"
