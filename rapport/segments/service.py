@@ -516,9 +516,9 @@ def _refresh(write: _Write, rt: WorkspaceRuntime, clock: Clock, names: Iterable[
                   scope: Scope = EVERYONE) -> list[Change]:
             at = instant(conn)
             changes = _grouped_changes(conn, rt, layer, at) if grouped else _differences(conn, rt, layer, at, scope)
-            _stored(conn, rt, clock, changes, at)
-            retimed = _live_in(conn, rt.id, scope) if fresh else sorted({c.profile_id for c in changes})
             writer = MembershipWriter(conn, rt, clock)
+            _store(writer, changes, at)
+            retimed = _live_in(conn, rt.id, scope) if fresh else sorted({c.profile_id for c in changes})
             for i in range(0, len(retimed), 500):
                 writer.set_timers(retimed[i:i + 500], at)
             return changes
@@ -572,23 +572,21 @@ def _ranges(conn: Conn, ws: str, *, parts: int = 0, least: int = 0, size: int = 
     return [Scope(low=low, high=high) for low, high in pairwise(bounds)]
 
 
-def _stored(conn: Conn, rt: WorkspaceRuntime, clock: Clock, changes: list[Change], at: Millis) -> list[Change]:
-    """``changes`` written (stays, timeline events), and returned."""
+def _store(writer: MembershipWriter, changes: list[Change], at: Millis) -> None:
+    """Write ``changes`` (stays, timeline events), with the rule versions of the stays they close."""
     versions = {(str(r[0]), str(r[1])): int(r[2]) for r in segments_sql.current(
-        conn, rt.id, sorted({c.profile_id for c in changes if not c.entered}))}
-    MembershipWriter(conn, rt, clock).store(changes, versions, at)
-    return changes
+        writer.conn, writer.rt.id, sorted({c.profile_id for c in changes if not c.entered}))}
+    writer.store(changes, versions, at)
 
 
 def _differences(conn: Conn, rt: WorkspaceRuntime, layer: Sequence[str], at: Millis,
-                 scope: Scope | None = None) -> list[Change]:
+                 scope: Scope = EVERYONE) -> list[Change]:
     """Entries and exits that bring the stored membership of ``layer`` (no groups) to the SQL result,
     for the profiles in ``scope`` (everyone by default)."""
     changes: list[Change] = []
     for start in range(0, len(layer), MAX_RULES):
         chunk = layer[start:start + MAX_RULES]
-        sql, params = compile_differences([(n, rt.segments[n].rule) for n in chunk], rt, conn.dialect, at,
-                                          EVERYONE if scope is None else scope)
+        sql, params = compile_differences([(n, rt.segments[n].rule) for n in chunk], rt, conn.dialect, at, scope)
         for profile_id, matched, stored_mask in conn.all(sql, params):
             now_in, was_in = int(matched), int(stored_mask)
             moved = now_in ^ was_in  # the segments that differ, not every segment of the layer
